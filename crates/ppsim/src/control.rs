@@ -1,0 +1,195 @@
+//! `/_sim/*`: the control API for tests in other processes. Never journaled, never budgeted.
+//!
+//! | method | path | body / answer |
+//! | --- | --- | --- |
+//! | GET | `/_sim/clock` | `{"now": "...Z"}` |
+//! | POST | `/_sim/advance` | `{"minutes": N}` (or `"seconds"`) → ChangeSummary |
+//! | POST | `/_sim/grant` | → `{"refresh_token", "client_id", "client_secret"}` |
+//! | GET / DELETE | `/_sim/journal` | the journal / clear it |
+//! | GET | `/_sim/truth/{resource}` | every live record, as the list renders it |
+//! | GET | `/_sim/resources` | every list resource name |
+//! | GET | `/_sim/budget` | `{"limit", "in_window", "max_in_any_window"}` |
+//! | GET / POST / DELETE | `/_sim/faults` | the active faults / add one (a Fault as JSON) / clear |
+//! | POST | `/_sim/expire-tokens`, `/_sim/revoke` | |
+//! | POST | `/_sim/records/{resource}` | create → the rendered record |
+//! | PATCH / DELETE | `/_sim/records/{resource}/{id}` or `/_sim/records/{resource}?id=ID` | edit (merge) / delete |
+//! | POST | `/_sim/updated-at` | `{"resource", "id", "at"}` |
+
+// Handlers return a finished error response early (`Err(Response)`); boxing it buys nothing.
+#![allow(clippy::result_large_err)]
+
+use axum::extract::Request;
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::faults::Fault;
+use crate::model::Res;
+use crate::routes::json_response;
+use crate::time::{TsStyle, format_ts, parse_ts};
+use crate::{Shared, resource_named as resource};
+
+fn ok(v: Value) -> Response {
+    json_response(StatusCode::OK, v.to_string())
+}
+
+fn err(status: StatusCode, msg: impl std::fmt::Display) -> Response {
+    json_response(status, json!({ "error": msg.to_string() }).to_string())
+}
+
+pub async fn handle(sh: &Shared, req: Request, lower: &str, query: &str) -> Response {
+    let method = req.method().clone();
+    // Keep the original case for record ids and tag names.
+    let path = req.uri().path().to_owned();
+    let body = axum::body::to_bytes(req.into_body(), 64 << 20)
+        .await
+        .unwrap_or_default();
+    let json_body = || -> Result<Value, Response> {
+        if body.is_empty() {
+            return Ok(json!({}));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| err(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
+    };
+    let rest = &lower["/_sim".len()..];
+    let orig_rest = &path["/_sim".len()..];
+    let result = match (&method, rest) {
+        (&Method::GET, "/clock") => Ok(ok(json!({
+            "now": format_ts(sh.clock.now(), TsStyle::Zulu7),
+        }))),
+        (&Method::POST, "/advance") => json_body().map(|b| {
+            let secs = b.get("minutes").and_then(Value::as_f64).unwrap_or(0.0) * 60.0
+                + b.get("seconds").and_then(Value::as_f64).unwrap_or(0.0);
+            let d = std::time::Duration::from_secs_f64(secs.max(0.0));
+            ok(serde_json::to_value(sh.advance(d)).unwrap_or_default())
+        }),
+        (&Method::POST, "/grant") => Ok(ok(json!({
+            "refresh_token": sh.grant(),
+            "client_id": sh.cfg.client_id,
+            "client_secret": sh.cfg.client_secret,
+        }))),
+        (&Method::GET, "/journal") => {
+            let j = sh.journal.lock().expect("journal lock").clone();
+            Ok(ok(serde_json::to_value(j).unwrap_or_default()))
+        }
+        (&Method::DELETE, "/journal") => {
+            sh.journal.lock().expect("journal lock").clear();
+            Ok(ok(json!({})))
+        }
+        (&Method::GET, "/resources") => Ok(ok(json!(Res::ALL.map(|r| r.name())))),
+        (&Method::GET, "/budget") => {
+            let now = sh.clock.now();
+            let mut b = sh.budget.lock().expect("budget lock");
+            Ok(ok(json!({
+                "limit": sh.cfg.budget_limit,
+                "in_window": b.in_window(now),
+                "max_in_any_window": b.max_in_any_window(),
+            })))
+        }
+        (&Method::GET, "/faults") => Ok(ok(
+            serde_json::to_value(sh.faults.active()).unwrap_or_default()
+        )),
+        (&Method::POST, "/faults") => json_body().and_then(|b| {
+            let f: Fault = serde_json::from_value(b)
+                .map_err(|e| err(StatusCode::BAD_REQUEST, format!("not a Fault: {e}")))?;
+            sh.faults.add(f);
+            Ok(ok(json!({})))
+        }),
+        (&Method::DELETE, "/faults") => {
+            sh.faults.clear();
+            Ok(ok(json!({})))
+        }
+        (&Method::POST, "/expire-tokens") => {
+            sh.faults.expire_access_tokens();
+            Ok(ok(json!({})))
+        }
+        (&Method::POST, "/revoke") => {
+            sh.faults.revoke_all();
+            Ok(ok(json!({})))
+        }
+        (&Method::POST, "/updated-at") => json_body().and_then(|b| {
+            let s = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            let res = resource(&s("resource")).map_err(|e| err(StatusCode::NOT_FOUND, e))?;
+            let at = parse_ts(&s("at"))
+                .ok_or_else(|| err(StatusCode::BAD_REQUEST, "at is not a timestamp"))?;
+            sh.world()
+                .store
+                .set_updated(res, &s("id"), at)
+                .map_err(|e| err(StatusCode::NOT_FOUND, e))?;
+            Ok(ok(json!({})))
+        }),
+        (&Method::GET, r) if r.starts_with("/truth/") => {
+            match Res::from_name(&r["/truth/".len()..]) {
+                Some(res) => {
+                    let chunks = sh.truth_bytes(res);
+                    let mut out = Vec::new();
+                    out.push(b'[');
+                    for (i, c) in chunks.iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        out.extend_from_slice(c);
+                    }
+                    out.push(b']');
+                    Ok(json_response(StatusCode::OK, out))
+                }
+                None => Err(err(StatusCode::NOT_FOUND, "unknown resource")),
+            }
+        }
+        (m, r) if r.starts_with("/records/") => {
+            records(sh, m, &orig_rest["/records/".len()..], query, json_body)
+        }
+        _ => Err(err(
+            StatusCode::NOT_FOUND,
+            format!("no control route {method} {lower}"),
+        )),
+    };
+    result.unwrap_or_else(|e| e)
+}
+
+fn records(
+    sh: &Shared,
+    method: &Method,
+    path: &str,
+    query: &str,
+    json_body: impl FnOnce() -> Result<Value, Response>,
+) -> Result<Response, Response> {
+    let path = path.trim_end_matches('/');
+    let id_param = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "id")
+        .map(|(_, v)| v.into_owned());
+    let (res_name, id) = match (method, id_param) {
+        (&Method::POST, _) => (path.to_owned(), None),
+        (_, Some(id)) => (path.to_owned(), Some(id)),
+        _ => match path.rsplit_once('/') {
+            Some((r, id)) => (r.to_owned(), Some(id.to_owned())),
+            None => {
+                return Err(err(
+                    StatusCode::BAD_REQUEST,
+                    "give the id as /{resource}/{id} or ?id=",
+                ));
+            }
+        },
+    };
+    let res = resource(&res_name).map_err(|e| err(StatusCode::NOT_FOUND, e))?;
+    let bad = |e: anyhow::Error| err(StatusCode::BAD_REQUEST, format!("{e:#}"));
+    match (method, id) {
+        (&Method::POST, _) => {
+            let v = json_body()?;
+            sh.create(res, v).map(ok).map_err(bad)
+        }
+        (&Method::PATCH, Some(id)) => {
+            let v = json_body()?;
+            sh.edit(res, &id, v).map_err(bad)?;
+            Ok(ok(json!({})))
+        }
+        (&Method::DELETE, Some(id)) => {
+            sh.delete(res, &id).map_err(bad)?;
+            Ok(ok(json!({})))
+        }
+        _ => Err(err(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "use POST, PATCH or DELETE",
+        )),
+    }
+}
