@@ -1,0 +1,473 @@
+//! The command line (product.md §6): one thin function per subcommand over the library.
+//! Exit codes: 0 everything done, 1 some resources skipped, 2 nothing could be done.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::config::{self, Config};
+use crate::resource::{self, Resource};
+use crate::store::Store;
+use crate::sync::{Mode, Outcome, PassReport, ProgressSink};
+use crate::time::{Clock, SystemClock};
+use crate::{app, report};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ppsync",
+    version,
+    about = "Mirror a firm's PracticePanther data into its own database, incrementally"
+)]
+pub struct Cli {
+    /// Configuration file [default: ppsync.toml, or $PPSYNC_CONFIG]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Log as JSON lines (for the daemon)
+    #[arg(long, global = true)]
+    pub json_logs: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write an annotated configuration file
+    Init {
+        /// Overwrite an existing file
+        #[arg(long)]
+        force: bool,
+    },
+    /// Authorize ppsync with PracticePanther
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// Run one pass now
+    Sync(SyncArgs),
+    /// Show each resource's cursor, counts and last run
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a resource's stored records, sorted by id
+    Export(ExportArgs),
+    /// Requests and records per pass, against what a full pull would cost
+    Report {
+        /// Only the last N passes
+        #[arg(long)]
+        last: Option<usize>,
+    },
+    /// Start an in-process simulator, backfill it, run a simulated day, print the report
+    Demo(crate::demo::DemoArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuthCommand {
+    /// Authorization-code flow: open the printed URL; the redirect is caught on loopback
+    Login {
+        /// Paste the code (or the whole redirect URL) instead of listening for the redirect
+        #[arg(long)]
+        paste: bool,
+    },
+    /// Store a refresh token obtained elsewhere (it is redeemed at once, proving it works)
+    Import {
+        #[arg(long, value_name = "T")]
+        refresh_token: String,
+    },
+    /// Whether credentials are stored, and when the access token expires
+    Status,
+}
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    /// Only these resources (repeatable); default: every enabled resource
+    #[arg(long = "resource", value_name = "R")]
+    pub resources: Vec<String>,
+    /// Complete listings: repairs anything missed and marks vanished records deleted
+    #[arg(long)]
+    pub full: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Format {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Resource (table) name, e.g. matters or call_logs
+    pub resource: String,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: Format,
+    /// Include records marked deleted (jsonl: they carry `_ppsync_deleted_at`)
+    #[arg(long)]
+    pub include_deleted: bool,
+    /// Write to this file instead of stdout
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+/// An error that maps to an exit code (2 unless said otherwise).
+#[derive(Debug)]
+pub struct Exit(pub i32);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+impl std::error::Error for Exit {}
+
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Init { force } => init(cli.config, force),
+        Command::Auth(cmd) => auth(load(&cli.config)?, cmd).await,
+        Command::Sync(args) => sync(load(&cli.config)?, args).await,
+        Command::Status { json } => status(load(&cli.config)?, json).await,
+        Command::Export(args) => export(load(&cli.config)?, args).await,
+        Command::Report { last } => {
+            let cfg = load(&cli.config)?;
+            let store = app::open_store(&cfg).await?;
+            let text = report::render(&store, &cfg, last).await?;
+            print!("{text}");
+            Ok(0)
+        }
+        Command::Demo(args) => crate::demo::run(args).await,
+    }
+}
+
+fn load(path: &Option<PathBuf>) -> anyhow::Result<Config> {
+    Ok(Config::load(path.as_deref())?)
+}
+
+fn init(path: Option<PathBuf>, force: bool) -> anyhow::Result<i32> {
+    let path = path
+        .or_else(|| std::env::var_os("PPSYNC_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+    if path.exists() && !force {
+        bail!(
+            "{} already exists: edit it, or pass --force to overwrite it",
+            path.display()
+        );
+    }
+    std::fs::write(&path, config::TEMPLATE)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "wrote {}: set client_id and client_secret, then run `ppsync auth login`",
+        path.display()
+    );
+    Ok(0)
+}
+
+async fn auth(cfg: Config, cmd: AuthCommand) -> anyhow::Result<i32> {
+    use crate::api::TokenStore;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = app::open_store(&cfg).await?;
+    match cmd {
+        AuthCommand::Status => match store.token_status().await? {
+            Some((expires, saved)) => {
+                let left = expires - clock.now();
+                println!(
+                    "credentials stored (saved {saved}); access token {} {}",
+                    if left > chrono::Duration::zero() {
+                        "expires"
+                    } else {
+                        "expired"
+                    },
+                    expires.to_rfc3339()
+                );
+                Ok(0)
+            }
+            None => bail!(
+                "no credentials stored: run `ppsync auth login` or `ppsync auth import --refresh-token T`"
+            ),
+        },
+        AuthCommand::Import { refresh_token } => {
+            cfg.require_credentials()?;
+            if refresh_token.trim().is_empty() {
+                bail!("--refresh-token is empty: pass the refresh token PracticePanther issued");
+            }
+            let client = app::client(&cfg, &store, clock)?;
+            let tokens = client.redeem_refresh_token(refresh_token.trim()).await?;
+            store.save(&tokens).await?;
+            println!(
+                "refresh token accepted and stored; access token valid until {}",
+                tokens.expires_at.to_rfc3339()
+            );
+            Ok(0)
+        }
+        AuthCommand::Login { paste } => {
+            cfg.require_credentials()?;
+            let client = app::client(&cfg, &store, clock)?;
+            let state = format!("{:032x}", rand::random::<u128>());
+            let url = client.authorize_url(&cfg.redirect_uri, &state);
+            let code = if paste {
+                eprintln!(
+                    "Open this URL, approve access, then paste the code (or the whole redirect URL):\n\n  {url}\n"
+                );
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line)?;
+                code_from_input(line.trim(), &state)?
+            } else {
+                crate::login::wait_for_redirect(&cfg.redirect_uri, &url, &state).await?
+            };
+            let tokens = client.exchange_code(&code, &cfg.redirect_uri).await?;
+            store.save(&tokens).await?;
+            println!(
+                "authorized; credentials stored in {}",
+                store.path().display()
+            );
+            Ok(0)
+        }
+    }
+}
+
+/// Accepts a bare code or a redirect URL carrying `code` (and then checks `state`).
+fn code_from_input(input: &str, state: &str) -> anyhow::Result<String> {
+    if input.is_empty() {
+        bail!("no code given: paste the `code` from the redirect URL");
+    }
+    if let Ok(u) = url::Url::parse(input) {
+        let get = |k: &str| {
+            u.query_pairs()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.to_string())
+        };
+        if get("state").is_some_and(|s| s != state) {
+            bail!(
+                "the redirect's state does not match this login: start `ppsync auth login` again"
+            );
+        }
+        return get("code")
+            .context("the pasted URL has no `code` parameter: paste the whole redirect URL");
+    }
+    Ok(input.to_string())
+}
+
+/// Resolves `--resource` names (all enabled ones when empty).
+pub fn select(cfg: &Config, names: &[String]) -> anyhow::Result<Vec<&'static Resource>> {
+    if names.is_empty() {
+        return Ok(cfg.enabled_resources());
+    }
+    names
+        .iter()
+        .map(|n| resource::find(n).ok_or_else(|| anyhow::anyhow!(resource::unknown(n))))
+        .collect()
+}
+
+async fn sync(cfg: Config, args: SyncArgs) -> anyhow::Result<i32> {
+    let resources = select(&cfg, &args.resources)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let mut engine = app::engine(&cfg, clock).await?;
+    let bars = Bars::new();
+    engine.progress = Some(bars.clone());
+    let report = engine.pass(&resources, args.full, "cli").await;
+    print_pass(&report);
+    if let Some(f) = &report.fatal {
+        eprintln!("error: {f}");
+    }
+    for o in report.outcomes.iter().filter(|o| o.error.is_some()) {
+        if report.fatal.as_deref() != o.error.as_deref() {
+            eprintln!(
+                "skipped {}: {}",
+                o.resource,
+                o.error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    engine.store.close().await;
+    Ok(report.exit_code())
+}
+
+pub fn print_pass(report: &PassReport) {
+    let changed = report.records_changed();
+    let seen = report.records_seen();
+    let skipped = report.outcomes.iter().filter(|o| o.error.is_some()).count();
+    println!(
+        "pass {}: {} resources, {} requests, {} records received, {} new or changed, {} deleted{}",
+        report.cycle,
+        report.outcomes.len(),
+        report.requests,
+        seen,
+        changed,
+        report
+            .outcomes
+            .iter()
+            .map(|o| o.stats.records_deleted)
+            .sum::<u64>(),
+        if skipped > 0 {
+            format!(", {skipped} skipped")
+        } else {
+            String::new()
+        }
+    );
+}
+
+async fn status(cfg: Config, json: bool) -> anyhow::Result<i32> {
+    let store = app::open_store(&cfg).await?;
+    let states = store.states().await?;
+    let runs = store.runs(500).await?;
+    let mut rows = Vec::new();
+    for res in resource::RESOURCES {
+        let (live, deleted) = store.counts(res).await?;
+        let st = states.get(res.name).cloned().unwrap_or((None, None, false));
+        let last = runs.iter().find(|r| r.resource == res.name);
+        rows.push(serde_json::json!({
+            "resource": res.name,
+            "tier": res.tier.name(),
+            "cursor": st.0,
+            "last_full_at": st.1,
+            "listing_in_progress": st.2,
+            "records": live,
+            "deleted": deleted,
+            "last_run": last.map(|r| serde_json::json!({
+                "mode": r.mode, "finished_at": r.finished_at, "outcome": r.outcome,
+                "requests": r.requests, "records_changed": r.records_changed, "error": r.error,
+            })),
+        }));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    println!(
+        "{:<22} {:<6} {:>8} {:>7}  {:<27} {:<10}",
+        "resource", "tier", "records", "deleted", "cursor", "last run"
+    );
+    for r in &rows {
+        let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+        let last = r["last_run"]
+            .as_object()
+            .map(|l| {
+                format!(
+                    "{} {}",
+                    l["mode"].as_str().unwrap_or(""),
+                    l["outcome"].as_str().unwrap_or("")
+                )
+            })
+            .unwrap_or_else(|| "never".into());
+        println!(
+            "{:<22} {:<6} {:>8} {:>7}  {:<27} {}",
+            s("resource"),
+            s("tier"),
+            r["records"],
+            r["deleted"],
+            s("cursor"),
+            last
+        );
+    }
+    Ok(0)
+}
+
+async fn export(cfg: Config, args: ExportArgs) -> anyhow::Result<i32> {
+    let res = resource::find(&args.resource)
+        .ok_or_else(|| anyhow::anyhow!(resource::unknown(&args.resource)))?;
+    let store: Store = app::open_store(&cfg).await?;
+    let out: Box<dyn Write> = match &args.output {
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = std::io::BufWriter::new(out);
+    match args.format {
+        Format::Jsonl => {
+            store
+                .export(res, args.include_deleted, |r| match &r.deleted_at {
+                    Some(at) => {
+                        let mut v: serde_json::Value =
+                            serde_json::from_str(&r.data).map_err(std::io::Error::other)?;
+                        if let Some(m) = v.as_object_mut() {
+                            m.insert(
+                                "_ppsync_deleted_at".into(),
+                                serde_json::Value::String(at.clone()),
+                            );
+                        }
+                        writeln!(out, "{v}")
+                    }
+                    None => writeln!(out, "{}", r.data),
+                })
+                .await?;
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(&mut out);
+            let mut header = vec!["id", "created_at", "updated_at", "deleted_at"];
+            header.extend(res.columns.iter().map(|c| c.name));
+            header.push("data");
+            w.write_record(&header)?;
+            store
+                .export(res, args.include_deleted, |r| {
+                    let mut rec = vec![
+                        r.id,
+                        r.created_at.unwrap_or_default(),
+                        r.updated_at.unwrap_or_default(),
+                        r.deleted_at.unwrap_or_default(),
+                    ];
+                    rec.extend(r.columns.iter().map(|c| c.clone().unwrap_or_default()));
+                    rec.push(r.data);
+                    w.write_record(&rec).map_err(std::io::Error::other)
+                })
+                .await?;
+            w.flush()?;
+        }
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+/// Progress bars on a terminal (hidden when stderr is not one).
+#[derive(Clone)]
+pub struct Bars {
+    multi: MultiProgress,
+    bars: Arc<std::sync::Mutex<std::collections::HashMap<String, ProgressBar>>>,
+}
+
+impl Bars {
+    pub fn new() -> Arc<Self> {
+        let target = if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        Arc::new(Bars {
+            multi: MultiProgress::with_draw_target(target),
+            bars: Default::default(),
+        })
+    }
+}
+
+impl ProgressSink for Bars {
+    fn start(&self, resource: &str, mode: Mode) {
+        let bar = self.multi.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {prefix:<22} {msg:<12} {pos:>8} records  {per_sec}",
+            )
+            .expect("valid template"),
+        );
+        bar.set_prefix(resource.to_string());
+        bar.set_message(mode.name());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        self.bars
+            .lock()
+            .expect("bars lock")
+            .insert(resource.to_string(), bar);
+    }
+    fn records(&self, resource: &str, n: u64) {
+        if let Some(b) = self.bars.lock().expect("bars lock").get(resource) {
+            b.inc(n);
+        }
+    }
+    fn finish(&self, resource: &str, outcome: &Outcome) {
+        if let Some(b) = self.bars.lock().expect("bars lock").remove(resource) {
+            let msg = match &outcome.error {
+                None => format!("{} ✓", outcome.mode.name()),
+                Some(_) => "skipped".to_string(),
+            };
+            b.finish_with_message(msg);
+        }
+    }
+}

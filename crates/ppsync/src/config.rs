@@ -1,0 +1,378 @@
+//! Configuration: a TOML file, every key overridable by `PPSYNC_*` environment variables
+//! (nested keys with `__`, e.g. `PPSYNC_SYNC__OVERLAP=30m`). Raw values are validated into a
+//! [`Config`]; a bad key or value is a one-line error naming it and the fix.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::resource::{self, Resource, Tier};
+use crate::sync::SyncConfig;
+use crate::time::parse_duration;
+
+pub const DEFAULT_PATH: &str = "ppsync.toml";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    database_url: Option<String>,
+    api_base_url: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    redirect_uri: Option<String>,
+    #[serde(default)]
+    sync: RawSync,
+    #[serde(default)]
+    budget: RawBudget,
+    #[serde(default)]
+    schedule: RawSchedule,
+    #[serde(default)]
+    resources: std::collections::BTreeMap<String, RawResource>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    overlap: Option<String>,
+    max_catch_up: Option<String>,
+    page_size: Option<u32>,
+    initial_lookback: Option<String>,
+    request_timeout: Option<String>,
+    max_attempts: Option<u32>,
+    max_retry_wait: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    requests: Option<u32>,
+    window: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    high: Option<String>,
+    medium: Option<String>,
+    low: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResource {
+    enabled: Option<bool>,
+    interval: Option<String>,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub source: Option<PathBuf>,
+    pub database_url: String,
+    pub api_base_url: url::Url,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub redirect_uri: String,
+    pub sync: SyncConfig,
+    pub request_timeout: Duration,
+    pub max_attempts: u32,
+    pub max_retry_wait: Duration,
+    pub budget_requests: u32,
+    pub budget_window: Duration,
+    /// Per-resource interval (None: disabled).
+    pub intervals: Vec<(&'static Resource, Option<Duration>)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("config: {0}")]
+pub struct Error(pub String);
+
+fn err(msg: impl Into<String>) -> Error {
+    Error(msg.into())
+}
+
+impl Config {
+    /// Loads `path` (if it exists, or must exist when given explicitly) merged with the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, Error> {
+        let (file, explicit) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => match std::env::var_os("PPSYNC_CONFIG") {
+                Some(p) => (PathBuf::from(p), true),
+                None => (PathBuf::from(DEFAULT_PATH), false),
+            },
+        };
+        let mut fig = Figment::new();
+        let source = if file.exists() {
+            if let Err(e) = std::fs::read_to_string(&file) {
+                return Err(err(format!("cannot read {}: {e}", file.display())));
+            }
+            fig = fig.merge(Toml::file_exact(&file));
+            Some(file)
+        } else if explicit {
+            return Err(err(format!(
+                "{} does not exist: run `ppsync init` to write one, or fix --config / PPSYNC_CONFIG",
+                file.display()
+            )));
+        } else {
+            None
+        };
+        // Only the product's own variables: PPSYNC_CONFIG names the file, PPSYNC_LOG the log
+        // filter, and PPSYNC_TEST_* belong to the test suite.
+        fig = fig.merge(
+            Env::prefixed("PPSYNC_")
+                .filter(|k| {
+                    let k = k.as_str();
+                    k != "config" && k != "log" && !k.starts_with("test_")
+                })
+                .split("__"),
+        );
+        let raw: Raw = fig.extract().map_err(|e| err(one_line(&e.to_string())))?;
+        Config::validate(raw, source)
+    }
+
+    fn validate(raw: Raw, source: Option<PathBuf>) -> Result<Config, Error> {
+        let dur = |key: &str, v: &Option<String>, default: Duration| -> Result<Duration, Error> {
+            match v {
+                None => Ok(default),
+                Some(s) => parse_duration(s).ok_or_else(|| {
+                    err(format!(
+                        "`{key}` = {s:?} is not a duration: write it like 30s, 15m, 1h or 7d"
+                    ))
+                }),
+            }
+        };
+        let base = raw
+            .api_base_url
+            .unwrap_or_else(|| "https://app.practicepanther.com".into());
+        let api_base_url = url::Url::parse(&base)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| err(format!("`api_base_url` = {base:?} is not an http(s) URL")))?;
+        let d = SyncConfig::default();
+        let page_size = raw.sync.page_size.unwrap_or(d.page_size);
+        if !(1..=100_000).contains(&page_size) {
+            return Err(err(format!(
+                "`sync.page_size` = {page_size} must be between 1 and 100000"
+            )));
+        }
+        let initial_lookback = match raw.sync.initial_lookback.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(_) => Some(dur(
+                "sync.initial_lookback",
+                &raw.sync.initial_lookback,
+                Duration::ZERO,
+            )?),
+        };
+        let sync = SyncConfig {
+            overlap: dur("sync.overlap", &raw.sync.overlap, d.overlap)?,
+            max_catch_up: dur("sync.max_catch_up", &raw.sync.max_catch_up, d.max_catch_up)?,
+            page_size,
+            initial_lookback,
+            ..d
+        };
+        let budget_requests = raw.budget.requests.unwrap_or(300);
+        if budget_requests == 0 {
+            return Err(err("`budget.requests` must be at least 1"));
+        }
+        let tier_interval = |t: Tier| -> Result<Duration, Error> {
+            let v = match t {
+                Tier::High => &raw.schedule.high,
+                Tier::Medium => &raw.schedule.medium,
+                Tier::Low => &raw.schedule.low,
+            };
+            dur(&format!("schedule.{}", t.name()), v, t.default_interval())
+        };
+        for name in raw.resources.keys() {
+            if resource::find(name).is_none() {
+                return Err(err(format!(
+                    "[resources.{name}]: {}",
+                    resource::unknown(name)
+                )));
+            }
+        }
+        let mut intervals = Vec::new();
+        for res in resource::RESOURCES {
+            let over = raw
+                .resources
+                .iter()
+                .find(|(k, _)| resource::find(k) == Some(res))
+                .map(|(_, v)| v);
+            let interval = match over {
+                Some(o) if o.enabled == Some(false) => None,
+                Some(o) => Some(dur(
+                    &format!("resources.{}.interval", res.name),
+                    &o.interval,
+                    tier_interval(res.tier)?,
+                )?),
+                None => Some(tier_interval(res.tier)?),
+            };
+            intervals.push((res, interval));
+        }
+        Ok(Config {
+            source,
+            database_url: raw.database_url.unwrap_or_else(|| "ppsync.db".into()),
+            api_base_url,
+            client_id: raw.client_id.unwrap_or_default(),
+            client_secret: SecretString::from(raw.client_secret.unwrap_or_default()),
+            redirect_uri: raw
+                .redirect_uri
+                .unwrap_or_else(|| "http://127.0.0.1:8765/callback".into()),
+            sync,
+            request_timeout: dur(
+                "sync.request_timeout",
+                &raw.sync.request_timeout,
+                Duration::from_secs(120),
+            )?,
+            max_attempts: raw.sync.max_attempts.unwrap_or(4).max(1),
+            max_retry_wait: dur(
+                "sync.max_retry_wait",
+                &raw.sync.max_retry_wait,
+                Duration::from_secs(300),
+            )?,
+            budget_requests,
+            budget_window: dur(
+                "budget.window",
+                &raw.budget.window,
+                Duration::from_secs(300),
+            )?,
+            intervals,
+        })
+    }
+
+    /// The resources enabled in this config, in sync order.
+    pub fn enabled_resources(&self) -> Vec<&'static Resource> {
+        self.intervals
+            .iter()
+            .filter(|(_, i)| i.is_some())
+            .map(|(r, _)| *r)
+            .collect()
+    }
+
+    /// Client id and secret must be set for anything that talks to the API.
+    pub fn require_credentials(&self) -> Result<(), Error> {
+        use secrecy::ExposeSecret;
+        if self.client_id.trim().is_empty() || self.client_secret.expose_secret().trim().is_empty()
+        {
+            return Err(err(
+                "`client_id` and `client_secret` are not set: put them in ppsync.toml or PPSYNC_CLIENT_ID / PPSYNC_CLIENT_SECRET",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The annotated file `ppsync init` writes.
+pub const TEMPLATE: &str = r#"# ppsync configuration. Every key can be overridden by an environment variable:
+# PPSYNC_<KEY> for top-level keys (PPSYNC_DATABASE_URL), PPSYNC_<SECTION>__<KEY> for the others
+# (PPSYNC_SYNC__OVERLAP=30m). Durations are written 30s, 15m, 1h or 7d.
+
+# Where the mirror lives: a SQLite file path (or sqlite: URL). The file holds the OAuth tokens
+# too, so ppsync keeps it readable by its owner only.
+database_url = "ppsync.db"
+
+# The PracticePanther API. Credentials come from PracticePanther's API access request; prefer
+# PPSYNC_CLIENT_ID / PPSYNC_CLIENT_SECRET over writing the secret here.
+api_base_url = "https://app.practicepanther.com"
+client_id = ""
+client_secret = ""
+# Where `ppsync auth login` listens for the authorization redirect (register it with PracticePanther).
+redirect_uri = "http://127.0.0.1:8765/callback"
+
+[sync]
+# Every incremental query reaches back this far before the cursor, to catch late or skewed writes.
+overlap = "15m"
+# A cursor older than this (after downtime) re-lists the resource fully instead of catching up.
+max_catch_up = "7d"
+# Records per request ($top). 2500 is the largest page the API is known to serve (invoices).
+page_size = 2500
+# First run: full backfill (empty) or only this far back, e.g. "24h".
+initial_lookback = ""
+request_timeout = "120s"
+# Tries of a request that fails transiently (5xx, network, cut-off body) before skipping the
+# resource for this pass.
+max_attempts = 4
+# The longest Retry-After ppsync waits out before skipping the resource for this pass.
+max_retry_wait = "5m"
+
+[budget]
+# At most this many requests (token calls and retries included) in any sliding window.
+requests = 300
+window = "5m"
+
+[schedule]
+# How often each tier is polled by `ppsync run`.
+high = "15m"    # matters, accounts, contacts, tasks
+medium = "1h"   # notes, emails, events, call logs
+low = "1d"      # billing, users, reference data, files, messages, tags
+
+# Per-resource overrides, by table name:
+# [resources.tasks]
+# interval = "5m"
+# [resources.messages]
+# enabled = false
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_toml(s: &str) -> Result<Config, Error> {
+        let raw: Raw = Figment::new()
+            .merge(Toml::string(s))
+            .extract()
+            .map_err(|e| err(one_line(&e.to_string())))?;
+        Config::validate(raw, None)
+    }
+
+    #[test]
+    fn the_template_is_valid_and_gives_the_defaults() {
+        let c = from_toml(TEMPLATE).unwrap();
+        assert_eq!(c.sync.overlap, Duration::from_secs(900));
+        assert_eq!(c.budget_requests, 300);
+        assert_eq!(c.enabled_resources().len(), resource::RESOURCES.len());
+    }
+
+    #[test]
+    fn bad_keys_and_values_are_named() {
+        let cases = [
+            ("databse_url = \"x\"", "databse_url"),
+            ("[sync]\noverlap = \"fifteen\"", "sync.overlap"),
+            ("api_base_url = \"ftp://x\"", "api_base_url"),
+            ("[sync]\npage_size = 0", "sync.page_size"),
+            (
+                "[resources.widgets]\nenabled = false",
+                "unknown resource `widgets`",
+            ),
+            ("[budget]\nrequests = \"many\"", "requests"),
+        ];
+        for (toml, want) in cases {
+            let e = from_toml(toml).unwrap_err().to_string();
+            assert!(e.contains(want), "{toml}: {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn resource_overrides() {
+        let c = from_toml(
+            "[resources.messages]\nenabled = false\n[resources.tasks]\ninterval = \"5m\"",
+        )
+        .unwrap();
+        assert!(!c.enabled_resources().iter().any(|r| r.name == "messages"));
+        let tasks = c
+            .intervals
+            .iter()
+            .find(|(r, _)| r.name == "tasks")
+            .unwrap()
+            .1;
+        assert_eq!(tasks, Some(Duration::from_secs(300)));
+    }
+}

@@ -1,0 +1,22 @@
+//! ppsync keeps a firm's PracticePanther data mirrored in its own database, incrementally.
+//!
+//! Component map (ARCHITECTURE.md has the invariants):
+//! - [`resource`]: the one table of mirrored resources.
+//! - [`api`]: the API client (tokens, budget, retry policy, streamed listings).
+//! - [`record`]: a received record made ready for the store.
+//! - [`store`]: the mirror's database (SQLite), migrations, state, run history.
+//! - [`sync`]: the engine: cursors, listings, paging, reconciliation.
+//! - [`config`], [`cli`], [`demo`]: the application shell.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod demo;
+mod login;
+pub mod record;
+pub mod report;
+pub mod resource;
+pub mod store;
+pub mod sync;
+pub mod time;

@@ -1,0 +1,42 @@
+//! The `ppsync` binary: parse, set up logging, run, map the outcome to an exit code.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = ppsync::cli::Cli::parse();
+    // Both reqwest (TLS) and sqlx link aws-lc-rs; installing it explicitly avoids the
+    // "cannot determine the CryptoProvider" panic if another provider ever joins the graph.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let filter =
+        std::env::var("PPSYNC_LOG").unwrap_or_else(|_| "warn,sqlx::postgres::notice=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_writer(std::io::stderr);
+    if cli.json_logs {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(ppsync::cli::run(cli)) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            eprintln!(
+                "error: {}",
+                msg.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
+            ExitCode::from(2)
+        }
+    }
+}

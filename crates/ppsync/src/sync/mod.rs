@@ -1,0 +1,618 @@
+//! The engine: one pass over a set of resources, each listed from its cursor (or fully), its pages
+//! streamed into the store, the cursor moved in the transaction that commits the last records.
+//!
+//! Invariants:
+//! - A cursor moves only in the transaction that holds the records it covers, and only to the
+//!   server's `Date` at the start of the listing (the signpost), never past what was received.
+//! - Every query reaches back by the overlap; upserts are idempotent, so re-reading is free.
+//! - "Deleted" is concluded only from a listing that completed without any sign of truncation.
+//! - Time comes from the `Clock`; `sync` builds neither HTTP requests nor SQL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::api::{self, Action, Client};
+use crate::record::{self, Row};
+use crate::resource::{Incremental, Resource};
+use crate::store::{self, RunStats, Store};
+use crate::time::{Clock, canonical, parse_api_time, query_param};
+
+/// Engine settings (from the config).
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    /// How far every incremental query reaches back before the cursor.
+    pub overlap: Duration,
+    /// A cursor older than this triggers a full re-listing instead of a long catch-up.
+    pub max_catch_up: Duration,
+    /// `$top` of every listing; a page this long (or a round number) means "maybe more".
+    pub page_size: u32,
+    /// First run: look back this far instead of a full backfill (None = full backfill).
+    pub initial_lookback: Option<Duration>,
+    /// Tries of a page whose body failed (cut off, HTML) before the resource is skipped.
+    pub max_page_attempts: u32,
+    /// A reconciliation that would mark more than this share (and more than 20 records) of a
+    /// resource deleted is refused as suspicious.
+    pub max_delete_fraction: f64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            overlap: Duration::from_secs(15 * 60),
+            max_catch_up: Duration::from_secs(7 * 24 * 3600),
+            page_size: 2500,
+            initial_lookback: None,
+            max_page_attempts: 4,
+            max_delete_fraction: 0.5,
+        }
+    }
+}
+
+/// Rows written per batch inside a page's transaction.
+const WRITE_BATCH: usize = 1000;
+/// Records by which consecutive `$skip` pages overlap, so a shift caused by deletions mid-scan
+/// is detected (the previous page's last id must reappear) instead of silently skipping a record.
+const SKIP_OVERLAP: u64 = 20;
+
+/// How a resource is listed in this run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// First listing ever: everything.
+    Backfill,
+    /// What changed since the cursor minus the overlap.
+    Incremental,
+    /// A complete listing that also marks vanished records deleted (`--full`, stale or rejected
+    /// cursor, or a resource that takes no filter).
+    Full,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Backfill => "backfill",
+            Mode::Incremental => "incremental",
+            Mode::Full => "full",
+        }
+    }
+    fn complete_listing(self) -> bool {
+        self != Mode::Incremental
+    }
+}
+
+/// The resume point of a listing in flight, saved with every committed page.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Listing {
+    mode: Mode,
+    /// The `updated_since` of the listing (None: everything).
+    since: Option<String>,
+    /// The server's time when the listing began; becomes the cursor when it completes.
+    signpost: Option<String>,
+    /// The run that began the listing: records it saw have `seen_run >= first_run`.
+    first_run: i64,
+    /// Keyset position: the next page asks `updated_since` = this.
+    keyset: Option<String>,
+    skip: u64,
+    /// Last id of the previous page when continuing by `$skip`.
+    anchor: Option<String>,
+    pages: u32,
+}
+
+/// What happened to one resource in a pass.
+#[derive(Clone, Debug, Serialize)]
+pub struct Outcome {
+    pub resource: &'static str,
+    pub mode: Mode,
+    pub stats: RunStatsView,
+    /// None when the resource synced; the reason otherwise.
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunStatsView {
+    pub requests: u64,
+    pub records_seen: u64,
+    pub records_changed: u64,
+    pub records_deleted: u64,
+}
+
+/// A pass's result: per-resource outcomes, and a fatal error that stopped it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PassReport {
+    pub cycle: i64,
+    pub outcomes: Vec<Outcome>,
+    pub fatal: Option<String>,
+    pub requests: u64,
+}
+
+impl PassReport {
+    /// product.md §6: 0 all synced, 1 some skipped, 2 nothing could be done.
+    pub fn exit_code(&self) -> i32 {
+        if self.fatal.is_some() {
+            2
+        } else if self.outcomes.iter().any(|o| o.error.is_some()) {
+            1
+        } else {
+            0
+        }
+    }
+    pub fn records_seen(&self) -> u64 {
+        self.outcomes.iter().map(|o| o.stats.records_seen).sum()
+    }
+    pub fn records_changed(&self) -> u64 {
+        self.outcomes.iter().map(|o| o.stats.records_changed).sum()
+    }
+}
+
+/// Receives progress (the CLI draws bars from it).
+pub trait ProgressSink: Send + Sync {
+    fn start(&self, resource: &str, mode: Mode);
+    fn records(&self, resource: &str, n: u64);
+    fn finish(&self, resource: &str, outcome: &Outcome);
+}
+
+pub struct Engine {
+    pub client: Client,
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub cfg: SyncConfig,
+    pub progress: Option<Arc<dyn ProgressSink>>,
+}
+
+/// Why a resource's run stopped early.
+enum Stop {
+    /// Skip this resource this pass.
+    Skip(String),
+    /// Stop the whole pass (credentials).
+    Fatal(String),
+}
+
+impl From<store::Error> for Stop {
+    fn from(e: store::Error) -> Self {
+        Stop::Fatal(e.to_string())
+    }
+}
+
+/// What one page held.
+struct PageInfo {
+    received: u64,
+    changed: u64,
+    last_id: Option<String>,
+    last_updated_at: Option<DateTime<Utc>>,
+    sorted_by_updated_at: bool,
+    anchor_found: bool,
+    server_date: Option<DateTime<Utc>>,
+}
+
+enum PageError {
+    Api(api::Error),
+    Store(store::Error),
+}
+
+impl From<store::Error> for PageError {
+    fn from(e: store::Error) -> Self {
+        PageError::Store(e)
+    }
+}
+
+fn new_listing(mode: Mode, since: Option<DateTime<Utc>>, first_run: i64) -> Listing {
+    Listing {
+        mode,
+        since: since.map(canonical),
+        signpost: None,
+        first_run,
+        keyset: None,
+        skip: 0,
+        anchor: None,
+        pages: 0,
+    }
+}
+
+impl Engine {
+    /// One pass over `resources` (in the given order). `full` forces complete listings.
+    pub async fn pass(
+        &self,
+        resources: &[&'static Resource],
+        full: bool,
+        trigger: &str,
+    ) -> PassReport {
+        let mut report = PassReport::default();
+        let before = self.client.requests_made();
+        let cycle = match self.store.start_cycle(trigger, self.clock.now()).await {
+            Ok(c) => c,
+            Err(e) => {
+                report.fatal = Some(e.to_string());
+                return report;
+            }
+        };
+        report.cycle = cycle;
+        for res in resources {
+            let (outcome, fatal) = self.sync_resource(cycle, res, full).await;
+            if let Some(p) = &self.progress {
+                p.finish(res.name, &outcome);
+            }
+            report.outcomes.push(outcome);
+            if let Some(f) = fatal {
+                report.fatal = Some(f);
+                break;
+            }
+        }
+        report.requests = self.client.requests_made() - before;
+        let outcome = match report.exit_code() {
+            0 => "ok",
+            1 => "partial",
+            _ => "failed",
+        };
+        if let Err(e) = self
+            .store
+            .finish_cycle(cycle, self.clock.now(), report.requests, outcome)
+            .await
+        {
+            report.fatal.get_or_insert(e.to_string());
+        }
+        report
+    }
+
+    /// Syncs one resource. Returns its outcome, and a fatal error when the pass must stop.
+    pub async fn sync_resource(
+        &self,
+        cycle: i64,
+        res: &'static Resource,
+        full: bool,
+    ) -> (Outcome, Option<String>) {
+        let mut stats = RunStats::default();
+        let mut mode = Mode::Incremental;
+        let result = self
+            .run_resource(cycle, res, full, &mut stats, &mut mode)
+            .await;
+        let (error, fatal) = match result {
+            Ok(()) => (None, None),
+            Err(Stop::Skip(e)) => (Some(e), None),
+            Err(Stop::Fatal(e)) => (Some(e.clone()), Some(e)),
+        };
+        if let Some(e) = &error {
+            tracing::warn!(resource = res.name, error = %e, "resource not synced this pass");
+        }
+        let outcome = Outcome {
+            resource: res.name,
+            mode,
+            stats: RunStatsView {
+                requests: stats.requests,
+                records_seen: stats.records_seen,
+                records_changed: stats.records_changed,
+                records_deleted: stats.records_deleted,
+            },
+            error,
+        };
+        (outcome, fatal)
+    }
+
+    /// Chooses how to list the resource: resume a listing in flight, or start one.
+    fn plan(
+        &self,
+        res: &Resource,
+        state: &store::State,
+        full: bool,
+        now: DateTime<Utc>,
+    ) -> Listing {
+        if let Some(l) = state
+            .listing
+            .clone()
+            .and_then(|l| serde_json::from_value::<Listing>(l).ok())
+            && !(full && l.mode == Mode::Incremental)
+        {
+            return l;
+        }
+        let overlap = chrono::Duration::from_std(self.cfg.overlap).unwrap_or_default();
+        if full || res.incremental == Incremental::FullListing {
+            return new_listing(Mode::Full, None, 0);
+        }
+        // The age is measured on our own clock (since the cursor last moved), so a server clock
+        // far from ours neither forces nor hides a re-listing.
+        let age = state
+            .cursor_set_at
+            .map(|t| (now - t).to_std().unwrap_or_default());
+        match state.cursor {
+            Some(cursor) if age.is_some_and(|a| a > self.cfg.max_catch_up) => {
+                tracing::warn!(resource = res.name, cursor = %canonical(cursor), "cursor older than max_catch_up: re-listing");
+                new_listing(Mode::Full, None, 0)
+            }
+            Some(cursor) => new_listing(Mode::Incremental, Some(cursor - overlap), 0),
+            None => match self.cfg.initial_lookback {
+                Some(lb) => new_listing(
+                    Mode::Incremental,
+                    Some(now - chrono::Duration::from_std(lb).unwrap_or_default()),
+                    0,
+                ),
+                None => new_listing(Mode::Backfill, None, 0),
+            },
+        }
+    }
+
+    async fn run_resource(
+        &self,
+        cycle: i64,
+        res: &'static Resource,
+        full: bool,
+        stats: &mut RunStats,
+        mode_out: &mut Mode,
+    ) -> Result<(), Stop> {
+        let state = self.store.state(res).await?;
+        let now = self.clock.now();
+        let mut listing = self.plan(res, &state, full, now);
+        *mode_out = listing.mode;
+        let run = self
+            .store
+            .start_run(cycle, res, listing.mode.name(), now)
+            .await?;
+        if listing.first_run == 0 {
+            listing.first_run = run;
+        }
+        if let Some(p) = &self.progress {
+            p.start(res.name, listing.mode);
+        }
+        let before = self.client.requests_made();
+        let result = self
+            .list_pages(res, run, &mut listing, stats, mode_out)
+            .await;
+        stats.requests = self.client.requests_made() - before;
+        let (outcome, err) = match &result {
+            Ok(()) => ("ok", None),
+            Err(Stop::Skip(e)) => ("skipped", Some(e.as_str())),
+            Err(Stop::Fatal(e)) => ("failed", Some(e.as_str())),
+        };
+        self.store
+            .finish_run(run, self.clock.now(), stats, outcome, err)
+            .await?;
+        result
+    }
+
+    async fn list_pages(
+        &self,
+        res: &'static Resource,
+        run: i64,
+        listing: &mut Listing,
+        stats: &mut RunStats,
+        mode_out: &mut Mode,
+    ) -> Result<(), Stop> {
+        let mut restarts = 0;
+        loop {
+            let Some((mut tx, page)) = self.fetch_with_policy(res, run, listing, mode_out).await?
+            else {
+                continue; // the listing was re-planned (rejected cursor): start it
+            };
+            stats.records_seen += page.received;
+            stats.records_changed += page.changed;
+            if let Some(p) = &self.progress {
+                p.records(res.name, page.received);
+            }
+            if listing.signpost.is_none() {
+                let t = page.server_date.unwrap_or_else(|| {
+                    tracing::warn!(
+                        resource = res.name,
+                        "no Date header: the local clock stands in as the signpost"
+                    );
+                    self.clock.now()
+                });
+                listing.signpost = Some(canonical(t));
+            }
+            if listing.skip > 0 && listing.anchor.is_some() && !page.anchor_found {
+                // Records shifted under `$skip` (deletions mid-scan): what this page held is
+                // committed (it is true data), but the listing starts again so nothing is missed.
+                tx.commit().await?;
+                restarts += 1;
+                if restarts > 2 {
+                    return Err(Stop::Skip(format!(
+                        "{}: records kept shifting under paging; the next pass retries",
+                        res.name
+                    )));
+                }
+                tracing::warn!(
+                    resource = res.name,
+                    "records shifted during paging: restarting the listing"
+                );
+                let since = listing.since.as_deref().and_then(parse_api_time);
+                *listing = new_listing(listing.mode, since, listing.first_run);
+                continue;
+            }
+            listing.pages += 1;
+            let now = self.clock.now();
+            if self.has_more(&page) {
+                self.advance(listing, &page);
+                let progress = serde_json::to_value(&*listing).expect("a listing serializes");
+                tx.set_listing(res, Some(&progress), now).await?;
+                tx.commit().await?;
+                continue;
+            }
+            // Complete: deletions (for a complete listing) and the cursor commit with the last page.
+            if listing.mode.complete_listing() {
+                let (unseen, live) = tx.count_unseen(res, listing.first_run).await?;
+                if unseen > 20 && (unseen as f64) > self.cfg.max_delete_fraction * live as f64 {
+                    tracing::error!(
+                        resource = res.name,
+                        unseen,
+                        live,
+                        "a complete listing would mark too many records deleted: refusing (check the API)"
+                    );
+                } else if unseen > 0 {
+                    stats.records_deleted +=
+                        tx.mark_unseen_deleted(res, listing.first_run, now).await?;
+                }
+            }
+            let signpost = listing
+                .signpost
+                .as_deref()
+                .and_then(parse_api_time)
+                .unwrap_or(now);
+            tx.set_cursor(res, signpost, listing.mode.complete_listing(), now)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(
+                resource = res.name,
+                mode = listing.mode.name(),
+                pages = listing.pages,
+                seen = stats.records_seen,
+                changed = stats.records_changed,
+                deleted = stats.records_deleted,
+                "resource synced"
+            );
+            return Ok(());
+        }
+    }
+
+    /// Fetches the listing's next page, applying the error policy. `None`: the listing was
+    /// re-planned as a full listing and should start over.
+    async fn fetch_with_policy(
+        &self,
+        res: &'static Resource,
+        run: i64,
+        listing: &mut Listing,
+        mode_out: &mut Mode,
+    ) -> Result<Option<(store::Tx, PageInfo)>, Stop> {
+        let query = self.page_query(res, listing);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let err = match self.fetch_page(res, run, &query, listing).await {
+                Ok(done) => return Ok(Some(done)),
+                Err(PageError::Store(e)) => return Err(Stop::Fatal(e.to_string())),
+                Err(PageError::Api(e)) => e,
+            };
+            match api::error::action(err.class(), attempt, self.cfg.max_page_attempts) {
+                Action::BackoffAndRetry | Action::WaitAndRetry => {
+                    tracing::warn!(resource = res.name, error = %err, attempt, "page failed; retrying");
+                    self.client.page_backoff(attempt).await;
+                }
+                Action::Relist if listing.mode == Mode::Incremental => {
+                    tracing::warn!(resource = res.name, error = %err, "the API rejected the incremental query: re-listing fully");
+                    *listing = new_listing(Mode::Full, None, run);
+                    *mode_out = Mode::Full;
+                    return Ok(None);
+                }
+                Action::StopPass => return Err(Stop::Fatal(err.to_string())),
+                _ => return Err(Stop::Skip(err.to_string())),
+            }
+        }
+    }
+
+    fn page_query(&self, res: &Resource, l: &Listing) -> Vec<(String, String)> {
+        let mut q = Vec::new();
+        if res.incremental == Incremental::UpdatedSince
+            && let Some(since) = l
+                .keyset
+                .as_deref()
+                .or(l.since.as_deref())
+                .and_then(parse_api_time)
+        {
+            q.push(("updated_since".to_string(), query_param(since)));
+        }
+        let order = if res.has_updated_at {
+            "updated_at asc,id asc"
+        } else {
+            "id asc"
+        };
+        q.push(("$orderby".to_string(), order.to_string()));
+        q.push(("$top".to_string(), self.cfg.page_size.to_string()));
+        if l.skip > 0 {
+            q.push(("$skip".to_string(), l.skip.to_string()));
+        }
+        q
+    }
+
+    /// Streams one page into a transaction (not yet committed).
+    async fn fetch_page(
+        &self,
+        res: &'static Resource,
+        run: i64,
+        query: &[(String, String)],
+        listing: &Listing,
+    ) -> Result<(store::Tx, PageInfo), PageError> {
+        let mut stream = self
+            .client
+            .list(res.path, query)
+            .await
+            .map_err(PageError::Api)?;
+        let mut tx = self.store.begin().await?;
+        let mut info = PageInfo {
+            received: 0,
+            changed: 0,
+            last_id: None,
+            last_updated_at: None,
+            sorted_by_updated_at: true,
+            anchor_found: false,
+            server_date: stream.server_date,
+        };
+        let mut batch: Vec<Row> = Vec::with_capacity(WRITE_BATCH);
+        let now = self.clock.now();
+        loop {
+            let next = stream.next().await.map_err(PageError::Api)?;
+            let Some(raw) = next else { break };
+            let row = record::prepare(res, raw).map_err(PageError::Api)?;
+            if let Some(t) = row.updated_at {
+                if info.last_updated_at.is_some_and(|prev| t < prev) {
+                    info.sorted_by_updated_at = false;
+                }
+                info.last_updated_at = Some(t);
+            }
+            if !info.anchor_found
+                && info.received < SKIP_OVERLAP + 1
+                && listing.anchor.as_deref() == Some(row.id.as_str())
+            {
+                info.anchor_found = true;
+            }
+            info.received += 1;
+            info.last_id = Some(row.id.clone());
+            batch.push(row);
+            if batch.len() >= WRITE_BATCH {
+                info.changed += tx.upsert(res, &mut batch, run, now).await?;
+                batch.clear();
+            }
+        }
+        if !batch.is_empty() {
+            info.changed += tx.upsert(res, &mut batch, run, now).await?;
+        }
+        Ok((tx, info))
+    }
+
+    /// Whether the page may have more behind it: it filled `$top`, or its length is a round number
+    /// a server-side cap could produce (pitfall 17: never trust a silently capped response).
+    fn has_more(&self, page: &PageInfo) -> bool {
+        let n = page.received;
+        let top = u64::from(self.cfg.page_size);
+        if n > top {
+            // The server ignored `$top` and sent everything at once.
+            return false;
+        }
+        n == top || (n >= 500 && n.is_multiple_of(500))
+    }
+
+    /// Moves the listing to its next page: by keyset on `updated_at` where the page is sorted by it,
+    /// else by `$skip` with an overlap that detects shifts.
+    fn advance(&self, listing: &mut Listing, page: &PageInfo) {
+        let step = page.received.saturating_sub(SKIP_OVERLAP).max(1);
+        if page.sorted_by_updated_at
+            && let Some(last) = page.last_updated_at
+        {
+            // Reach back 1 ms so ties at the boundary are re-read whether the API's filter is
+            // inclusive or exclusive; upserts make the re-read harmless.
+            let next = last - chrono::Duration::milliseconds(1);
+            let current = listing
+                .keyset
+                .as_deref()
+                .or(listing.since.as_deref())
+                .and_then(parse_api_time);
+            if current.is_none_or(|c| next > c) {
+                listing.keyset = Some(canonical(next));
+                listing.skip = 0;
+                listing.anchor = None;
+                return;
+            }
+            // A full page of one timestamp: step through it by `$skip`.
+        }
+        listing.skip += step;
+        listing.anchor = page.last_id.clone();
+    }
+}

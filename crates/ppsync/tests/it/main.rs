@@ -1,0 +1,5 @@
+//! End-to-end tests of ppsync against ppsim (one integration binary).
+
+mod support;
+
+mod engine;

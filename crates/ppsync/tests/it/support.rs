@@ -1,0 +1,174 @@
+//! Test support: a simulator on loopback, a fresh mirror, and helpers that compare the mirror to the
+//! simulator's truth and read the request journal.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ppsim::{Sim, SimConfig, SimHandle};
+use ppsync::api::TokenStore;
+use ppsync::config::Config;
+use ppsync::resource::{RESOURCES, Resource};
+use ppsync::sync::{Engine, PassReport};
+use ppsync::time::SystemClock;
+use serde_json::Value;
+
+pub struct TestApp {
+    pub sim: SimHandle,
+    pub dir: tempfile::TempDir,
+    pub engine: Engine,
+    pub config_path: PathBuf,
+}
+
+pub fn quiet_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info")
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+pub async fn sim(scale: f64) -> SimHandle {
+    Sim::spawn(SimConfig {
+        scale,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("sim spawns")
+}
+
+/// Writes a config for `sim` into a fresh directory and returns its path.
+pub fn write_config(dir: &std::path::Path, sim: &SimHandle, extra: &str) -> PathBuf {
+    let path = dir.join("ppsync.toml");
+    let db = dir.join("mirror.db");
+    std::fs::write(
+        &path,
+        format!(
+            "database_url = {:?}\napi_base_url = {:?}\nclient_id = {:?}\nclient_secret = {:?}\n{extra}\n",
+            db.to_str().unwrap(),
+            sim.url(),
+            sim.client_id(),
+            sim.client_secret()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A mirror over `sim` with credentials imported. `extra` is appended to the config (sections).
+pub async fn app_with(sim: SimHandle, extra: &str) -> TestApp {
+    quiet_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = write_config(dir.path(), &sim, extra);
+    let cfg = Config::load(Some(&config_path)).expect("config loads");
+    let engine = ppsync::app::engine(&cfg, Arc::new(SystemClock))
+        .await
+        .expect("engine");
+    let tokens = engine
+        .client
+        .redeem_refresh_token(&sim.grant())
+        .await
+        .expect("grant redeemed");
+    engine.store.save(&tokens).await.unwrap();
+    TestApp {
+        sim,
+        dir,
+        engine,
+        config_path,
+    }
+}
+
+pub async fn app(scale: f64, extra: &str) -> TestApp {
+    app_with(sim(scale).await, extra).await
+}
+
+impl TestApp {
+    pub async fn pass(&self) -> PassReport {
+        self.engine
+            .pass(
+                RESOURCES.iter().collect::<Vec<_>>().as_slice(),
+                false,
+                "test",
+            )
+            .await
+    }
+    pub async fn full_pass(&self) -> PassReport {
+        self.engine
+            .pass(
+                RESOURCES.iter().collect::<Vec<_>>().as_slice(),
+                true,
+                "test",
+            )
+            .await
+    }
+    pub async fn pass_of(&self, names: &[&str], full: bool) -> PassReport {
+        let res: Vec<&'static Resource> = names
+            .iter()
+            .map(|n| ppsync::resource::find(n).unwrap())
+            .collect();
+        self.engine.pass(&res, full, "test").await
+    }
+
+    /// The mirror's live records of a resource, as stored (parsed), sorted by key.
+    pub async fn mirror(&self, res: &Resource) -> Vec<Value> {
+        let mut out = Vec::new();
+        self.engine
+            .store
+            .export(res, false, |r| {
+                out.push(serde_json::from_str::<Value>(&r.data).unwrap());
+                Ok(())
+            })
+            .await
+            .unwrap();
+        sort_by_key(res, &mut out);
+        out
+    }
+
+    pub fn truth(&self, res: &Resource) -> Vec<Value> {
+        let mut t = self.sim.truth(res.path);
+        sort_by_key(res, &mut t);
+        t
+    }
+
+    /// Asserts the mirror equals the simulator's truth for every resource; returns the record count.
+    pub async fn assert_equal_to_truth(&self) -> usize {
+        let mut total = 0;
+        for res in RESOURCES {
+            let mirror = self.mirror(res).await;
+            let truth = self.truth(res);
+            assert_eq!(
+                mirror.len(),
+                truth.len(),
+                "{}: mirror has {} records, truth {}",
+                res.name,
+                mirror.len(),
+                truth.len()
+            );
+            for (m, t) in mirror.iter().zip(&truth) {
+                assert_eq!(m, t, "{}: record differs", res.name);
+            }
+            total += truth.len();
+        }
+        total
+    }
+
+    /// API requests (not token calls) in the journal.
+    pub fn api_requests(&self) -> Vec<ppsim::JournalEntry> {
+        self.sim
+            .journal()
+            .into_iter()
+            .filter(|e| e.path.starts_with("/api/"))
+            .collect()
+    }
+}
+
+pub fn sort_by_key(res: &Resource, v: &mut [Value]) {
+    v.sort_by(|a, b| a[res.key].as_str().cmp(&b[res.key].as_str()));
+}
+
+pub fn assert_clean(report: &PassReport) {
+    assert!(report.fatal.is_none(), "fatal: {:?}", report.fatal);
+    for o in &report.outcomes {
+        assert!(o.error.is_none(), "{} failed: {:?}", o.resource, o.error);
+    }
+}
