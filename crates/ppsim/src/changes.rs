@@ -292,7 +292,11 @@ pub fn run(
                 };
                 for (r, id) in made {
                     tally.created(r, &id);
-                    keys.entry(r).or_default().push(id);
+                    // Only extend a key list already drawn from the whole table: starting one
+                    // here would hide every older record from later edits.
+                    if let Some(list) = keys.get_mut(&r) {
+                        list.push(id);
+                    }
                 }
             }
             Kind::Edit => {

@@ -834,7 +834,7 @@ impl<R: Rng> Builder<'_, R> {
         let mobile = self.maybe(0.85, |b| b.phone());
         let home = self.maybe(0.2, |b| b.phone());
         let work = self.maybe(0.3, |b| b.phone());
-        let cfv = self.cfvs(2, 6);
+        let cfv = self.cfvs(2, 4);
         json!({
             "first_name": first, "middle_name": middle, "last_name": last,
             "display_name": format!("{first} {last}"),

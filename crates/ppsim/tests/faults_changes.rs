@@ -283,6 +283,16 @@ async fn advancing_makes_changes_within_the_rates_and_updated_since_finds_exactl
     assert!((40..=320).contains(&m), "matters {m}");
     assert!((16..=170).contains(&s4.touched("accounts")), "{s4:?}");
     assert!((8..=80).contains(&s4.touched("tasks")), "{s4:?}");
+    // Most matter and account changes are edits of existing records.
+    let edited = |r: &str| s4.edited.get(r).copied().unwrap_or(0);
+    assert!(
+        edited("matters") >= 20 && edited("accounts") >= 8 && edited("tasks") >= 2,
+        "{s4:?}"
+    );
+    assert!(
+        edited("contacts") >= 4,
+        "account edits reach their contacts: {s4:?}"
+    );
     assert!(s4.touched("notes") > 0 && s4.touched("emails") > 0 && s4.touched("timeentries") > 0);
     assert!(
         s4.created.get("contacts").copied().unwrap_or(0) > 0,
