@@ -172,6 +172,7 @@ impl Config {
             max_catch_up: dur("sync.max_catch_up", &raw.sync.max_catch_up, d.max_catch_up)?,
             page_size,
             initial_lookback,
+            max_page_attempts: raw.sync.max_attempts.unwrap_or(d.max_page_attempts).max(1),
             ..d
         };
         let budget_requests = raw.budget.requests.unwrap_or(300);

@@ -598,7 +598,9 @@ impl Engine {
         {
             // Reach back 1 ms so ties at the boundary are re-read whether the API's filter is
             // inclusive or exclusive; upserts make the re-read harmless.
+            // Truncated to the stored precision first, so "progress" is judged on what is saved.
             let next = last - chrono::Duration::milliseconds(1);
+            let next = parse_api_time(&canonical(next)).unwrap_or(next);
             let current = listing
                 .keyset
                 .as_deref()

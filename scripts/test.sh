@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The test command (README.md): makes sure what the tests need is installed and running, then runs
+# the whole workspace's tests. Works on a bare machine with only the Rust toolchain (as root, with
+# Debian's packages reachable) and on a developer machine where PostgreSQL already runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "test.sh: missing $*; install it (Debian: apt-get install $*) or run as root" >&2
+    exit 1
+  fi
+  if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# A C compiler for the bundled SQLite and aws-lc.
+command -v cc >/dev/null || apt_install build-essential
+
+# PostgreSQL on 127.0.0.1:5432 (trust auth): the storage tests run against it as well as SQLite.
+pg_ready() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
+if ! pg_ready; then
+  if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+    apt_install postgresql
+  fi
+  if command -v pg_ctlcluster >/dev/null && [ -n "$(ls /etc/postgresql 2>/dev/null)" ]; then
+    ver=$(ls /etc/postgresql | sort -V | tail -1)
+    pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+  fi
+  for _ in $(seq 1 30); do pg_ready && break; sleep 1; done
+  pg_ready || { echo "test.sh: PostgreSQL did not start on 127.0.0.1:5432" >&2; exit 1; }
+fi
+export PPSYNC_TEST_PG_URL="${PPSYNC_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+cargo test --workspace "$@"
