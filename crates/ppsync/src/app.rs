@@ -50,5 +50,6 @@ pub async fn engine(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Engin
         clock,
         cfg: cfg.sync.clone(),
         progress: None,
+        shutdown: Default::default(),
     })
 }

@@ -59,6 +59,16 @@ pub enum Command {
         #[arg(long)]
         last: Option<usize>,
     },
+    /// The daemon: every resource on its tier, daily reconciliation, notifications, /status
+    Run,
+    /// Open tasks and events coming due, from the mirror
+    Deadlines {
+        /// How many days ahead
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Start an in-process simulator, backfill it, run a simulated day, print the report
     Demo(crate::demo::DemoArgs),
 }
@@ -136,7 +146,97 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Demo(args) => crate::demo::run(args).await,
+        Command::Run => daemon(load(&cli.config)?).await,
+        Command::Deadlines { days, json } => deadlines(load(&cli.config)?, days, json).await,
     }
+}
+
+async fn daemon(cfg: Config) -> anyhow::Result<i32> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let engine = app::engine(&cfg, clock.clone()).await?;
+    let shutdown = engine.shutdown.clone();
+    let listener = match cfg.http_listen {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "http.listen {addr}: cannot listen there; pick a free address or set it to \"off\""
+            )
+        })?),
+        None => None,
+    };
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested: finishing the page in flight");
+        signals.cancel();
+    });
+    let daemon_cfg = cfg.daemon();
+    if let Some(listener) = listener {
+        let ctx = crate::status_http::StatusContext {
+            store: engine.store.clone(),
+            client: engine.client.clone(),
+            schedule: daemon_cfg.schedule.clone(),
+            clock: clock.clone(),
+            token: cfg.http_token.clone(),
+            notify_window: cfg.notify.window,
+        };
+        let stop = shutdown.clone();
+        eprintln!("status on http://{}/", listener.local_addr()?);
+        tokio::spawn(async move {
+            if let Err(e) = crate::status_http::serve(listener, ctx, stop).await {
+                tracing::error!(error = %format!("{e:#}"), "status endpoint stopped");
+            }
+        });
+    }
+    let daemon = crate::daemon::Daemon {
+        engine: engine.clone(),
+        cfg: daemon_cfg,
+        shutdown,
+        observer: None,
+    };
+    daemon.run().await?;
+    engine.store.close().await;
+    Ok(0)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn deadlines(cfg: Config, days: u32, json: bool) -> anyhow::Result<i32> {
+    let store = app::open_store(&cfg).await?;
+    let now = chrono::Utc::now();
+    let list = store
+        .deadlines(now, now + chrono::Duration::days(i64::from(days)))
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(0);
+    }
+    if list.is_empty() {
+        println!("nothing open comes due in the next {days} days");
+    }
+    for d in &list {
+        println!(
+            "{}  {:<5} {:<12} {:<50} {}",
+            d.due.get(..16).unwrap_or(&d.due),
+            d.kind,
+            d.status.as_deref().unwrap_or(""),
+            d.subject.as_deref().unwrap_or(""),
+            d.matter.as_deref().unwrap_or("")
+        );
+    }
+    Ok(0)
 }
 
 fn load(path: &Option<PathBuf>) -> anyhow::Result<Config> {

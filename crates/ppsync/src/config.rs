@@ -32,6 +32,27 @@ struct Raw {
     schedule: RawSchedule,
     #[serde(default)]
     resources: std::collections::BTreeMap<String, RawResource>,
+    #[serde(default)]
+    notify: RawNotify,
+    #[serde(default)]
+    http: RawHttp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    window: Option<String>,
+    webhook_url: Option<String>,
+    webhook_secret: Option<String>,
+    webhook_timeout: Option<String>,
+    command: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
+    token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -59,6 +80,7 @@ struct RawSchedule {
     high: Option<String>,
     medium: Option<String>,
     low: Option<String>,
+    reconcile_at: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +107,12 @@ pub struct Config {
     pub budget_window: Duration,
     /// Per-resource interval (None: disabled).
     pub intervals: Vec<(&'static Resource, Option<Duration>)>,
+    /// Daily reconciliation time, UTC (None: off).
+    pub reconcile_at: Option<chrono::NaiveTime>,
+    pub notify: crate::notify::NotifyConfig,
+    /// Where `ppsync run` serves /healthz, /metrics, /status and the status page (None: off).
+    pub http_listen: Option<std::net::SocketAddr>,
+    pub http_token: Option<SecretString>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +160,15 @@ impl Config {
         );
         let raw: Raw = fig.extract().map_err(|e| err(one_line(&e.to_string())))?;
         Config::validate(raw, source)
+    }
+
+    /// A config from TOML text alone (no file, no environment): the demo's.
+    pub fn from_toml_str(toml: &str) -> Result<Config, Error> {
+        let raw: Raw = Figment::new()
+            .merge(Toml::string(toml))
+            .extract()
+            .map_err(|e| err(one_line(&e.to_string())))?;
+        Config::validate(raw, None)
     }
 
     fn validate(raw: Raw, source: Option<PathBuf>) -> Result<Config, Error> {
@@ -213,7 +250,61 @@ impl Config {
             };
             intervals.push((res, interval));
         }
+        let reconcile_at = match raw.schedule.reconcile_at.as_deref().map(str::trim) {
+            None => chrono::NaiveTime::from_hms_opt(3, 0, 0),
+            Some("off") | Some("") => None,
+            Some(t) => Some(chrono::NaiveTime::parse_from_str(t, "%H:%M").map_err(|_| {
+                err(format!("`schedule.reconcile_at` = {t:?} is not a time: write it like \"03:00\" (UTC), or \"off\""))
+            })?),
+        };
+        let n = &raw.notify;
+        let webhook_url = match n.webhook_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(u) => Some(
+                url::Url::parse(u)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| {
+                        err(format!(
+                            "`notify.webhook_url` = {u:?} is not an http(s) URL"
+                        ))
+                    })?,
+            ),
+        };
+        let d_notify = crate::notify::NotifyConfig::default();
+        let notify = crate::notify::NotifyConfig {
+            window: dur("notify.window", &n.window, d_notify.window)?,
+            webhook_url,
+            webhook_secret: n
+                .webhook_secret
+                .clone()
+                .filter(|s| !s.is_empty())
+                .map(SecretString::from),
+            webhook_timeout: dur(
+                "notify.webhook_timeout",
+                &n.webhook_timeout,
+                d_notify.webhook_timeout,
+            )?,
+            command: n.command.clone().filter(|c| !c.trim().is_empty()),
+        };
+        let http_listen = match raw.http.listen.as_deref().map(str::trim) {
+            None => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9187))),
+            Some("off") | Some("") => None,
+            Some(a) => Some(a.parse().map_err(|_| {
+                err(format!("`http.listen` = {a:?} is not an address: write it like \"127.0.0.1:9187\", or \"off\""))
+            })?),
+        };
+        let mut sync = sync;
+        sync.notify_window = notify.window;
         Ok(Config {
+            reconcile_at,
+            notify,
+            http_listen,
+            http_token: raw
+                .http
+                .token
+                .filter(|t| !t.is_empty())
+                .map(SecretString::from),
             source,
             database_url: raw.database_url.unwrap_or_else(|| "ppsync.db".into()),
             api_base_url,
@@ -242,6 +333,20 @@ impl Config {
             )?,
             intervals,
         })
+    }
+
+    /// The daemon's schedule and settings.
+    pub fn daemon(&self) -> crate::daemon::DaemonConfig {
+        crate::daemon::DaemonConfig {
+            schedule: self
+                .intervals
+                .iter()
+                .filter_map(|(r, i)| i.map(|i| (*r, i)))
+                .collect(),
+            reconcile_at: self.reconcile_at,
+            notify: self.notify.clone(),
+            stop_at: None,
+        }
     }
 
     /// The resources enabled in this config, in sync order.
@@ -313,6 +418,25 @@ window = "5m"
 high = "15m"    # matters, accounts, contacts, tasks
 medium = "1h"   # notes, emails, events, call logs
 low = "1d"      # billing, users, reference data, files, messages, tags
+# The daily reconciliation (complete listings: repairs, and marks vanished records deleted), UTC.
+reconcile_at = "03:00"
+
+[notify]
+# New tasks, and open tasks and events coming due within this window, are notified.
+window = "30d"
+# A webhook gets each notification as a JSON POST, signed with HMAC-SHA256 of the body in the
+# `X-PPSync-Signature: sha256=<hex>` header; `X-PPSync-Id` carries its stable id.
+webhook_url = ""
+webhook_secret = ""
+webhook_timeout = "10s"
+# A command gets each notification as JSON on stdin (run with sh -c); exit 0 means delivered.
+command = ""
+
+[http]
+# `ppsync run` serves /healthz, /metrics (Prometheus), /status (JSON) and a status page here.
+listen = "127.0.0.1:9187"
+# If set, requests must carry `Authorization: Bearer <token>`.
+token = ""
 
 # Per-resource overrides, by table name:
 # [resources.tasks]
@@ -326,11 +450,7 @@ mod tests {
     use super::*;
 
     fn from_toml(s: &str) -> Result<Config, Error> {
-        let raw: Raw = Figment::new()
-            .merge(Toml::string(s))
-            .extract()
-            .map_err(|e| err(one_line(&e.to_string())))?;
-        Config::validate(raw, None)
+        Config::from_toml_str(s)
     }
 
     #[test]

@@ -1,8 +1,178 @@
-//! `ppsync demo` (product.md §9) — wired once the simulator crate lands.
+//! `ppsync demo` (product.md §9): ppsim in-process, a backfill with progress bars, a simulated day
+//! of the daemon's cycles in seconds, and the report — requests and records per cycle against a
+//! full pull, and what it caught. The mirror file stays behind.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+
+use crate::api::TokenStore as _;
+use crate::config::Config;
+use crate::daemon::Daemon;
+use crate::resource::RESOURCES;
+use crate::sync::Engine;
+use crate::time::{BoxFuture, Clock};
 
 #[derive(clap::Args, Debug)]
-pub struct DemoArgs {}
+pub struct DemoArgs {
+    /// Size of the simulated firm (1.0 = the seed's: 11,171 accounts)
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Simulated hours of daemon cycles after the backfill
+    #[arg(long, default_value_t = 24)]
+    pub hours: u32,
+    /// The mirror file (replaced if it exists)
+    #[arg(long, default_value = "ppsync-demo.db")]
+    pub database: PathBuf,
+}
 
-pub async fn run(_args: DemoArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("the demo needs the simulator, which is not built into this binary yet")
+/// The simulator's clock: sleeping advances simulated time (and runs its change generator), so
+/// the daemon's 15-minute waits take no real time.
+pub struct SimClock(pub ppsim::SimHandle);
+
+impl Clock for SimClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0.now()
+    }
+    fn sleep(&self, d: Duration) -> BoxFuture<'_> {
+        self.0.advance(d);
+        Box::pin(tokio::task::yield_now())
+    }
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
+    if !(args.scale > 0.0 && args.scale <= 20.0) {
+        anyhow::bail!(
+            "--scale {} is out of range: use a number between 0.001 and 20",
+            args.scale
+        );
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = args.database.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+    println!(
+        "ppsync demo: a simulated PracticePanther firm (seed {}, scale {})",
+        args.seed, args.scale
+    );
+    let started = Instant::now();
+    let sim = ppsim::Sim::spawn(ppsim::SimConfig {
+        seed: args.seed,
+        scale: args.scale,
+        ..Default::default()
+    })
+    .await
+    .context("starting the simulator")?;
+    let total: usize = sim.counts().values().sum();
+    println!(
+        "  simulator at {} with {total} records, built in {:.1}s",
+        sim.url(),
+        started.elapsed().as_secs_f64()
+    );
+
+    let cfg = Config::from_toml_str(&format!(
+        "database_url = {:?}\napi_base_url = {:?}\nclient_id = {:?}\nclient_secret = {:?}\n",
+        args.database.to_string_lossy(),
+        sim.url(),
+        sim.client_id(),
+        sim.client_secret()
+    ))?;
+    let clock: Arc<dyn Clock> = Arc::new(SimClock(sim.clone()));
+    let mut engine: Engine = crate::app::engine(&cfg, clock.clone()).await?;
+    let tokens = engine.client.redeem_refresh_token(&sim.grant()).await?;
+    engine.store.save(&tokens).await?;
+
+    println!("\n1. Backfill: every resource, complete");
+    let bars = crate::cli::Bars::new();
+    engine.progress = Some(bars);
+    let t0 = Instant::now();
+    let all: Vec<_> = RESOURCES.iter().collect();
+    let backfill = engine.pass(&all, false, "backfill").await;
+    let secs = t0.elapsed().as_secs_f64();
+    engine.progress = None;
+    crate::cli::print_pass(&backfill);
+    println!(
+        "  {} records in {secs:.1}s ({:.0} records/s), {} requests",
+        backfill.records_seen(),
+        backfill.records_seen() as f64 / secs.max(1e-9),
+        backfill.requests
+    );
+    if backfill.exit_code() != 0 {
+        anyhow::bail!("the backfill did not complete: {:?}", backfill.fatal);
+    }
+
+    println!(
+        "\n2. The daemon for {} simulated hours (15-minute, hourly and daily tiers, reconciliation at 03:00 UTC)",
+        args.hours
+    );
+    let mut dcfg = cfg.daemon();
+    dcfg.stop_at = Some(clock.now() + chrono::Duration::hours(i64::from(args.hours)));
+    let t1 = Instant::now();
+    let daemon = Daemon {
+        engine: engine.clone(),
+        cfg: dcfg,
+        shutdown: Default::default(),
+        observer: None,
+    };
+    let summary = daemon.run().await?;
+    let scheduled: Vec<_> = summary
+        .cycles
+        .iter()
+        .filter(|c| !c.outcomes.is_empty())
+        .collect();
+    println!(
+        "  {} cycles and {} reconciliation in {:.1}s of real time",
+        scheduled.len(),
+        summary.reconciliations,
+        t1.elapsed().as_secs_f64()
+    );
+
+    println!("\n3. The report (from the run history)\n");
+    print!(
+        "{}",
+        crate::report::render(&engine.store, &cfg, Some(12)).await?
+    );
+
+    println!(
+        "\n4. What it caught (notifications in the outbox; the backfill's own are suppressed)"
+    );
+    for (kind, n) in engine.store.outbox_counts().await? {
+        println!("  {kind:<28} {n}");
+    }
+    let now = clock.now();
+    let soon = engine
+        .store
+        .deadlines(now, now + chrono::Duration::days(7))
+        .await?;
+    println!(
+        "\n  coming due in the next 7 days: {} (first 5)",
+        soon.len()
+    );
+    for d in soon.iter().take(5) {
+        println!(
+            "  {}  {:<5} {:<40} {}",
+            d.due.get(..16).unwrap_or(&d.due),
+            d.kind,
+            d.subject
+                .as_deref()
+                .unwrap_or("")
+                .chars()
+                .take(40)
+                .collect::<String>(),
+            d.matter.as_deref().unwrap_or("")
+        );
+    }
+    println!(
+        "\nThe mirror is in {} (sqlite3 {} 'select status, count(*) from matters group by 1').",
+        args.database.display(),
+        args.database.display()
+    );
+    engine.store.close().await;
+    Ok(0)
 }

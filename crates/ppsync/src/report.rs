@@ -34,7 +34,6 @@ pub async fn render(store: &Store, cfg: &Config, last: Option<usize>) -> anyhow:
         "{:>5}  {:<20} {:<8} {:>9} {:>9} {:>8} {:>8} {:>8}  modes",
         "pass", "started", "trigger", "resources", "requests", "received", "changed", "deleted"
     )?;
-    let mut incr = (0u64, 0i64, 0i64);
     for c in cycles.iter().skip(skip) {
         writeln!(
             out,
@@ -49,11 +48,15 @@ pub async fn render(store: &Store, cfg: &Config, last: Option<usize>) -> anyhow:
             c.records_deleted,
             c.modes
         )?;
-        if c.modes == "incremental" {
-            incr.0 += 1;
-            incr.1 += c.requests;
-            incr.2 += c.records_seen;
-        }
+    }
+    let mut incr = (0u64, 0i64, 0i64);
+    for c in cycles
+        .iter()
+        .filter(|c| c.trigger != "reconcile" && !c.modes.contains("backfill"))
+    {
+        incr.0 += 1;
+        incr.1 += c.requests;
+        incr.2 += c.records_seen;
     }
     writeln!(out)?;
     writeln!(
@@ -65,7 +68,7 @@ pub async fn render(store: &Store, cfg: &Config, last: Option<usize>) -> anyhow:
         let (n, req, rec) = (incr.0 as f64, incr.1 as f64, incr.2 as f64);
         writeln!(
             out,
-            "incremental passes: {} — on average {:.1} requests and {:.1} records each ({:.2}% of a full pull's records, {:.1}% of its requests)",
+            "scheduled passes: {} — on average {:.1} requests and {:.1} records each ({:.2}% of a full pull's records, {:.1}% of its requests)",
             incr.0,
             req / n,
             rec / n,

@@ -46,6 +46,17 @@ impl Budget {
 
     /// Waits until one more request fits in the window, then records it as sent.
     pub async fn acquire(&self) {
+        self.acquire_leaving(0).await
+    }
+
+    /// For background work (reconciliation): waits until a request fits while still leaving a
+    /// fifth of the window free, so the 15-minute tier is never starved.
+    pub async fn acquire_background(&self) {
+        self.acquire_leaving(self.limit / 5).await
+    }
+
+    async fn acquire_leaving(&self, reserve: usize) {
+        let cap = self.limit.saturating_sub(reserve).max(1);
         loop {
             let wait = {
                 let mut s = self.state.lock().await;
@@ -56,9 +67,9 @@ impl Budget {
                 }
                 match s.paused_until {
                     Some(p) if p > now => Some(p - now),
-                    _ if s.sent.len() >= self.limit => {
-                        // The oldest request leaves the window at `oldest + window`.
-                        Some(s.sent[0] + self.window - now)
+                    _ if s.sent.len() >= cap => {
+                        // The request that frees a slot leaves the window at `its time + window`.
+                        Some(s.sent[s.sent.len() - cap] + self.window - now)
                     }
                     _ => {
                         s.paused_until = None;

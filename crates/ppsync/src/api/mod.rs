@@ -44,6 +44,8 @@ pub struct ClientConfig {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// Background work (reconciliation) leaves part of the budget to scheduled passes.
+    background: bool,
 }
 
 struct Inner {
@@ -87,7 +89,24 @@ impl Client {
                 throttled: AtomicU64::new(0),
                 refreshes: AtomicU64::new(0),
             }),
+            background: false,
         })
+    }
+
+    /// The same client (same tokens, budget, counters) for background work.
+    pub fn background(&self) -> Client {
+        Client {
+            inner: self.inner.clone(),
+            background: true,
+        }
+    }
+
+    async fn acquire(&self) {
+        if self.background {
+            self.inner.budget.acquire_background().await
+        } else {
+            self.inner.budget.acquire().await
+        }
     }
 
     /// Requests sent so far (every one passed the budget).
@@ -135,7 +154,7 @@ impl Client {
         let mut auth_attempt = 0u32;
         loop {
             attempt += 1;
-            inner.budget.acquire().await;
+            self.acquire().await;
             inner.requests.fetch_add(1, Ordering::Relaxed);
             let sent = inner
                 .http

@@ -332,10 +332,136 @@ impl Store {
             .collect()
     }
 
+    /// Live records whose `column` falls in [from, to] and that have no outbox row
+    /// `<kind>:<id>:<column>` yet (deadlines that time brought into the window).
+    pub async fn due_between(
+        &self,
+        res: &Resource,
+        column: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        kind: &str,
+    ) -> Result<Vec<Box<serde_json::value::RawValue>>> {
+        let sql = format!(
+            "SELECT t.data FROM {t} t WHERE t.deleted_at IS NULL AND t.{column} >= $1 AND t.{column} <= $2 \
+             AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = $3 || ':' || t.id || ':' || t.{column})",
+            t = res.name
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(canonical(from))
+            .bind(canonical(to))
+            .bind(kind)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let data: String = r.try_get(0)?;
+                serde_json::value::RawValue::from_string(data).map_err(|e| Error::Corrupt {
+                    resource: res.name.to_string(),
+                    detail: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Pending outbox rows due for delivery, oldest first: (id, payload, attempts).
+    pub async fn outbox_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(String, String, u32)>> {
+        let rows = sqlx::query(
+            "SELECT id, payload, attempts FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 \
+             ORDER BY created_at, id LIMIT $2",
+        )
+        .bind(canonical(now))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get::<i64, _>(2)?.max(0) as u32,
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn outbox_delivered(&self, id: &str, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE outbox SET status = 'delivered', delivered_at = $1, attempts = attempts + 1 WHERE id = $2")
+            .bind(canonical(now))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn outbox_failed(&self, id: &str, next: DateTime<Utc>, error: &str) -> Result<()> {
+        sqlx::query("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE id = $3")
+            .bind(canonical(next))
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Outbox rows per status.
+    pub async fn outbox_counts(&self) -> Result<std::collections::BTreeMap<String, i64>> {
+        let rows =
+            sqlx::query("SELECT kind || '/' || status, COUNT(*) FROM outbox GROUP BY kind, status")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Open tasks and events due in [from, to], soonest first: (resource, due, subject, matter, id).
+    pub async fn deadlines(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Deadline>> {
+        let rows = sqlx::query(
+            "SELECT 'task' AS kind, id, due_date AS due, subject, json_extract(data, '$.matter_ref.display_name') AS matter, status \
+             FROM tasks WHERE deleted_at IS NULL AND due_date >= $1 AND due_date <= $2 AND COALESCE(status, '') <> 'Completed' \
+             UNION ALL \
+             SELECT 'event', id, start_date_time, subject, json_extract(data, '$.matter_ref.display_name'), NULL \
+             FROM events WHERE deleted_at IS NULL AND start_date_time >= $1 AND start_date_time <= $2 \
+             ORDER BY due, id",
+        )
+        .bind(canonical(from))
+        .bind(canonical(to))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Deadline {
+                    kind: r.try_get(0)?,
+                    id: r.try_get(1)?,
+                    due: r.try_get(2)?,
+                    subject: r.try_get(3)?,
+                    matter: r.try_get(4)?,
+                    status: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
     /// Runs a read-only query and returns rows as JSON-ish strings (for `deadlines`, tests).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
+
+/// A task or event coming due.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Deadline {
+    pub kind: String,
+    pub id: String,
+    pub due: String,
+    pub subject: Option<String>,
+    pub matter: Option<String>,
+    pub status: Option<String>,
 }
 
 /// One exported record.
@@ -404,25 +530,32 @@ pub struct Tx {
 
 impl Tx {
     /// Upserts rows (idempotent: replaying changes nothing) and marks every row seen by `run`.
-    /// Returns how many records were new or changed (by content hash) or came back from deletion.
+    /// Returns the records that were new or changed (by content hash) or came back from deletion,
+    /// each with the value its `watch` column had before (None: the record is new).
     pub async fn upsert(
         &mut self,
         res: &Resource,
         rows: &mut Vec<Row>,
         run: i64,
         now: DateTime<Utc>,
-    ) -> Result<u64> {
+        watch: Option<&str>,
+    ) -> Result<Vec<Fresh>> {
         // The last copy of an id wins: a later read is never older than an earlier one in a pass.
         dedup_keep_last(rows);
-        let mut changed = 0;
+        let mut changed = Vec::new();
         let now_s = canonical(now);
         for chunk in rows.chunks(BATCH) {
-            let known = self.known_hashes(res, chunk).await?;
-            let (fresh, same): (Vec<&Row>, Vec<&Row>) = chunk
-                .iter()
-                .partition(|r| known.get(r.id.as_str()) != Some(&(r.hash, false)));
+            let known = self.known_hashes(res, chunk, watch).await?;
+            let (fresh, same): (Vec<&Row>, Vec<&Row>) = chunk.iter().partition(|r| {
+                known
+                    .get(r.id.as_str())
+                    .is_none_or(|k| (k.0, k.1) != (r.hash, false))
+            });
             if !fresh.is_empty() {
-                changed += fresh.len() as u64;
+                changed.extend(fresh.iter().map(|r| Fresh {
+                    id: r.id.clone(),
+                    prior: known.get(r.id.as_str()).map(|k| k.2.clone()),
+                }));
                 let mut q = QueryBuilder::<Sqlite>::new(format!(
                     "INSERT INTO {} (id, created_at, updated_at, deleted_at, synced_at, hash, seen_run, data",
                     res.name
@@ -476,13 +609,16 @@ impl Tx {
         Ok(changed)
     }
 
+    /// (hash, deleted, watched column) of the rows already stored.
     async fn known_hashes(
         &mut self,
         res: &Resource,
         rows: &[Row],
-    ) -> Result<std::collections::HashMap<String, (i64, bool)>> {
+        watch: Option<&str>,
+    ) -> Result<std::collections::HashMap<String, (i64, bool, Option<String>)>> {
+        let watched = watch.unwrap_or("NULL");
         let mut q = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT id, hash, deleted_at IS NOT NULL FROM {} WHERE id IN (",
+            "SELECT id, hash, deleted_at IS NOT NULL, {watched} FROM {} WHERE id IN (",
             res.name
         ));
         let mut sep = q.separated(", ");
@@ -496,7 +632,11 @@ impl Tx {
             .map(|r| {
                 Ok((
                     r.try_get::<String, _>(0)?,
-                    (r.try_get::<i64, _>(1)?, r.try_get::<bool, _>(2)?),
+                    (
+                        r.try_get::<i64, _>(1)?,
+                        r.try_get::<bool, _>(2)?,
+                        r.try_get::<Option<String>, _>(3)?,
+                    ),
                 ))
             })
             .collect()
@@ -582,10 +722,51 @@ impl Tx {
         Ok(())
     }
 
+    /// Enqueues notifications; an id already in the outbox is left alone (stable ids dedupe).
+    pub async fn enqueue(&mut self, items: &[Notification], now: DateTime<Utc>) -> Result<u64> {
+        let mut n = 0;
+        for item in items {
+            let done = sqlx::query(
+                "INSERT INTO outbox (id, kind, resource, record_id, payload, created_at, status, next_attempt_at, delivered_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $6, CASE WHEN $7 = 'suppressed' THEN $6 END) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&item.id)
+            .bind(&item.kind)
+            .bind(&item.resource)
+            .bind(&item.record_id)
+            .bind(item.payload.to_string())
+            .bind(canonical(now))
+            .bind(if item.suppressed { "suppressed" } else { "pending" })
+            .execute(&mut *self.tx)
+            .await?;
+            n += done.rows_affected();
+        }
+        Ok(n)
+    }
+
     pub async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
         Ok(())
     }
+}
+
+/// A record the upsert wrote, with its watched column's previous value (None: it is new).
+#[derive(Clone, Debug)]
+pub struct Fresh {
+    pub id: String,
+    pub prior: Option<Option<String>>,
+}
+
+/// An outbox row to write.
+#[derive(Clone, Debug)]
+pub struct Notification {
+    pub id: String,
+    pub kind: String,
+    pub resource: String,
+    pub record_id: String,
+    pub payload: serde_json::Value,
+    /// Recorded but never delivered (first backfill).
+    pub suppressed: bool,
 }
 
 fn dedup_keep_last(rows: &mut Vec<Row>) {

@@ -63,27 +63,35 @@ async fn upsert_is_idempotent_and_counts_changes() {
     let b = r#"{"id":"t2","subject":"B","updated_at":"2026-11-25T11:00:00"}"#;
     let mut tx = store.begin().await.unwrap();
     assert_eq!(
-        tx.upsert(tasks, &mut vec![row(tasks, a), row(tasks, b)], 1, now)
+        tx.upsert(tasks, &mut vec![row(tasks, a), row(tasks, b)], 1, now, None)
             .await
-            .unwrap(),
+            .unwrap()
+            .len(),
         2
     );
     tx.commit().await.unwrap();
     let mut tx = store.begin().await.unwrap();
     assert_eq!(
-        tx.upsert(tasks, &mut vec![row(tasks, a), row(tasks, b)], 2, now)
+        tx.upsert(tasks, &mut vec![row(tasks, a), row(tasks, b)], 2, now, None)
             .await
-            .unwrap(),
+            .unwrap()
+            .len(),
         0
     );
     let a2 = r#"{"id":"t1","subject":"A2","updated_at":"2026-11-25T11:05:00"}"#;
-    // The same id twice in one batch: the later copy wins.
-    assert_eq!(
-        tx.upsert(tasks, &mut vec![row(tasks, a), row(tasks, a2)], 2, now)
-            .await
-            .unwrap(),
-        1
-    );
+    // The same id twice in one batch: the later copy wins; the prior value is reported.
+    let fresh = tx
+        .upsert(
+            tasks,
+            &mut vec![row(tasks, a), row(tasks, a2)],
+            2,
+            now,
+            Some("subject"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fresh.len(), 1);
+    assert_eq!(fresh[0].prior, Some(Some("A".to_string())));
     tx.commit().await.unwrap();
     let mut out = Vec::new();
     store
@@ -105,21 +113,27 @@ async fn reconciliation_marks_only_unseen_and_revives_returning_records() {
     let users = find("users").unwrap();
     let u = |id: &str| row(users, &format!(r#"{{"id":"{id}","display_name":"{id}"}}"#));
     let mut tx = store.begin().await.unwrap();
-    tx.upsert(users, &mut vec![u("a"), u("b"), u("c")], 1, now)
+    tx.upsert(users, &mut vec![u("a"), u("b"), u("c")], 1, now, None)
         .await
         .unwrap();
     tx.commit().await.unwrap();
     let mut tx = store.begin().await.unwrap();
-    tx.upsert(users, &mut vec![u("a"), u("c")], 5, now)
+    tx.upsert(users, &mut vec![u("a"), u("c")], 5, now, None)
         .await
         .unwrap();
     assert_eq!(tx.count_unseen(users, 5).await.unwrap(), (1, 3));
-    assert_eq!(tx.mark_unseen_deleted(users, 5, now).await.unwrap(), 1);
+    assert_eq!(
+        tx.mark_unseen_deleted(users, 5, now).await.unwrap(),
+        1
+    );
     tx.commit().await.unwrap();
     assert_eq!(store.counts(users).await.unwrap(), (2, 1));
     let mut tx = store.begin().await.unwrap();
     assert_eq!(
-        tx.upsert(users, &mut vec![u("b")], 6, now).await.unwrap(),
+        tx.upsert(users, &mut vec![u("b")], 6, now, None)
+            .await
+            .unwrap()
+            .len(),
         1,
         "a returning record counts as changed"
     );

@@ -36,6 +36,8 @@ pub struct SyncConfig {
     /// A reconciliation that would mark more than this share (and more than 20 records) of a
     /// resource deleted is refused as suspicious.
     pub max_delete_fraction: f64,
+    /// Tasks and events due within this window are notified.
+    pub notify_window: Duration,
 }
 
 impl Default for SyncConfig {
@@ -47,6 +49,7 @@ impl Default for SyncConfig {
             initial_lookback: None,
             max_page_attempts: 4,
             max_delete_fraction: 0.5,
+            notify_window: Duration::from_secs(30 * 86400),
         }
     }
 }
@@ -154,12 +157,15 @@ pub trait ProgressSink: Send + Sync {
     fn finish(&self, resource: &str, outcome: &Outcome);
 }
 
+#[derive(Clone)]
 pub struct Engine {
     pub client: Client,
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub cfg: SyncConfig,
     pub progress: Option<Arc<dyn ProgressSink>>,
+    /// Cancelled on shutdown: the listing stops at the next page boundary, its resume point saved.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// Why a resource's run stopped early.
@@ -230,6 +236,9 @@ impl Engine {
         };
         report.cycle = cycle;
         for res in resources {
+            if self.shutdown.is_cancelled() {
+                break;
+            }
             let (outcome, fatal) = self.sync_resource(cycle, res, full).await;
             if let Some(p) = &self.progress {
                 p.finish(res.name, &outcome);
@@ -425,6 +434,12 @@ impl Engine {
                 let progress = serde_json::to_value(&*listing).expect("a listing serializes");
                 tx.set_listing(res, Some(&progress), now).await?;
                 tx.commit().await?;
+                if self.shutdown.is_cancelled() {
+                    return Err(Stop::Skip(format!(
+                        "{}: stopped by shutdown; the next start resumes",
+                        res.name
+                    )));
+                }
                 continue;
             }
             // Complete: deletions (for a complete listing) and the cursor commit with the last page.
@@ -567,14 +582,47 @@ impl Engine {
             info.last_id = Some(row.id.clone());
             batch.push(row);
             if batch.len() >= WRITE_BATCH {
-                info.changed += tx.upsert(res, &mut batch, run, now).await?;
+                info.changed += self
+                    .write_batch(&mut tx, res, &mut batch, run, now, listing)
+                    .await?;
                 batch.clear();
             }
         }
         if !batch.is_empty() {
-            info.changed += tx.upsert(res, &mut batch, run, now).await?;
+            info.changed += self
+                .write_batch(&mut tx, res, &mut batch, run, now, listing)
+                .await?;
         }
         Ok((tx, info))
+    }
+
+    /// Upserts a batch and enqueues the notifications it causes, in the page's transaction.
+    async fn write_batch(
+        &self,
+        tx: &mut store::Tx,
+        res: &'static Resource,
+        batch: &mut Vec<Row>,
+        run: i64,
+        now: DateTime<Utc>,
+        listing: &Listing,
+    ) -> Result<u64, PageError> {
+        let rule = crate::notify::rule(res);
+        let fresh = tx
+            .upsert(res, batch, run, now, rule.map(|r| r.due_column))
+            .await?;
+        if rule.is_some() && !fresh.is_empty() {
+            let suppressed = listing.mode == Mode::Backfill;
+            let items = crate::notify::for_page(
+                res,
+                batch,
+                &fresh,
+                now,
+                self.cfg.notify_window,
+                suppressed,
+            );
+            tx.enqueue(&items, now).await?;
+        }
+        Ok(fresh.len() as u64)
     }
 
     /// Whether the page may have more behind it: it filled `$top`, or its length is a round number

@@ -1,0 +1,284 @@
+//! `ppsync run`: every resource on its tier, a daily reconciliation, notifications delivered, until
+//! shutdown. Time comes from the engine's `Clock`, so a simulated day runs in seconds in the demo and
+//! the tests.
+//!
+//! Invariants:
+//! - Cycles never overlap: one loop runs them one after another; ticks missed while a cycle ran (or
+//!   while the process was down) coalesce into the next cycle.
+//! - A resource is due `interval` after its last success (kept in the database, so a restart knows);
+//!   one that failed is retried at the next cycle while the others go on.
+//! - Reconciliation runs one resource at a time on background budget, and due scheduled work goes
+//!   first between its resources: it never starves the 15-minute tier.
+//! - Shutdown stops at a page boundary: the page in flight commits or rolls back, never half.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::notify::{Dispatcher, NotifyConfig};
+use crate::resource::Resource;
+use crate::sync::{Engine, PassReport};
+
+/// Daemon settings (from the config).
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    /// Enabled resources and their intervals, in sync order (most important first).
+    pub schedule: Vec<(&'static Resource, Duration)>,
+    /// Daily reconciliation time (UTC); None disables it.
+    pub reconcile_at: Option<NaiveTime>,
+    pub notify: NotifyConfig,
+    /// Stop once the clock reaches this instant (the demo's simulated day).
+    pub stop_at: Option<DateTime<Utc>>,
+}
+
+/// What the daemon did, for the demo and tests.
+#[derive(Debug, Default)]
+pub struct DaemonSummary {
+    pub cycles: Vec<PassReport>,
+    pub reconciliations: u32,
+    pub delivered: u64,
+}
+
+/// Status shared with the HTTP endpoint.
+pub type Observer = std::sync::Arc<dyn Fn(&PassReport) + Send + Sync>;
+
+pub struct Daemon {
+    pub engine: Engine,
+    pub cfg: DaemonConfig,
+    pub shutdown: CancellationToken,
+    pub observer: Option<Observer>,
+}
+
+impl Daemon {
+    pub async fn run(&self) -> anyhow::Result<DaemonSummary> {
+        let engine = &self.engine;
+        let clock = engine.clock.clone();
+        let background = Engine {
+            client: engine.client.background(),
+            ..engine.clone()
+        };
+        let dispatcher = Dispatcher::new(self.cfg.notify.clone())?;
+        let mut summary = DaemonSummary::default();
+        let mut next = self.initial_due().await?;
+        let mut next_reconcile = self.cfg.reconcile_at.map(|t| next_at(clock.now(), t));
+        tracing::info!(resources = self.cfg.schedule.len(), "daemon started");
+        loop {
+            if self.stopping(clock.now()) {
+                break;
+            }
+            self.scheduled_cycle(&mut next, &mut summary).await;
+            if let Some(at) = next_reconcile
+                && clock.now() >= at
+            {
+                tracing::info!("reconciliation started");
+                for (res, _) in &self.cfg.schedule {
+                    if self.stopping(clock.now()) {
+                        break;
+                    }
+                    // Scheduled work that fell due meanwhile goes first.
+                    self.scheduled_cycle(&mut next, &mut summary).await;
+                    let report = background.pass(&[*res], true, "reconcile").await;
+                    self.observe(&report);
+                    summary.cycles.push(report);
+                }
+                summary.reconciliations += 1;
+                next_reconcile = Some(at + chrono::Duration::days(1))
+                    .map(|n| n.max(next_at(clock.now(), at.time())));
+            }
+            let now = clock.now();
+            if let Err(e) =
+                crate::notify::deadline_scan(&engine.store, now, self.cfg.notify.window).await
+            {
+                tracing::error!(error = %format!("{e:#}"), "deadline scan failed");
+            }
+            match dispatcher.deliver_due(&engine.store, now).await {
+                Ok((ok, _)) => summary.delivered += ok,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "notification delivery failed")
+                }
+            }
+            // Sleep until the next resource is due (or the reconciliation, or the stop).
+            let mut wake = next
+                .values()
+                .min()
+                .copied()
+                .unwrap_or(now + chrono::Duration::minutes(15));
+            if let Some(r) = next_reconcile {
+                wake = wake.min(r);
+            }
+            if let Some(stop) = self.cfg.stop_at {
+                wake = wake.min(stop);
+            }
+            if dispatcher.has_sinks()
+                && engine
+                    .store
+                    .outbox_due(wake, 1)
+                    .await
+                    .map(|v| !v.is_empty())
+                    .unwrap_or(false)
+            {
+                // Undelivered notifications: come back sooner than the next cycle.
+                wake = wake.min(now + chrono::Duration::seconds(30));
+            }
+            let wait = (wake - now).to_std().unwrap_or_default();
+            if !wait.is_zero() {
+                tokio::select! {
+                    _ = clock.sleep(wait) => {}
+                    _ = self.shutdown.cancelled() => {}
+                }
+            }
+        }
+        tracing::info!(cycles = summary.cycles.len(), "daemon stopped");
+        Ok(summary)
+    }
+
+    fn stopping(&self, now: DateTime<Utc>) -> bool {
+        self.shutdown.is_cancelled() || self.cfg.stop_at.is_some_and(|s| now >= s)
+    }
+
+    fn observe(&self, report: &PassReport) {
+        if let Some(o) = &self.observer {
+            o(report);
+        }
+    }
+
+    /// One pass over every resource that is due, most important tier first.
+    async fn scheduled_cycle(
+        &self,
+        next: &mut HashMap<&'static str, DateTime<Utc>>,
+        summary: &mut DaemonSummary,
+    ) {
+        let now = self.engine.clock.now();
+        let due: Vec<&'static Resource> = self
+            .cfg
+            .schedule
+            .iter()
+            .filter(|(r, _)| next.get(r.name).is_none_or(|t| *t <= now))
+            .map(|(r, _)| *r)
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let report = self.engine.pass(&due, false, "scheduled").await;
+        if let Some(f) = &report.fatal {
+            tracing::error!(error = %f, "pass stopped");
+        }
+        let retry = self.shortest_interval();
+        for res in &due {
+            let interval = self.interval(res);
+            let ok = report
+                .outcomes
+                .iter()
+                .any(|o| o.resource == res.name && o.error.is_none());
+            // Ticks sit on a grid (every 15 minutes on the quarter hour, hourly on the hour, daily
+            // at midnight UTC), so the tiers line up into shared cycles, and every tick missed
+            // while this one ran coalesces into the next.
+            next.insert(
+                res.name,
+                grid_next(self.engine.clock.now(), if ok { interval } else { retry }),
+            );
+        }
+        self.observe(&report);
+        summary.cycles.push(report);
+    }
+
+    fn interval(&self, res: &Resource) -> chrono::Duration {
+        let d = self
+            .cfg
+            .schedule
+            .iter()
+            .find(|(r, _)| r.name == res.name)
+            .map(|(_, d)| *d);
+        chrono::Duration::from_std(d.unwrap_or(Duration::from_secs(900)))
+            .unwrap_or(chrono::Duration::minutes(15))
+    }
+
+    fn shortest_interval(&self) -> chrono::Duration {
+        self.cfg
+            .schedule
+            .iter()
+            .map(|(r, _)| self.interval(r))
+            .min()
+            .unwrap_or(chrono::Duration::minutes(15))
+    }
+
+    /// Each resource is due `interval` after its cursor last moved (now, if never).
+    async fn initial_due(&self) -> anyhow::Result<HashMap<&'static str, DateTime<Utc>>> {
+        let now = self.engine.clock.now();
+        let mut next = HashMap::new();
+        for (res, _) in &self.cfg.schedule {
+            let st = self.engine.store.state(res).await?;
+            let due = match (st.cursor_set_at, st.listing) {
+                (Some(t), None) => grid_next(t, self.interval(res)),
+                _ => now,
+            };
+            next.insert(res.name, due);
+        }
+        Ok(next)
+    }
+}
+
+/// The first multiple of `interval` (counted from the Unix epoch) strictly after `t`.
+pub fn grid_next(t: DateTime<Utc>, interval: chrono::Duration) -> DateTime<Utc> {
+    let step = interval.num_milliseconds().max(1000);
+    let ms = t.timestamp_millis();
+    let next = (ms.div_euclid(step) + 1) * step;
+    DateTime::from_timestamp_millis(next).unwrap_or(t + interval)
+}
+
+/// The next instant at `time` (UTC) strictly after `now`.
+pub fn next_at(now: DateTime<Utc>, time: NaiveTime) -> DateTime<Utc> {
+    let today = now.date_naive().and_time(time).and_utc();
+    if today > now {
+        today
+    } else {
+        today + chrono::Duration::days(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_reconciliation_time() {
+        let t = |s: &str| crate::time::parse_api_time(s).unwrap();
+        let three = NaiveTime::from_hms_opt(3, 0, 0).unwrap();
+        assert_eq!(
+            next_at(t("2026-11-02T14:00:00"), three),
+            t("2026-11-03T03:00:00")
+        );
+        assert_eq!(
+            next_at(t("2026-11-03T02:59:00"), three),
+            t("2026-11-03T03:00:00")
+        );
+        assert_eq!(
+            next_at(t("2026-11-03T03:00:00"), three),
+            t("2026-11-04T03:00:00")
+        );
+    }
+
+    #[test]
+    fn ticks_sit_on_a_grid() {
+        let t = |s: &str| crate::time::parse_api_time(s).unwrap();
+        let q = chrono::Duration::minutes(15);
+        assert_eq!(
+            grid_next(t("2026-11-02T14:00:00.6"), q),
+            t("2026-11-02T14:15:00")
+        );
+        assert_eq!(
+            grid_next(t("2026-11-02T14:15:00"), q),
+            t("2026-11-02T14:30:00")
+        );
+        assert_eq!(
+            grid_next(t("2026-11-02T14:59:59"), chrono::Duration::hours(1)),
+            t("2026-11-02T15:00:00")
+        );
+        assert_eq!(
+            grid_next(t("2026-11-02T14:00:00"), chrono::Duration::days(1)),
+            t("2026-11-03T00:00:00")
+        );
+    }
+}
