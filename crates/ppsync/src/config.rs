@@ -153,7 +153,7 @@ impl Config {
         fig = fig.merge(
             Env::prefixed("PPSYNC_")
                 .filter(|k| {
-                    let k = k.as_str();
+                    let k = k.as_str().to_ascii_lowercase();
                     k != "config" && k != "log" && !k.starts_with("test_")
                 })
                 .split("__"),

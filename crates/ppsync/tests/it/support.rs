@@ -61,11 +61,21 @@ pub fn write_config(dir: &std::path::Path, sim: &SimHandle, extra: &str) -> Path
 
 /// A mirror over `sim` with credentials imported. `extra` is appended to the config (sections).
 pub async fn app_with(sim: SimHandle, extra: &str) -> TestApp {
+    app_with_clock(sim, extra, Arc::new(SystemClock)).await
+}
+
+/// A mirror whose clock is the simulator's: sleeping advances simulated time (the demo's clock).
+pub async fn app_on_sim_clock(sim: SimHandle, extra: &str) -> TestApp {
+    let clock = Arc::new(ppsync::demo::SimClock(sim.clone()));
+    app_with_clock(sim, extra, clock).await
+}
+
+pub async fn app_with_clock(sim: SimHandle, extra: &str, clock: Arc<dyn ppsync::time::Clock>) -> TestApp {
     quiet_logs();
     let dir = tempfile::tempdir().unwrap();
     let config_path = write_config(dir.path(), &sim, extra);
     let cfg = Config::load(Some(&config_path)).expect("config loads");
-    let engine = ppsync::app::engine(&cfg, Arc::new(SystemClock))
+    let engine = ppsync::app::engine(&cfg, clock)
         .await
         .expect("engine");
     let tokens = engine

@@ -1,0 +1,221 @@
+//! The daemon over a simulated day, on the simulator's clock (seconds of real time).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use axum::http::{HeaderMap, StatusCode};
+use ppsync::daemon::Daemon;
+use ppsync::resource::RESOURCES;
+use ppsync::time::parse_api_time;
+use serde_json::Value;
+
+use crate::support::*;
+
+/// A webhook receiver that checks signatures, can be taken down, and records what it got.
+#[derive(Clone, Default)]
+struct Receiver {
+    up: Arc<AtomicBool>,
+    got: Arc<Mutex<Vec<Value>>>,
+    refused: Arc<AtomicUsize>,
+    bad_signatures: Arc<AtomicUsize>,
+}
+
+const SECRET: &str = "test-secret";
+
+async fn receiver() -> (Receiver, String) {
+    let r = Receiver::default();
+    r.up.store(true, Ordering::SeqCst);
+    let state = r.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let r = state.clone();
+            async move {
+                if !r.up.load(Ordering::SeqCst) {
+                    r.refused.fetch_add(1, Ordering::SeqCst);
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let sig = headers.get("x-ppsync-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+                if sig != ppsync::notify::signature(SECRET, &body) {
+                    r.bad_signatures.fetch_add(1, Ordering::SeqCst);
+                    return StatusCode::UNAUTHORIZED;
+                }
+                let v: Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(headers.get("x-ppsync-id").unwrap().to_str().unwrap(), v["id"].as_str().unwrap());
+                r.got.lock().unwrap().push(v);
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (r, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_day_keeps_every_tier_on_time_and_notifies_exactly() {
+    let (hook, url) = receiver().await;
+    let sim = ppsim::Sim::spawn(ppsim::SimConfig { scale: 0.02, ..Default::default() }).await.unwrap();
+    let extra = format!("[notify]\nwebhook_url = {url:?}\nwebhook_secret = {SECRET:?}\n");
+    let app = app_on_sim_clock(sim.clone(), &extra).await;
+    let cfg = ppsync::config::Config::load(Some(&app.config_path)).unwrap();
+
+    // The first backfill: nothing is sent for what already exists.
+    assert_clean(&app.pass().await);
+    let backfill_end = app.sim.now();
+    let tasks = ppsync::resource::find("tasks").unwrap();
+    let tasks_at_backfill: BTreeSet<String> =
+        app.truth(tasks).iter().map(|t| t["id"].as_str().unwrap().to_string()).collect();
+
+    // Twelve hours, with the webhook down from cycle 10 to cycle 20.
+    let cycles = Arc::new(AtomicUsize::new(0));
+    let (c, up) = (cycles.clone(), hook.up.clone());
+    let observer: ppsync::daemon::Observer = Arc::new(move |_r| {
+        let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+        up.store(!(10..20).contains(&n), Ordering::SeqCst);
+    });
+    let mut dcfg = cfg.daemon();
+    dcfg.stop_at = Some(backfill_end + chrono::Duration::hours(12));
+    let first = Daemon { engine: app.engine.clone(), cfg: dcfg.clone(), shutdown: Default::default(), observer: Some(observer) };
+    let s1 = first.run().await.unwrap();
+    assert!(hook.refused.load(Ordering::SeqCst) > 0, "the outage really refused deliveries");
+    assert!(hook.up.load(Ordering::SeqCst));
+
+    // A restart: a new engine on the same database runs the rest of the day.
+    let engine2 = ppsync::app::engine(&cfg, Arc::new(ppsync::demo::SimClock(sim.clone()))).await.unwrap();
+    dcfg.stop_at = Some(backfill_end + chrono::Duration::hours(24));
+    let second = Daemon { engine: engine2.clone(), cfg: dcfg, shutdown: Default::default(), observer: None };
+    let s2 = second.run().await.unwrap();
+    assert_eq!(s1.reconciliations + s2.reconciliations, 1, "one reconciliation a day");
+    // Deliver what the last cycle enqueued (the daemon stops right after its last cycle).
+    let dispatcher = ppsync::notify::Dispatcher::new(cfg.notify.clone()).unwrap();
+    dispatcher.deliver_due(&engine2.store, app.sim.now()).await.unwrap();
+
+    // Every tier on time: each resource's successful scheduled runs are one interval apart.
+    let runs = engine2.store.runs(100_000).await.unwrap();
+    let mut by_resource: HashMap<&str, Vec<chrono::DateTime<chrono::Utc>>> = HashMap::new();
+    for r in runs.iter().filter(|r| r.outcome == "ok" && r.mode != "backfill") {
+        let rs = ppsync::resource::find(&r.resource).unwrap().name;
+        by_resource.entry(rs).or_default().push(parse_api_time(&r.started_at).unwrap());
+    }
+    for res in RESOURCES {
+        let interval = res.tier.default_interval();
+        let mut times = by_resource.remove(res.name).unwrap_or_default();
+        times.sort();
+        let expected = (24 * 3600 / interval.as_secs()) as usize;
+        assert!(times.len() >= expected, "{}: {} runs, expected at least {expected}", res.name, times.len());
+        for w in times.windows(2) {
+            let gap = (w[1] - w[0]).to_std().unwrap();
+            assert!(gap <= interval + std::time::Duration::from_secs(60), "{}: a gap of {gap:?}", res.name);
+        }
+    }
+
+    // Requests per 15-minute cycle at the floor: one per resource synced (plus a token refresh).
+    let cycles_rows = engine2.store.cycles().await.unwrap();
+    let mut extra_requests = 0;
+    for c in cycles_rows.iter().filter(|c| c.trigger == "scheduled") {
+        assert!(c.requests >= c.resources, "{c:?}");
+        extra_requests += c.requests - c.resources;
+    }
+    let refreshes = app.sim.journal().iter().filter(|e| e.path == "/oauth/token").count() as i64;
+    assert!(extra_requests <= refreshes, "extra requests {extra_requests} beyond {refreshes} token calls");
+    let high = cycles_rows.iter().filter(|c| c.trigger == "scheduled" && c.resources >= 4).count();
+    assert!(high >= 96, "a cycle every 15 minutes: {high}");
+    assert!(app.sim.max_requests_in_any_window() <= 300, "budget");
+    assert_eq!(app.sim.journal().iter().filter(|e| e.status == 429).count(), 0);
+
+    // The mirror equals the truth (a final reconciliation catches deletions since 03:00).
+    assert_clean(&app.full_pass().await);
+    app.assert_equal_to_truth().await;
+
+    // Notifications: every task created after the backfill, once; none for older tasks;
+    // every open task and event due within 30 days of the end was announced.
+    assert_eq!(hook.bad_signatures.load(Ordering::SeqCst), 0);
+    let got = hook.got.lock().unwrap().clone();
+    let mut by_id: BTreeMap<String, Value> = BTreeMap::new();
+    for n in &got {
+        by_id.insert(n["id"].as_str().unwrap().to_string(), n.clone());
+    }
+    let created: BTreeSet<String> = by_id
+        .values()
+        .filter(|n| n["kind"] == "task.created")
+        .map(|n| n["record_id"].as_str().unwrap().to_string())
+        .collect();
+    let tasks_now: BTreeSet<String> = app.truth(tasks).iter().map(|t| t["id"].as_str().unwrap().to_string()).collect();
+    let new_tasks: BTreeSet<String> = tasks_now.difference(&tasks_at_backfill).cloned().collect();
+    assert!(!new_tasks.is_empty());
+    assert!(created.is_superset(&new_tasks), "missed: {:?}", new_tasks.difference(&created).collect::<Vec<_>>());
+    assert!(created.is_disjoint(&tasks_at_backfill), "no 'new task' for tasks the backfill found");
+    let end_time = app.sim.now();
+    let horizon = end_time + chrono::Duration::days(30);
+    let outbox_ids: BTreeSet<String> = sqlx::query_scalar::<_, String>("SELECT id FROM outbox")
+        .fetch_all(engine2.store.pool())
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let mut announced = 0;
+    for (name, due_field, kind) in [("tasks", "due_date", "task.due"), ("events", "start_date_time", "event.upcoming")] {
+        let res = ppsync::resource::find(name).unwrap();
+        for rec in app.truth(res) {
+            if rec["status"] == "Completed" {
+                continue;
+            }
+            let Some(due) = rec[due_field].as_str().and_then(parse_api_time) else { continue };
+            if due < end_time || due > horizon {
+                continue;
+            }
+            let id = format!("{kind}:{}:{}", rec["id"].as_str().unwrap(), ppsync::time::canonical(due));
+            // Sent, or recorded as suppressed by the backfill (which sends nothing).
+            assert!(by_id.contains_key(&id) || outbox_ids.contains(&id), "{id} was never announced");
+            announced += usize::from(by_id.contains_key(&id));
+        }
+    }
+    assert!(announced > 0);
+    for n in by_id.values().filter(|n| n["kind"] != "task.created") {
+        let due = parse_api_time(n["due"].as_str().unwrap()).unwrap();
+        let at = parse_api_time(n["detected_at"].as_str().unwrap()).unwrap();
+        assert!(due >= at && due <= at + chrono::Duration::days(30), "{n}");
+    }
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
+        .fetch_one(engine2.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(pending, 0, "the outage lost nothing: everything was delivered after it");
+    assert!(got.len() >= by_id.len());
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_daemon_at_a_page_boundary_and_the_next_start_resumes() {
+    let app = app(0.02, "[sync]\npage_size = 50\n[http]\nlisten = \"off\"").await;
+    let config = app.config_path.clone();
+    let (code, stderr, elapsed) = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ppsync"))
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .env("PPSYNC_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let t = std::time::Instant::now();
+        let killed = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+        assert!(killed.success());
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), t.elapsed())
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("shutdown requested"), "{stderr}");
+    assert!(elapsed < std::time::Duration::from_secs(10), "stopped promptly: {elapsed:?}");
+    assert!(!stderr.contains("panicked"));
+    // Whatever was committed is whole; the next pass resumes and completes.
+    let (code, out, err) = app.cli(&["sync"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    app.assert_equal_to_truth().await;
+}
