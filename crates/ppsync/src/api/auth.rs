@@ -122,11 +122,12 @@ impl TokenManager {
         // Another process on the same database (the CLI beside the daemon) may have rotated the
         // pair already: its refresh token is then the only valid one, so adopt what is stored.
         if let Ok(Some(stored)) = self.store.load().await {
-            let rotated = cur
-                .as_ref()
-                .is_none_or(|c| c.refresh_token.expose_secret() != stored.refresh_token.expose_secret());
+            let rotated = cur.as_ref().is_none_or(|c| {
+                c.refresh_token.expose_secret() != stored.refresh_token.expose_secret()
+            });
             if rotated {
-                let usable = !stored.access_token.expose_secret().is_empty() && stored.expires_at - REFRESH_MARGIN > now;
+                let usable = !stored.access_token.expose_secret().is_empty()
+                    && stored.expires_at - REFRESH_MARGIN > now;
                 let access = stored.access_token.clone();
                 *cur = Some(stored);
                 if usable {

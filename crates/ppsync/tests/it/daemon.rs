@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::http::{HeaderMap, StatusCode};
 use ppsync::daemon::Daemon;
@@ -37,13 +37,19 @@ async fn receiver() -> (Receiver, String) {
                     r.refused.fetch_add(1, Ordering::SeqCst);
                     return StatusCode::SERVICE_UNAVAILABLE;
                 }
-                let sig = headers.get("x-ppsync-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+                let sig = headers
+                    .get("x-ppsync-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
                 if sig != ppsync::notify::signature(SECRET, &body) {
                     r.bad_signatures.fetch_add(1, Ordering::SeqCst);
                     return StatusCode::UNAUTHORIZED;
                 }
                 let v: Value = serde_json::from_slice(&body).unwrap();
-                assert_eq!(headers.get("x-ppsync-id").unwrap().to_str().unwrap(), v["id"].as_str().unwrap());
+                assert_eq!(
+                    headers.get("x-ppsync-id").unwrap().to_str().unwrap(),
+                    v["id"].as_str().unwrap()
+                );
                 r.got.lock().unwrap().push(v);
                 StatusCode::OK
             }
@@ -58,7 +64,12 @@ async fn receiver() -> (Receiver, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_simulated_day_keeps_every_tier_on_time_and_notifies_exactly() {
     let (hook, url) = receiver().await;
-    let sim = ppsim::Sim::spawn(ppsim::SimConfig { scale: 0.02, ..Default::default() }).await.unwrap();
+    let sim = ppsim::Sim::spawn(ppsim::SimConfig {
+        scale: 0.02,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let extra = format!("[notify]\nwebhook_url = {url:?}\nwebhook_secret = {SECRET:?}\n");
     let app = app_on_sim_clock(sim.clone(), &extra).await;
     let cfg = ppsync::config::Config::load(Some(&app.config_path)).unwrap();
@@ -67,8 +78,11 @@ async fn a_simulated_day_keeps_every_tier_on_time_and_notifies_exactly() {
     assert_clean(&app.pass().await);
     let backfill_end = app.sim.now();
     let tasks = ppsync::resource::find("tasks").unwrap();
-    let tasks_at_backfill: BTreeSet<String> =
-        app.truth(tasks).iter().map(|t| t["id"].as_str().unwrap().to_string()).collect();
+    let tasks_at_backfill: BTreeSet<String> = app
+        .truth(tasks)
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
 
     // Twelve hours, with the webhook down from cycle 10 to cycle 20.
     let cycles = Arc::new(AtomicUsize::new(0));
@@ -79,37 +93,74 @@ async fn a_simulated_day_keeps_every_tier_on_time_and_notifies_exactly() {
     });
     let mut dcfg = cfg.daemon();
     dcfg.stop_at = Some(backfill_end + chrono::Duration::hours(12));
-    let first = Daemon { engine: app.engine.clone(), cfg: dcfg.clone(), shutdown: Default::default(), observer: Some(observer) };
+    let first = Daemon {
+        engine: app.engine.clone(),
+        cfg: dcfg.clone(),
+        shutdown: Default::default(),
+        observer: Some(observer),
+    };
     let s1 = first.run().await.unwrap();
-    assert!(hook.refused.load(Ordering::SeqCst) > 0, "the outage really refused deliveries");
+    assert!(
+        hook.refused.load(Ordering::SeqCst) > 0,
+        "the outage really refused deliveries"
+    );
     assert!(hook.up.load(Ordering::SeqCst));
 
     // A restart: a new engine on the same database runs the rest of the day.
-    let engine2 = ppsync::app::engine(&cfg, Arc::new(ppsync::demo::SimClock(sim.clone()))).await.unwrap();
+    let engine2 = ppsync::app::engine(&cfg, Arc::new(ppsync::demo::SimClock(sim.clone())))
+        .await
+        .unwrap();
     dcfg.stop_at = Some(backfill_end + chrono::Duration::hours(24));
-    let second = Daemon { engine: engine2.clone(), cfg: dcfg, shutdown: Default::default(), observer: None };
+    let second = Daemon {
+        engine: engine2.clone(),
+        cfg: dcfg,
+        shutdown: Default::default(),
+        observer: None,
+    };
     let s2 = second.run().await.unwrap();
-    assert_eq!(s1.reconciliations + s2.reconciliations, 1, "one reconciliation a day");
+    assert_eq!(
+        s1.reconciliations + s2.reconciliations,
+        1,
+        "one reconciliation a day"
+    );
     // Deliver what the last cycle enqueued (the daemon stops right after its last cycle).
     let dispatcher = ppsync::notify::Dispatcher::new(cfg.notify.clone()).unwrap();
-    dispatcher.deliver_due(&engine2.store, app.sim.now()).await.unwrap();
+    dispatcher
+        .deliver_due(&engine2.store, app.sim.now())
+        .await
+        .unwrap();
 
     // Every tier on time: each resource's successful scheduled runs are one interval apart.
     let runs = engine2.store.runs(100_000).await.unwrap();
     let mut by_resource: HashMap<&str, Vec<chrono::DateTime<chrono::Utc>>> = HashMap::new();
-    for r in runs.iter().filter(|r| r.outcome == "ok" && r.mode != "backfill") {
+    for r in runs
+        .iter()
+        .filter(|r| r.outcome == "ok" && r.mode != "backfill")
+    {
         let rs = ppsync::resource::find(&r.resource).unwrap().name;
-        by_resource.entry(rs).or_default().push(parse_api_time(&r.started_at).unwrap());
+        by_resource
+            .entry(rs)
+            .or_default()
+            .push(parse_api_time(&r.started_at).unwrap());
     }
     for res in RESOURCES {
         let interval = res.tier.default_interval();
         let mut times = by_resource.remove(res.name).unwrap_or_default();
         times.sort();
         let expected = (24 * 3600 / interval.as_secs()) as usize;
-        assert!(times.len() >= expected, "{}: {} runs, expected at least {expected}", res.name, times.len());
+        assert!(
+            times.len() >= expected,
+            "{}: {} runs, expected at least {expected}",
+            res.name,
+            times.len()
+        );
         for w in times.windows(2) {
             let gap = (w[1] - w[0]).to_std().unwrap();
-            assert!(gap <= interval + std::time::Duration::from_secs(60), "{}: a gap of {gap:?}", res.name);
+            assert!(
+                gap <= interval + std::time::Duration::from_secs(60),
+                "{}: a gap of {gap:?}",
+                res.name
+            );
         }
     }
 
@@ -120,12 +171,26 @@ async fn a_simulated_day_keeps_every_tier_on_time_and_notifies_exactly() {
         assert!(c.requests >= c.resources, "{c:?}");
         extra_requests += c.requests - c.resources;
     }
-    let refreshes = app.sim.journal().iter().filter(|e| e.path == "/oauth/token").count() as i64;
-    assert!(extra_requests <= refreshes, "extra requests {extra_requests} beyond {refreshes} token calls");
-    let high = cycles_rows.iter().filter(|c| c.trigger == "scheduled" && c.resources >= 4).count();
+    let refreshes = app
+        .sim
+        .journal()
+        .iter()
+        .filter(|e| e.path == "/oauth/token")
+        .count() as i64;
+    assert!(
+        extra_requests <= refreshes,
+        "extra requests {extra_requests} beyond {refreshes} token calls"
+    );
+    let high = cycles_rows
+        .iter()
+        .filter(|c| c.trigger == "scheduled" && c.resources >= 4)
+        .count();
     assert!(high >= 96, "a cycle every 15 minutes: {high}");
     assert!(app.sim.max_requests_in_any_window() <= 300, "budget");
-    assert_eq!(app.sim.journal().iter().filter(|e| e.status == 429).count(), 0);
+    assert_eq!(
+        app.sim.journal().iter().filter(|e| e.status == 429).count(),
+        0
+    );
 
     // The mirror equals the truth (a final reconciliation catches deletions since 03:00).
     assert_clean(&app.full_pass().await);
@@ -144,11 +209,22 @@ async fn a_simulated_day_keeps_every_tier_on_time_and_notifies_exactly() {
         .filter(|n| n["kind"] == "task.created")
         .map(|n| n["record_id"].as_str().unwrap().to_string())
         .collect();
-    let tasks_now: BTreeSet<String> = app.truth(tasks).iter().map(|t| t["id"].as_str().unwrap().to_string()).collect();
+    let tasks_now: BTreeSet<String> = app
+        .truth(tasks)
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
     let new_tasks: BTreeSet<String> = tasks_now.difference(&tasks_at_backfill).cloned().collect();
     assert!(!new_tasks.is_empty());
-    assert!(created.is_superset(&new_tasks), "missed: {:?}", new_tasks.difference(&created).collect::<Vec<_>>());
-    assert!(created.is_disjoint(&tasks_at_backfill), "no 'new task' for tasks the backfill found");
+    assert!(
+        created.is_superset(&new_tasks),
+        "missed: {:?}",
+        new_tasks.difference(&created).collect::<Vec<_>>()
+    );
+    assert!(
+        created.is_disjoint(&tasks_at_backfill),
+        "no 'new task' for tasks the backfill found"
+    );
     let end_time = app.sim.now();
     let horizon = end_time + chrono::Duration::days(30);
     let outbox_ids: BTreeSet<String> = sqlx::query_scalar::<_, String>("SELECT id FROM outbox")
@@ -158,19 +234,31 @@ async fn a_simulated_day_keeps_every_tier_on_time_and_notifies_exactly() {
         .into_iter()
         .collect();
     let mut announced = 0;
-    for (name, due_field, kind) in [("tasks", "due_date", "task.due"), ("events", "start_date_time", "event.upcoming")] {
+    for (name, due_field, kind) in [
+        ("tasks", "due_date", "task.due"),
+        ("events", "start_date_time", "event.upcoming"),
+    ] {
         let res = ppsync::resource::find(name).unwrap();
         for rec in app.truth(res) {
             if rec["status"] == "Completed" {
                 continue;
             }
-            let Some(due) = rec[due_field].as_str().and_then(parse_api_time) else { continue };
+            let Some(due) = rec[due_field].as_str().and_then(parse_api_time) else {
+                continue;
+            };
             if due < end_time || due > horizon {
                 continue;
             }
-            let id = format!("{kind}:{}:{}", rec["id"].as_str().unwrap(), ppsync::time::canonical(due));
+            let id = format!(
+                "{kind}:{}:{}",
+                rec["id"].as_str().unwrap(),
+                ppsync::time::canonical(due)
+            );
             // Sent, or recorded as suppressed by the backfill (which sends nothing).
-            assert!(by_id.contains_key(&id) || outbox_ids.contains(&id), "{id} was never announced");
+            assert!(
+                by_id.contains_key(&id) || outbox_ids.contains(&id),
+                "{id} was never announced"
+            );
             announced += usize::from(by_id.contains_key(&id));
         }
     }
@@ -184,7 +272,10 @@ async fn a_simulated_day_keeps_every_tier_on_time_and_notifies_exactly() {
         .fetch_one(engine2.store.pool())
         .await
         .unwrap();
-    assert_eq!(pending, 0, "the outage lost nothing: everything was delivered after it");
+    assert_eq!(
+        pending, 0,
+        "the outage lost nothing: everything was delivered after it"
+    );
     assert!(got.len() >= by_id.len());
 }
 
@@ -193,7 +284,7 @@ async fn sigterm_stops_the_daemon_at_a_page_boundary_and_the_next_start_resumes(
     let app = app(0.02, "[sync]\npage_size = 50\n[http]\nlisten = \"off\"").await;
     let config = app.config_path.clone();
     let (code, stderr, elapsed) = tokio::task::spawn_blocking(move || {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ppsync"))
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ppsync"))
             .arg("--config")
             .arg(&config)
             .arg("run")
@@ -203,16 +294,27 @@ async fn sigterm_stops_the_daemon_at_a_page_boundary_and_the_next_start_resumes(
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(400));
         let t = std::time::Instant::now();
-        let killed = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+        let killed = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
         assert!(killed.success());
         let out = child.wait_with_output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), t.elapsed())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            t.elapsed(),
+        )
     })
     .await
     .unwrap();
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("shutdown requested"), "{stderr}");
-    assert!(elapsed < std::time::Duration::from_secs(10), "stopped promptly: {elapsed:?}");
+    assert!(
+        elapsed < std::time::Duration::from_secs(10),
+        "stopped promptly: {elapsed:?}"
+    );
     assert!(!stderr.contains("panicked"));
     // Whatever was committed is whole; the next pass resumes and completes.
     let (code, out, err) = app.cli(&["sync"]).await;

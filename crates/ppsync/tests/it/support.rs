@@ -70,14 +70,16 @@ pub async fn app_on_sim_clock(sim: SimHandle, extra: &str) -> TestApp {
     app_with_clock(sim, extra, clock).await
 }
 
-pub async fn app_with_clock(sim: SimHandle, extra: &str, clock: Arc<dyn ppsync::time::Clock>) -> TestApp {
+pub async fn app_with_clock(
+    sim: SimHandle,
+    extra: &str,
+    clock: Arc<dyn ppsync::time::Clock>,
+) -> TestApp {
     quiet_logs();
     let dir = tempfile::tempdir().unwrap();
     let config_path = write_config(dir.path(), &sim, extra);
     let cfg = Config::load(Some(&config_path)).expect("config loads");
-    let engine = ppsync::app::engine(&cfg, clock)
-        .await
-        .expect("engine");
+    let engine = ppsync::app::engine(&cfg, clock).await.expect("engine");
     let tokens = engine
         .client
         .redeem_refresh_token(&sim.grant())
@@ -243,4 +245,16 @@ pub fn run_cli(config: &std::path::Path, args: &[&str]) -> (i32, String, String)
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `run_cli` on a blocking thread (the in-process simulator keeps serving).
+pub async fn run_cli_async(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let config = config.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli(&config, &args)
+    })
+    .await
+    .expect("cli thread")
 }
