@@ -173,6 +173,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn background_work_leaves_a_fifth_of_the_window() {
+        let start = crate::time::parse_api_time("2026-11-25T00:00:00").unwrap();
+        let clock = Arc::new(ManualClock(StdMutex::new(start)));
+        let budget = Budget::new(10, Duration::from_secs(60), clock.clone());
+        for _ in 0..8 {
+            budget.acquire_background().await;
+        }
+        assert_eq!(clock.now(), start, "8 of 10 fit at once");
+        budget.acquire_background().await;
+        assert_eq!(
+            clock.now() - start,
+            chrono::Duration::seconds(60),
+            "the 9th waits for the window"
+        );
+        // Scheduled work still gets the reserved slots at once.
+        budget.acquire().await;
+        budget.acquire().await;
+        assert_eq!(clock.now() - start, chrono::Duration::seconds(60));
+        assert_eq!(budget.in_window().await, 3);
+    }
+
+    #[tokio::test]
     async fn a_pause_holds_every_request() {
         let start = crate::time::parse_api_time("2026-11-25T00:00:00").unwrap();
         let clock = Arc::new(ManualClock(StdMutex::new(start)));

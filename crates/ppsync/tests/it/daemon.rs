@@ -321,3 +321,45 @@ async fn sigterm_stops_the_daemon_at_a_page_boundary_and_the_next_start_resumes(
     assert_eq!(code, 0, "{out}{err}");
     app.assert_equal_to_truth().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_downtime_the_backlog_is_worked_off_in_one_cycle_most_important_first() {
+    let sim = ppsim::Sim::spawn(ppsim::SimConfig {
+        scale: 0.01,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let app = app_on_sim_clock(sim, "").await;
+    assert_clean(&app.pass().await);
+    // Three days down: every resource is overdue, many ticks missed.
+    app.advance(std::time::Duration::from_secs(3 * 86400));
+    let cfg = ppsync::config::Config::load(Some(&app.config_path)).unwrap();
+    let mut dcfg = cfg.daemon();
+    dcfg.reconcile_at = None;
+    dcfg.stop_at = Some(app.sim.now() + chrono::Duration::minutes(20));
+    let daemon = Daemon {
+        engine: app.engine.clone(),
+        cfg: dcfg,
+        shutdown: Default::default(),
+        observer: None,
+    };
+    let summary = daemon.run().await.unwrap();
+    let first = &summary.cycles[0];
+    assert_eq!(
+        first.outcomes.len(),
+        RESOURCES.len(),
+        "the missed ticks coalesce into one cycle"
+    );
+    let order: Vec<_> = first.outcomes.iter().map(|o| o.resource).collect();
+    assert_eq!(
+        &order[..4],
+        &["matters", "accounts", "contacts", "tasks"],
+        "high tier first"
+    );
+    assert!(first.outcomes.iter().all(|o| o.error.is_none()));
+    assert_eq!(summary.cycles.len(), 2, "then the next 15-minute tick");
+    assert!(app.sim.max_requests_in_any_window() <= 300);
+    assert_clean(&app.full_pass().await);
+    app.assert_equal_to_truth().await;
+}
