@@ -1,8 +1,14 @@
 //! `/_sim/*`: the control API for tests in other processes. Never journaled, never budgeted.
 //!
+//! Every route takes an optional `?firm=k` (0-based; an unknown firm is 404) and acts on that
+//! firm, firm 0 without it; except `/clock` (shared), `/advance` (advances every firm, answers
+//! firm k's summary), `/journal` (without `firm`: every firm's entries / clear them all) and
+//! `/firms`.
+//!
 //! | method | path | body / answer |
 //! | --- | --- | --- |
 //! | GET | `/_sim/clock` | `{"now": "...Z"}` |
+//! | GET | `/_sim/firms` | `[{"firm", "client_id", "client_secret", "seed"}]` |
 //! | POST | `/_sim/advance` | `{"minutes": N}` (or `"seconds"`) → ChangeSummary |
 //! | POST | `/_sim/grant` | → `{"refresh_token", "client_id", "client_secret"}` |
 //! | GET / DELETE | `/_sim/journal` | the journal / clear it |
@@ -27,7 +33,7 @@ use crate::faults::Fault;
 use crate::model::Res;
 use crate::routes::json_response;
 use crate::time::{TsStyle, format_ts, parse_ts};
-use crate::{Shared, resource_named as resource};
+use crate::{Firm, Shared, resource_named as resource};
 
 fn ok(v: Value) -> Response {
     json_response(StatusCode::OK, v.to_string())
@@ -53,35 +59,68 @@ pub async fn handle(sh: &Shared, req: Request, lower: &str, query: &str) -> Resp
     };
     let rest = &lower["/_sim".len()..];
     let orig_rest = &path["/_sim".len()..];
+    // `?firm=k` picks the firm; absent, firm 0 (the journal: every firm).
+    let firm_param = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k.eq_ignore_ascii_case("firm"))
+        .map(|(_, v)| v.into_owned());
+    let firm_k = match firm_param.as_deref().map(|v| v.trim().parse::<u32>()) {
+        None => None,
+        Some(Ok(k)) if sh.firm(k).is_some() => Some(k),
+        Some(_) => {
+            return err(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no firm {:?}: firms are 0..{}",
+                    firm_param.unwrap_or_default(),
+                    sh.firms.len()
+                ),
+            );
+        }
+    };
+    let shared = sh;
+    let sh = sh.firm(firm_k.unwrap_or(0)).expect("firm checked");
     let result = match (&method, rest) {
         (&Method::GET, "/clock") => Ok(ok(json!({
             "now": format_ts(sh.clock.now(), TsStyle::Zulu7),
         }))),
+        (&Method::GET, "/firms") => Ok(ok(json!(
+            shared
+                .firms
+                .iter()
+                .map(|f| json!({
+                    "firm": f.k,
+                    "client_id": f.client_id,
+                    "client_secret": f.client_secret,
+                    "seed": crate::firm_seed(shared.cfg.seed, f.k),
+                }))
+                .collect::<Vec<_>>()
+        ))),
         (&Method::POST, "/advance") => json_body().map(|b| {
             let secs = b.get("minutes").and_then(Value::as_f64).unwrap_or(0.0) * 60.0
                 + b.get("seconds").and_then(Value::as_f64).unwrap_or(0.0);
             let d = std::time::Duration::from_secs_f64(secs.max(0.0));
-            ok(serde_json::to_value(sh.advance(d)).unwrap_or_default())
+            let mut all = shared.advance(d);
+            ok(serde_json::to_value(all.swap_remove(sh.k as usize)).unwrap_or_default())
         }),
         (&Method::POST, "/grant") => Ok(ok(json!({
             "refresh_token": sh.grant(),
-            "client_id": sh.cfg.client_id,
-            "client_secret": sh.cfg.client_secret,
+            "client_id": sh.client_id,
+            "client_secret": sh.client_secret,
         }))),
         (&Method::GET, "/journal") => {
-            let j = sh.journal.lock().expect("journal lock").clone();
+            let j = shared.journal(firm_k);
             Ok(ok(serde_json::to_value(j).unwrap_or_default()))
         }
         (&Method::DELETE, "/journal") => {
-            sh.journal.lock().expect("journal lock").clear();
+            shared.clear_journal(firm_k);
             Ok(ok(json!({})))
         }
         (&Method::GET, "/resources") => Ok(ok(json!(Res::ALL.map(|r| r.name())))),
         (&Method::GET, "/budget") => {
             let now = sh.clock.now();
-            let mut b = sh.budget.lock().expect("budget lock");
+            let mut b = sh.budget();
             Ok(ok(json!({
-                "limit": sh.cfg.budget_limit,
+                "limit": shared.cfg.budget_limit,
                 "in_window": b.in_window(now),
                 "max_in_any_window": b.max_in_any_window(),
             })))
@@ -148,7 +187,7 @@ pub async fn handle(sh: &Shared, req: Request, lower: &str, query: &str) -> Resp
 }
 
 fn records(
-    sh: &Shared,
+    sh: &Firm,
     method: &Method,
     path: &str,
     query: &str,

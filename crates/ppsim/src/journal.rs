@@ -18,6 +18,10 @@ pub struct JournalEntry {
     pub status: u16,
     /// The sim's true clock when the request arrived.
     pub at: DateTime<Utc>,
+    /// The firm (0-based) the request was attributed to: by `client_id` on `/oauth/*`, by the
+    /// bearer token's issuer elsewhere; 0 when neither names a firm.
+    #[serde(default)]
+    pub firm: u32,
 }
 
 /// A sliding-window request budget on the sim clock: at most `limit` counted requests in any

@@ -49,7 +49,7 @@ mod routes;
 mod store;
 mod time;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -88,8 +88,14 @@ pub struct SimConfig {
     pub rates: ChangeRates,
     /// `expires_in` of access tokens. Default 86400 s.
     pub access_token_ttl: std::time::Duration,
+    /// Firm 0's client id; firm `k ≥ 1` uses `{client_id}-{k+1}` (see [`firm_credentials`]).
     pub client_id: String,
+    /// Firm 0's client secret; firm `k ≥ 1` uses `{client_secret}-{k+1}`.
     pub client_secret: String,
+    /// How many firms to serve (at least 1). Default 1. Each firm has its own dataset (from
+    /// [`firm_seed`]`(seed, k)`), credentials, tokens, budget, faults and change stream; the
+    /// clock is shared. See [`SimHandle::firm`].
+    pub firms: u32,
     /// When true the clock moves only by `advance` (no real-time flow), so stamps are
     /// reproducible across runs. Default false.
     pub frozen_clock: bool,
@@ -110,6 +116,7 @@ impl Default for SimConfig {
             client_id: "ppsim-client".into(),
             client_secret: "ppsim-secret".into(),
             frozen_clock: false,
+            firms: 1,
         }
     }
 }
@@ -121,20 +128,22 @@ pub(crate) struct World {
     pub ids: ChaCha8Rng,
 }
 
-/// Everything the server and the handle share.
-pub(crate) struct Shared {
-    pub cfg: SimConfig,
-    pub clock: Clock,
+/// One simulated firm: its data, credentials, tokens, budget and faults. The clock is shared.
+pub(crate) struct Firm {
+    /// 0-based index.
+    pub k: u32,
+    pub client_id: String,
+    pub client_secret: String,
+    pub clock: Arc<Clock>,
     pub world: Mutex<World>,
     pub faults: Faults,
     pub auth: Arc<Mutex<Auth>>,
-    pub journal: Mutex<Vec<JournalEntry>>,
     pub budget: Mutex<Budget>,
     /// The user who authorised the client (`/users/me`).
     pub me: String,
 }
 
-impl Shared {
+impl Firm {
     pub fn world(&self) -> MutexGuard<'_, World> {
         self.world.lock().expect("world lock")
     }
@@ -143,20 +152,13 @@ impl Shared {
         self.auth.lock().expect("auth lock")
     }
 
+    pub fn budget(&self) -> MutexGuard<'_, Budget> {
+        self.budget.lock().expect("budget lock")
+    }
+
     /// Where changes made now are stamped: true time plus any ClockSkew on stamps.
     pub fn stamp_now(&self) -> i64 {
         self.clock.now() + self.faults.skew().1 * TICKS_PER_SEC
-    }
-
-    pub fn advance(&self, d: std::time::Duration) -> ChangeSummary {
-        let ticks = (d.as_nanos() / 100) as i64;
-        let mut w = self.world();
-        let old = self.clock.now();
-        self.clock.advance(ticks);
-        let new = old + ticks;
-        let skew = self.faults.skew().1 * TICKS_PER_SEC;
-        let World { store, rng, .. } = &mut *w;
-        changes::run(store, rng, &self.cfg.rates, old, new, skew)
     }
 
     pub fn truth_bytes(&self, res: Res) -> Vec<Bytes> {
@@ -197,6 +199,127 @@ impl Shared {
         let now = self.clock.now();
         self.auth().grant(now)
     }
+
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        let w = self.world();
+        Res::ALL
+            .iter()
+            .map(|r| (r.name().to_owned(), w.store.len(*r)))
+            .collect()
+    }
+}
+
+/// Everything the server and the handles share.
+pub(crate) struct Shared {
+    pub cfg: SimConfig,
+    pub clock: Arc<Clock>,
+    /// At least one; firm 0 is the single firm of a one-firm sim.
+    pub firms: Vec<Firm>,
+    /// Every non-`/_sim` request of every firm, in arrival order, tagged with its firm.
+    pub journal: Mutex<Vec<JournalEntry>>,
+    /// Every access token ever issued → its firm (kept after expiry and revocation, so a
+    /// request with a dead token is still attributed to its firm's budget and journal).
+    pub owners: Mutex<HashMap<String, u32>>,
+}
+
+impl Shared {
+    /// Firm `k`, if there is one.
+    pub fn firm(&self, k: u32) -> Option<&Firm> {
+        self.firms.get(k as usize)
+    }
+
+    pub fn firm0(&self) -> &Firm {
+        &self.firms[0]
+    }
+
+    /// The firm whose client id this is.
+    pub fn firm_by_client(&self, client_id: &str) -> Option<&Firm> {
+        self.firms.iter().find(|f| f.client_id == client_id)
+    }
+
+    /// The firm that issued this access token (firm 0 when unknown).
+    pub fn firm_by_token(&self, token: &str) -> &Firm {
+        let k = self
+            .owners
+            .lock()
+            .expect("owners lock")
+            .get(token)
+            .copied()
+            .unwrap_or(0);
+        self.firm(k).unwrap_or_else(|| self.firm0())
+    }
+
+    pub fn note_token(&self, token: &str, k: u32) {
+        self.owners
+            .lock()
+            .expect("owners lock")
+            .insert(token.to_owned(), k);
+    }
+
+    /// Moves the shared clock and runs every firm's generator over `(old_now, new_now]`;
+    /// one summary per firm, by index. Every firm's world is locked (in index order) before the
+    /// clock moves, so no request sees the new time before its firm's changes are in.
+    pub fn advance(&self, d: std::time::Duration) -> Vec<ChangeSummary> {
+        let ticks = (d.as_nanos() / 100) as i64;
+        let mut worlds: Vec<MutexGuard<'_, World>> = self.firms.iter().map(Firm::world).collect();
+        let old = self.clock.now();
+        self.clock.advance(ticks);
+        let new = old + ticks;
+        self.firms
+            .iter()
+            .zip(worlds.iter_mut())
+            .map(|(f, w)| {
+                let skew = f.faults.skew().1 * TICKS_PER_SEC;
+                let World { store, rng, .. } = &mut **w;
+                changes::run(store, rng, &self.cfg.rates, old, new, skew)
+            })
+            .collect()
+    }
+
+    /// Journal entries, all firms or one.
+    pub fn journal(&self, firm: Option<u32>) -> Vec<JournalEntry> {
+        let j = self.journal.lock().expect("journal lock");
+        j.iter()
+            .filter(|e| firm.is_none_or(|k| e.firm == k))
+            .cloned()
+            .collect()
+    }
+
+    pub fn clear_journal(&self, firm: Option<u32>) {
+        let mut j = self.journal.lock().expect("journal lock");
+        match firm {
+            None => j.clear(),
+            Some(k) => j.retain(|e| e.firm != k),
+        }
+    }
+}
+
+/// The seed of firm `k`'s dataset, change generator and tokens: `seed` itself for firm 0 (so
+/// firm 0 of a multi-firm sim is byte-identical to a single-firm sim with the same seed), a
+/// SplitMix64 mix of `(seed, k)` otherwise. Firm `k`'s records are exactly those of a
+/// single-firm sim seeded with `firm_seed(seed, k)`.
+pub fn firm_seed(seed: u64, k: u32) -> u64 {
+    if k == 0 {
+        return seed;
+    }
+    let mut z = seed ^ u64::from(k).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Firm `k`'s client credentials: firm 0 uses `cfg.client_id`/`cfg.client_secret` unchanged;
+/// firm `k ≥ 1` appends `-{k+1}` (1-based: firm 1 is `ppsim-client-2` / `ppsim-secret-2`).
+pub fn firm_credentials(cfg: &SimConfig, k: u32) -> (String, String) {
+    if k == 0 {
+        (cfg.client_id.clone(), cfg.client_secret.clone())
+    } else {
+        (
+            format!("{}-{}", cfg.client_id, k + 1),
+            format!("{}-{}", cfg.client_secret, k + 1),
+        )
+    }
 }
 
 pub(crate) fn resource_named(name: &str) -> anyhow::Result<Res> {
@@ -212,48 +335,38 @@ pub(crate) fn resource_named(name: &str) -> anyhow::Result<Res> {
 pub struct Sim;
 
 impl Sim {
-    /// Builds the firm and serves it on `127.0.0.1:0`.
+    /// Builds the firm(s) and serves them on `127.0.0.1:0`.
     pub async fn spawn(cfg: SimConfig) -> anyhow::Result<SimHandle> {
         Sim::bind(cfg, SocketAddr::from(([127, 0, 0, 1], 0))).await
     }
 
-    /// Builds the firm and serves it on `addr` (the binary's `--port`).
+    /// Builds the firm(s) and serves them on `addr` (the binary's `--port`).
     pub async fn bind(cfg: SimConfig, addr: SocketAddr) -> anyhow::Result<SimHandle> {
         let start = to_ticks(cfg.start);
-        let (seed, scale) = (cfg.seed, cfg.scale);
+        let scale = cfg.scale;
         anyhow::ensure!(
             scale.is_finite() && scale > 0.0,
             "scale must be positive, not {scale}"
         );
-        let store = tokio::task::spawn_blocking(move || dataset::generate(seed, scale, start))
-            .await
-            .context("dataset generator panicked")?;
-        let me = store
-            .table(Res::Users)
-            .values()
-            .find(|u| u.data.get("first_name").and_then(Value::as_str) == Some("Dana"))
-            .or_else(|| store.table(Res::Users).values().next())
-            .map(|u| u.id.clone())
-            .unwrap_or_default();
-        let auth = Arc::new(Mutex::new(Auth::new(
-            ChaCha8Rng::seed_from_u64(seed ^ 0xa17f),
-            (cfg.access_token_ttl.as_nanos() / 100) as i64,
-        )));
+        anyhow::ensure!(cfg.firms >= 1, "firms must be at least 1");
+        // Every firm's dataset is built on its own blocking thread, concurrently.
+        let builders: Vec<_> = (0..cfg.firms)
+            .map(|k| {
+                let seed = firm_seed(cfg.seed, k);
+                tokio::task::spawn_blocking(move || dataset::generate(seed, scale, start))
+            })
+            .collect();
+        let clock = Arc::new(Clock::new(start, cfg.frozen_clock));
+        let mut firms = Vec::with_capacity(builders.len());
+        for (k, builder) in (0..cfg.firms).zip(builders) {
+            let store = builder.await.context("dataset generator panicked")?;
+            firms.push(Sim::firm(&cfg, k, store, clock.clone()));
+        }
         let shared = Arc::new(Shared {
-            clock: Clock::new(start, cfg.frozen_clock),
-            world: Mutex::new(World {
-                store,
-                rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(1)),
-                ids: ChaCha8Rng::seed_from_u64(seed.wrapping_add(2)),
-            }),
-            faults: Faults {
-                state: Arc::default(),
-                auth: auth.clone(),
-            },
-            auth,
+            clock,
+            firms,
             journal: Mutex::new(vec![]),
-            budget: Mutex::new(Budget::new(cfg.budget_limit, cfg.budget_window)),
-            me,
+            owners: Mutex::new(HashMap::new()),
             cfg,
         });
         let listener = tokio::net::TcpListener::bind(addr)
@@ -270,9 +383,47 @@ impl Sim {
         });
         Ok(SimHandle { shared, addr, stop })
     }
+
+    fn firm(cfg: &SimConfig, k: u32, store: Store, clock: Arc<Clock>) -> Firm {
+        let seed = firm_seed(cfg.seed, k);
+        let me = store
+            .table(Res::Users)
+            .values()
+            .find(|u| u.data.get("first_name").and_then(Value::as_str) == Some("Dana"))
+            .or_else(|| store.table(Res::Users).values().next())
+            .map(|u| u.id.clone())
+            .unwrap_or_default();
+        let auth = Arc::new(Mutex::new(Auth::new(
+            ChaCha8Rng::seed_from_u64(seed ^ 0xa17f),
+            (cfg.access_token_ttl.as_nanos() / 100) as i64,
+        )));
+        let (client_id, client_secret) = firm_credentials(cfg, k);
+        Firm {
+            k,
+            client_id,
+            client_secret,
+            clock,
+            world: Mutex::new(World {
+                store,
+                rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(1)),
+                ids: ChaCha8Rng::seed_from_u64(seed.wrapping_add(2)),
+            }),
+            faults: Faults {
+                state: Arc::default(),
+                auth: auth.clone(),
+            },
+            auth,
+            budget: Mutex::new(Budget::new(cfg.budget_limit, cfg.budget_window)),
+            me,
+        }
+    }
 }
 
-/// A running simulator. Cheap to clone; every clone drives the same firm.
+/// A running simulator. Cheap to clone; every clone drives the same firms.
+///
+/// Its per-firm methods (`client_id`, `grant`, `truth`, `create`, `faults`, `counts`, budget...)
+/// act on firm 0, so a one-firm sim works as it always did; [`SimHandle::firm`] reaches the
+/// others. `now`, `advance`, `journal` and `clear_journal` are global (all firms).
 #[derive(Clone)]
 pub struct SimHandle {
     shared: Arc<Shared>,
@@ -290,53 +441,83 @@ impl SimHandle {
         self.addr
     }
 
+    /// How many firms this sim serves (`SimConfig::firms`).
+    pub fn firms(&self) -> u32 {
+        self.shared.firms.len() as u32
+    }
+
+    /// Firm `k` (0-based). Panics if `k >= self.firms()`.
+    pub fn firm(&self, k: u32) -> FirmHandle {
+        assert!(
+            k < self.firms(),
+            "firm {k} out of range: this sim serves {} firm(s)",
+            self.firms()
+        );
+        FirmHandle {
+            shared: self.shared.clone(),
+            k,
+        }
+    }
+
+    /// Every firm, by index.
+    pub fn all_firms(&self) -> Vec<FirmHandle> {
+        (0..self.firms()).map(|k| self.firm(k)).collect()
+    }
+
+    fn firm0(&self) -> FirmHandle {
+        self.firm(0)
+    }
+
+    /// Firm 0's client id.
     pub fn client_id(&self) -> String {
-        self.shared.cfg.client_id.clone()
+        self.firm0().client_id()
     }
 
+    /// Firm 0's client secret.
     pub fn client_secret(&self) -> String {
-        self.shared.cfg.client_secret.clone()
+        self.firm0().client_secret()
     }
 
-    /// A fresh refresh token for the test client (same as `POST /_sim/grant`).
+    /// A fresh refresh token for firm 0's client (same as `POST /_sim/grant`).
     pub fn grant(&self) -> String {
-        self.shared.grant()
+        self.firm0().grant()
     }
 
-    /// The sim's true clock.
+    /// The sim's true clock (shared by every firm).
     pub fn now(&self) -> DateTime<Utc> {
         from_ticks(self.shared.clock.now())
     }
 
-    /// Moves the clock forward by `d` and runs the change generator over `(old_now, new_now]`.
+    /// Moves the clock forward by `d` and runs every firm's change generator over
+    /// `(old_now, new_now]`. Returns firm 0's summary (see [`SimHandle::advance_firms`]).
     pub fn advance(&self, d: std::time::Duration) -> ChangeSummary {
+        self.advance_firms(d).swap_remove(0)
+    }
+
+    /// As [`SimHandle::advance`], returning every firm's summary, by index.
+    pub fn advance_firms(&self, d: std::time::Duration) -> Vec<ChangeSummary> {
         self.shared.advance(d)
     }
 
+    /// Firm 0's faults.
     pub fn faults(&self) -> Faults {
-        self.shared.faults.clone()
+        self.firm0().faults()
     }
 
-    /// Every request except `/_sim/*`, in order.
+    /// Every request except `/_sim/*`, of every firm, in order (each tagged with its `firm`).
     pub fn journal(&self) -> Vec<JournalEntry> {
-        self.shared.journal.lock().expect("journal lock").clone()
+        self.shared.journal(None)
     }
 
+    /// Clears the journal of every firm.
     pub fn clear_journal(&self) {
-        self.shared.journal.lock().expect("journal lock").clear();
+        self.shared.clear_journal(None)
     }
 
-    /// Every live record exactly as the list endpoint renders it, in list order (id; tags: name).
-    /// An unknown resource gives an empty list.
+    /// Every live record of firm 0 exactly as the list endpoint renders it, in list order (id;
+    /// tags: name). An unknown resource gives an empty list.
     pub fn truth(&self, resource: &str) -> Vec<Value> {
-        let Some(res) = Res::from_name(resource) else {
-            return vec![];
-        };
-        self.shared
-            .truth_bytes(res)
-            .iter()
-            .map(|b| serde_json::from_slice(b).expect("rendered records are JSON"))
-            .collect()
+        self.firm0().truth(resource)
     }
 
     /// Every list resource name (the path after `/api/v2/`, lowercase).
@@ -344,65 +525,159 @@ impl SimHandle {
         Res::ALL.iter().map(|r| r.name().to_owned()).collect()
     }
 
-    /// Creates a record, filling id and timestamps if missing; returns it as lists render it.
-    /// Accounts may carry `primary_contact`/`other_contacts` objects; a contact needs
+    /// Creates a record in firm 0, filling id and timestamps if missing; returns it as lists
+    /// render it. Accounts may carry `primary_contact`/`other_contacts` objects; a contact needs
     /// `account_ref.id`; a tag needs `name`.
     pub fn create(&self, resource: &str, record: Value) -> anyhow::Result<Value> {
-        self.shared.create(resource_named(resource)?, record)
+        self.firm0().create(resource, record)
     }
 
     /// Merges top-level fields and bumps `updated_at` to now (an account's `primary_contact`
-    /// object is merged into the contact; both are bumped).
+    /// object is merged into the contact; both are bumped). Firm 0.
     pub fn edit(&self, resource: &str, id: &str, patch: Value) -> anyhow::Result<()> {
-        self.shared.edit(resource_named(resource)?, id, patch)
+        self.firm0().edit(resource, id, patch)
     }
 
     /// The record vanishes from lists and GET-by-id (404). An account takes its contacts along.
+    /// Firm 0.
     pub fn delete(&self, resource: &str, id: &str) -> anyhow::Result<()> {
-        self.shared.delete(resource_named(resource)?, id)
+        self.firm0().delete(resource, id)
     }
 
-    /// Sets a record's `updated_at` exactly (tie tests).
+    /// Sets a record's `updated_at` exactly (tie tests). Firm 0.
     pub fn set_updated_at(
         &self,
         resource: &str,
         id: &str,
         at: DateTime<Utc>,
     ) -> anyhow::Result<()> {
-        self.shared
-            .set_updated_at(resource_named(resource)?, id, at)
+        self.firm0().set_updated_at(resource, id, at)
     }
 
-    /// Budget use in the current window.
+    /// Firm 0's budget use in the current window.
     pub fn requests_in_window(&self) -> u32 {
-        let now = self.shared.clock.now();
-        self.shared
-            .budget
-            .lock()
-            .expect("budget lock")
-            .in_window(now)
+        self.firm0().requests_in_window()
     }
 
-    /// The highest count ever seen in any sliding window.
+    /// The highest count ever seen in any sliding window of firm 0's budget.
     pub fn max_requests_in_any_window(&self) -> u32 {
-        self.shared
-            .budget
-            .lock()
-            .expect("budget lock")
-            .max_in_any_window()
+        self.firm0().max_requests_in_any_window()
     }
 
-    /// Record counts per resource.
+    /// Firm 0's record counts per resource.
     pub fn counts(&self) -> BTreeMap<String, usize> {
-        let w = self.shared.world();
-        Res::ALL
-            .iter()
-            .map(|r| (r.name().to_owned(), w.store.len(*r)))
-            .collect()
+        self.firm0().counts()
     }
 
     /// Stops serving (in-flight requests finish).
     pub fn shutdown(&self) {
         self.stop.notify_one();
+    }
+}
+
+/// One firm of a running simulator ([`SimHandle::firm`]). Cheap to clone. Its requests are
+/// those made with its client credentials or its tokens.
+#[derive(Clone)]
+pub struct FirmHandle {
+    shared: Arc<Shared>,
+    k: u32,
+}
+
+impl FirmHandle {
+    fn f(&self) -> &Firm {
+        &self.shared.firms[self.k as usize]
+    }
+
+    /// This firm's 0-based index.
+    pub fn index(&self) -> u32 {
+        self.k
+    }
+
+    /// The seed its dataset, change generator and tokens come from ([`firm_seed`]).
+    pub fn seed(&self) -> u64 {
+        firm_seed(self.shared.cfg.seed, self.k)
+    }
+
+    pub fn client_id(&self) -> String {
+        self.f().client_id.clone()
+    }
+
+    pub fn client_secret(&self) -> String {
+        self.f().client_secret.clone()
+    }
+
+    /// A fresh refresh token for this firm's client (`POST /_sim/grant?firm=k`).
+    pub fn grant(&self) -> String {
+        self.f().grant()
+    }
+
+    /// Every live record of this firm as the list endpoint renders it, in list order. An unknown
+    /// resource gives an empty list.
+    pub fn truth(&self, resource: &str) -> Vec<Value> {
+        let Some(res) = Res::from_name(resource) else {
+            return vec![];
+        };
+        self.f()
+            .truth_bytes(res)
+            .iter()
+            .map(|b| serde_json::from_slice(b).expect("rendered records are JSON"))
+            .collect()
+    }
+
+    /// This firm's journal entries only, in order.
+    pub fn journal(&self) -> Vec<JournalEntry> {
+        self.shared.journal(Some(self.k))
+    }
+
+    /// Removes this firm's journal entries (the others' stay).
+    pub fn clear_journal(&self) {
+        self.shared.clear_journal(Some(self.k))
+    }
+
+    /// As [`SimHandle::create`], in this firm.
+    pub fn create(&self, resource: &str, record: Value) -> anyhow::Result<Value> {
+        self.f().create(resource_named(resource)?, record)
+    }
+
+    /// As [`SimHandle::edit`], in this firm.
+    pub fn edit(&self, resource: &str, id: &str, patch: Value) -> anyhow::Result<()> {
+        self.f().edit(resource_named(resource)?, id, patch)
+    }
+
+    /// As [`SimHandle::delete`], in this firm.
+    pub fn delete(&self, resource: &str, id: &str) -> anyhow::Result<()> {
+        self.f().delete(resource_named(resource)?, id)
+    }
+
+    /// As [`SimHandle::set_updated_at`], in this firm.
+    pub fn set_updated_at(
+        &self,
+        resource: &str,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        self.f().set_updated_at(resource_named(resource)?, id, at)
+    }
+
+    /// This firm's faults: they affect only requests attributed to this firm, and
+    /// `expire_access_tokens`/`revoke_all` only its tokens.
+    pub fn faults(&self) -> Faults {
+        self.f().faults.clone()
+    }
+
+    /// This firm's budget use in the current window.
+    pub fn requests_in_window(&self) -> u32 {
+        let now = self.shared.clock.now();
+        self.f().budget().in_window(now)
+    }
+
+    /// The highest count ever seen in any sliding window of this firm's budget.
+    pub fn max_requests_in_any_window(&self) -> u32 {
+        self.f().budget().max_in_any_window()
+    }
+
+    /// This firm's record counts per resource.
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        self.f().counts()
     }
 }

@@ -22,6 +22,9 @@ struct Args {
     /// Sim clock at start (RFC 3339); default 2026-11-02T14:00:00Z.
     #[arg(long)]
     start: Option<String>,
+    /// How many firms to serve, each with its own data, credentials, tokens and budget.
+    #[arg(long, default_value_t = 1)]
+    firms: u32,
 }
 
 #[tokio::main]
@@ -31,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
         seed: args.seed,
         scale: args.scale,
         budget_limit: args.budget,
+        firms: args.firms,
         ..SimConfig::default()
     };
     if let Some(s) = args.start {
@@ -41,34 +45,42 @@ async fn main() -> anyhow::Result<()> {
     let t = std::time::Instant::now();
     let sim = Sim::bind(cfg, ([127, 0, 0, 1], args.port).into()).await?;
     let url = sim.url();
-    let token = sim.grant();
-    let counts = sim.counts();
     println!(
-        "ppsim listening on {url} (firm built in {:.1?})",
+        "ppsim listening on {url} ({} firm{} built in {:.1?})",
+        sim.firms(),
+        if sim.firms() == 1 { "" } else { "s" },
         t.elapsed()
     );
-    println!(
-        "firm: {} accounts, {} contacts, {} matters, {} tasks, {} invoices",
-        counts["accounts"],
-        counts["contacts"],
-        counts["matters"],
-        counts["tasks"],
-        counts["invoices"]
-    );
-    println!("client_id:     {}", sim.client_id());
-    println!("client_secret: {}", sim.client_secret());
-    println!("refresh_token: {token}");
+    let mut first = None;
+    for firm in sim.all_firms() {
+        let counts = firm.counts();
+        println!();
+        println!(
+            "firm {}: {} accounts, {} contacts, {} matters, {} tasks, {} invoices",
+            firm.index(),
+            counts["accounts"],
+            counts["contacts"],
+            counts["matters"],
+            counts["tasks"],
+            counts["invoices"]
+        );
+        println!("  client_id:     {}", firm.client_id());
+        println!("  client_secret: {}", firm.client_secret());
+        let token = firm.grant();
+        println!("  refresh_token: {token}");
+        first.get_or_insert(token);
+    }
+    let token = first.unwrap_or_else(|| sim.grant());
+    let (id, secret) = (sim.client_id(), sim.client_secret());
     println!();
-    println!("# get an access token, then list matters changed since a time:");
+    println!("# get an access token (firm 0), then list matters changed since a time:");
     println!(
-        "curl -s -X POST {url}/oauth/token -d grant_type=refresh_token -d refresh_token={token} \\\n  -d client_id={} -d client_secret={}",
-        sim.client_id(),
-        sim.client_secret()
+        "curl -s -X POST {url}/oauth/token -d grant_type=refresh_token -d refresh_token={token} \\\n  -d client_id={id} -d client_secret={secret}"
     );
     println!(
         "curl -s -H \"Authorization: Bearer $ACCESS\" '{url}/api/v2/matters?updated_since=2026-11-01T00:00:00Z&$top=5'"
     );
-    println!("# a new refresh token any time: curl -s -X POST {url}/_sim/grant");
+    println!("# a new refresh token any time: curl -s -X POST '{url}/_sim/grant?firm=0'");
     tokio::signal::ctrl_c().await?;
     sim.shutdown();
     Ok(())

@@ -12,17 +12,17 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::Shared;
 use crate::faults::Fault;
 use crate::journal::JournalEntry;
 use crate::model::{Filt, Res};
 use crate::store::{Arg, OrderTerm};
 use crate::time::{TICKS_PER_SEC, from_ticks, http_date, parse_ts};
+use crate::{Firm, Shared};
 
 pub const DENIED: &str = "Authorization has been denied for this request.";
 pub const INVALID: &str = "The request is invalid.";
@@ -38,29 +38,69 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let lower = path.to_ascii_lowercase();
-    let mut resp = if lower == "/_sim" || lower.starts_with("/_sim/") {
-        crate::control::handle(&sh, req, &lower, &query).await
+    let (mut resp, firm) = if lower == "/_sim" || lower.starts_with("/_sim/") {
+        (
+            crate::control::handle(&sh, req, &lower, &query).await,
+            sh.firm0(),
+        )
     } else {
         let at = sh.clock.now();
-        let ms = sh.faults.latency_ms();
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 20)
+            .await
+            .unwrap_or_default();
+        let firm = firm_of(&sh, &lower, &query, &parts.headers, &body);
+        let ms = firm.faults.latency_ms();
         if ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         }
-        let resp = serve(&sh, req, &method, &lower, &query).await;
+        let resp = serve(&sh, firm, &parts.headers, body, &method, &lower, &query);
         sh.journal.lock().expect("journal lock").push(JournalEntry {
             method: method.to_string(),
             path,
             query,
             status: resp.status().as_u16(),
             at: from_ticks(at),
+            firm: firm.k,
         });
-        resp
+        (resp, firm)
     };
-    let date = sh.clock.now() + sh.faults.skew().0 * TICKS_PER_SEC;
+    let date = sh.clock.now() + firm.faults.skew().0 * TICKS_PER_SEC;
     if let Ok(v) = HeaderValue::from_str(&http_date(date)) {
         resp.headers_mut().insert(header::DATE, v);
     }
     resp
+}
+
+/// Which firm a request belongs to: the `client_id` on `/oauth/*` (query for authorize, form
+/// body for token), the bearer token's issuer elsewhere, firm 0 when neither names one.
+fn firm_of<'a>(
+    sh: &'a Shared,
+    lower: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> &'a Firm {
+    let by_client = |p: Vec<(String, String)>, exact: bool| {
+        p.into_iter()
+            .find(|(n, _)| {
+                if exact {
+                    n == "client_id"
+                } else {
+                    n.eq_ignore_ascii_case("client_id")
+                }
+            })
+            .and_then(|(_, id)| sh.firm_by_client(&id))
+            .unwrap_or_else(|| sh.firm0())
+    };
+    match lower {
+        "/oauth/authorize" => by_client(params(query), false),
+        "/oauth/token" => by_client(params(std::str::from_utf8(body).unwrap_or("")), true),
+        _ => match bearer(headers) {
+            Some(token) => sh.firm_by_token(token),
+            None => sh.firm0(),
+        },
+    }
 }
 
 pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response {
@@ -93,9 +133,9 @@ fn too_many(retry_after: u64) -> Response {
 }
 
 /// Budget, then a RateLimitStorm: a refused request is not counted.
-fn gate(sh: &Shared) -> Option<Response> {
+fn gate(sh: &Firm) -> Option<Response> {
     let now = sh.clock.now();
-    if let Err(secs) = sh.budget.lock().expect("budget lock").check(now) {
+    if let Err(secs) = sh.budget().check(now) {
         return Some(too_many(secs));
     }
     let storm = sh.faults.take(|f| match f {
@@ -107,15 +147,18 @@ fn gate(sh: &Shared) -> Option<Response> {
     if let Some(secs) = storm {
         return Some(too_many(secs));
     }
-    sh.budget
-        .lock()
-        .expect("budget lock")
-        .admit(now)
-        .err()
-        .map(too_many)
+    sh.budget().admit(now).err().map(too_many)
 }
 
-async fn serve(sh: &Shared, req: Request, method: &Method, lower: &str, query: &str) -> Response {
+fn serve(
+    shared: &Shared,
+    sh: &Firm,
+    headers: &HeaderMap,
+    body: Bytes,
+    method: &Method,
+    lower: &str,
+    query: &str,
+) -> Response {
     if lower == "/oauth/authorize" {
         return authorize(sh, query);
     }
@@ -129,10 +172,7 @@ async fn serve(sh: &Shared, req: Request, method: &Method, lower: &str, query: &
                 "The requested resource does not support http method.",
             );
         }
-        let body = axum::body::to_bytes(req.into_body(), 1 << 20)
-            .await
-            .unwrap_or_default();
-        return token(sh, &body);
+        return token(shared, sh, &body);
     }
     let Some(rest) = lower.strip_prefix("/api/v2/") else {
         return not_found_route(lower);
@@ -155,7 +195,7 @@ async fn serve(sh: &Shared, req: Request, method: &Method, lower: &str, query: &
     if let Some(status) = html {
         return html_page(status);
     }
-    if !authorized(sh, &req) {
+    if !authorized(sh, headers) {
         let mut r = message(StatusCode::UNAUTHORIZED, DENIED);
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -193,18 +233,17 @@ fn not_found_route(lower: &str) -> Response {
     )
 }
 
-fn authorized(sh: &Shared, req: &Request) -> bool {
-    let Some(h) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
+/// The token of an `Authorization: Bearer …` header (scheme case-insensitive).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let h = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let mut parts = h.trim().splitn(2, char::is_whitespace);
     let scheme = parts.next().unwrap_or("");
     let token = parts.next().unwrap_or("").trim();
-    scheme.eq_ignore_ascii_case("bearer") && sh.auth().check_access(sh.clock.now(), token)
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
+fn authorized(sh: &Firm, headers: &HeaderMap) -> bool {
+    bearer(headers).is_some_and(|token| sh.auth().check_access(sh.clock.now(), token))
 }
 
 fn params(query: &str) -> Vec<(String, String)> {
@@ -213,14 +252,14 @@ fn params(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn authorize(sh: &Shared, query: &str) -> Response {
+fn authorize(sh: &Firm, query: &str) -> Response {
     let p = params(query);
     let get = |k: &str| {
         p.iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(k))
             .map(|(_, v)| v.clone())
     };
-    if get("client_id").as_deref() != Some(sh.cfg.client_id.as_str()) {
+    if get("client_id").as_deref() != Some(sh.client_id.as_str()) {
         return oauth_error("invalid_client");
     }
     if get("response_type").as_deref() != Some("code") {
@@ -247,11 +286,11 @@ fn authorize(sh: &Shared, query: &str) -> Response {
         .expect("valid response")
 }
 
-fn token(sh: &Shared, body: &[u8]) -> Response {
+fn token(shared: &Shared, sh: &Firm, body: &[u8]) -> Response {
     let p = params(std::str::from_utf8(body).unwrap_or(""));
     let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    if get("client_id") != Some(sh.cfg.client_id.as_str())
-        || get("client_secret") != Some(sh.cfg.client_secret.as_str())
+    if get("client_id") != Some(sh.client_id.as_str())
+        || get("client_secret") != Some(sh.client_secret.as_str())
     {
         return oauth_error("invalid_client");
     }
@@ -269,6 +308,7 @@ fn token(sh: &Shared, body: &[u8]) -> Response {
     };
     match result {
         Ok(t) => {
+            shared.note_token(&t.access_token, sh.k);
             let mut r = json_response(
                 StatusCode::OK,
                 serde_json::to_vec(&t).expect("serializable"),
@@ -281,7 +321,7 @@ fn token(sh: &Shared, body: &[u8]) -> Response {
     }
 }
 
-fn api_get(sh: &Shared, rest: &str, query: &str, lower: &str) -> Response {
+fn api_get(sh: &Firm, rest: &str, query: &str, lower: &str) -> Response {
     let segs: Vec<&str> = rest.split('/').collect();
     match segs.as_slice() {
         ["users", "me"] => {
@@ -320,7 +360,7 @@ fn bad_id(id: &str) -> Response {
     )
 }
 
-fn by_id(sh: &Shared, tables: &[Res], id: &str) -> Response {
+fn by_id(sh: &Firm, tables: &[Res], id: &str) -> Response {
     if uuid::Uuid::parse_str(id).is_err() {
         return bad_id(id);
     }
@@ -336,7 +376,7 @@ fn by_id(sh: &Shared, tables: &[Res], id: &str) -> Response {
     )
 }
 
-fn download(sh: &Shared, id: &str) -> Response {
+fn download(sh: &Firm, id: &str) -> Response {
     if uuid::Uuid::parse_str(id).is_err() {
         return bad_id(id);
     }
@@ -449,7 +489,7 @@ fn parse_orderby(res: Res, v: &str) -> Option<Vec<OrderTerm>> {
     Some(out)
 }
 
-fn list(sh: &Shared, res: Res, query: &str) -> Response {
+fn list(sh: &Firm, res: Res, query: &str) -> Response {
     let q = match parse_list_query(res, query) {
         Ok(q) => q,
         Err(r) => return r,
