@@ -33,6 +33,11 @@
 //! - **Clock**: `now = start + real time since spawn + sum of advances`; every response has a
 //!   `Date` header from it. `advance(d)` runs the change generator over the skipped interval.
 //!
+//! - **Several firms** ([`SimConfig::firms`]): each with its own dataset ([`firm_seed`]),
+//!   credentials ([`firm_credentials`]), tokens, budget, faults, journal tag and change stream,
+//!   on one shared clock. [`SimHandle`]'s methods act on firm 0; [`SimHandle::firm`] gives a
+//!   [`FirmHandle`] for any firm; `/_sim/*` routes take `?firm=k`.
+//!
 //! Everything is deterministic for a given `(seed, scale, start)` and sequence of advances,
 //! except the stamps, which follow the real-time flow of the clock (see
 //! [`SimConfig::frozen_clock`]).
