@@ -103,8 +103,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         backfill.records_seen() as f64 / secs.max(1e-9),
         backfill.requests
     );
-    if backfill.exit_code() != 0 {
-        anyhow::bail!("the backfill did not complete: {:?}", backfill.fatal);
+    if let Some(f) = &backfill.fatal {
+        anyhow::bail!("the backfill stopped: {f}");
+    }
+    for o in backfill.outcomes.iter().filter(|o| o.error.is_some()) {
+        println!(
+            "  skipped {}: {} (the daemon retries it)",
+            o.resource,
+            o.error.as_deref().unwrap_or("")
+        );
     }
 
     println!(

@@ -101,6 +101,9 @@ struct Listing {
     skip: u64,
     /// Last id of the previous page when continuing by `$skip`.
     anchor: Option<String>,
+    /// First id of the previous page: the same first id again means `$skip` is ignored.
+    #[serde(default)]
+    prev_first: Option<String>,
     pages: u32,
 }
 
@@ -185,6 +188,7 @@ impl From<store::Error> for Stop {
 /// What one page held.
 struct PageInfo {
     received: u64,
+    first_id: Option<String>,
     changed: u64,
     last_id: Option<String>,
     last_updated_at: Option<DateTime<Utc>>,
@@ -213,6 +217,7 @@ fn new_listing(mode: Mode, since: Option<DateTime<Utc>>, first_run: i64) -> List
         keyset: None,
         skip: 0,
         anchor: None,
+        prev_first: None,
         pages: 0,
     }
 }
@@ -408,7 +413,10 @@ impl Engine {
                 });
                 listing.signpost = Some(canonical(t));
             }
-            if listing.skip > 0 && listing.anchor.is_some() && !page.anchor_found {
+            // The same page again: the endpoint ignores `$skip` and sent everything the first time.
+            let repeated =
+                listing.skip > 0 && page.first_id.is_some() && page.first_id == listing.prev_first;
+            if !repeated && listing.skip > 0 && listing.anchor.is_some() && !page.anchor_found {
                 // Records shifted under `$skip` (deletions mid-scan): what this page held is
                 // committed (it is true data), but the listing starts again so nothing is missed.
                 tx.commit().await?;
@@ -429,7 +437,8 @@ impl Engine {
             }
             listing.pages += 1;
             let now = self.clock.now();
-            if self.has_more(&page) {
+            if !repeated && res.incremental != Incremental::FullListing && self.has_more(&page) {
+                listing.prev_first = page.first_id.clone();
                 self.advance(listing, &page);
                 let progress = serde_json::to_value(&*listing).expect("a listing serializes");
                 tx.set_listing(res, Some(&progress), now).await?;
@@ -515,6 +524,10 @@ impl Engine {
 
     fn page_query(&self, res: &Resource, l: &Listing) -> Vec<(String, String)> {
         let mut q = Vec::new();
+        if res.incremental == Incremental::FullListing {
+            // Messages and tags take no parameters at all: one request returns the collection.
+            return q;
+        }
         if res.incremental == Incremental::UpdatedSince
             && let Some(since) = l
                 .keyset
@@ -553,6 +566,7 @@ impl Engine {
         let mut tx = self.store.begin().await?;
         let mut info = PageInfo {
             received: 0,
+            first_id: None,
             changed: 0,
             last_id: None,
             last_updated_at: None,
@@ -579,6 +593,9 @@ impl Engine {
                 info.anchor_found = true;
             }
             info.received += 1;
+            if info.first_id.is_none() {
+                info.first_id = Some(row.id.clone());
+            }
             info.last_id = Some(row.id.clone());
             batch.push(row);
             if batch.len() >= WRITE_BATCH {

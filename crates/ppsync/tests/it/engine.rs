@@ -437,3 +437,24 @@ async fn two_hours_of_realistic_changes_with_deletions_end_equal_after_reconcili
     );
     app.assert_equal_to_truth().await;
 }
+
+#[tokio::test]
+async fn a_round_sized_collection_from_an_endpoint_without_paging_is_one_request() {
+    // Regression: 1,500 messages (a round number) at the seed's scale were re-requested with $skip,
+    // which /messages ignores, and the repeated page looked like a shift.
+    let app = app(0.01, "").await;
+    let messages = ppsync::resource::find("messages").unwrap();
+    let template = app.sim.truth("messages")[0].clone();
+    for _ in app.sim.truth("messages").len()..1000 {
+        let mut m = template.clone();
+        m.as_object_mut().unwrap().remove("id");
+        app.sim.create("messages", m).unwrap();
+    }
+    assert_eq!(app.sim.truth("messages").len(), 1000);
+    app.sim.clear_journal();
+    assert_clean(&app.pass_of(&["messages"], false).await);
+    assert_eq!(app.mirror(messages).await, app.truth(messages));
+    let journal = app.api_requests();
+    assert_eq!(journal.len(), 1, "{journal:#?}");
+    assert_eq!(journal[0].query, "", "messages take no parameters");
+}
