@@ -17,6 +17,9 @@ apt_install() {
 # A C compiler for the bundled SQLite and aws-lc.
 command -v cc >/dev/null || apt_install build-essential
 
+# Headless Chromium: a test renders the daemon's status page in it.
+command -v chromium >/dev/null || apt_install chromium
+
 # PostgreSQL on 127.0.0.1:5432 (trust auth): the storage tests run against it as well as SQLite.
 pg_ready() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
 if ! pg_ready; then

@@ -1,16 +1,32 @@
 //! The daemon's HTTP endpoint (loopback by default): `/healthz`, `/metrics` (Prometheus),
-//! `/status` (JSON) and a small HTML status page.
+//! `/status` (JSON) and a small HTML status page at `/`.
+//!
+//! Every response is computed on request from the database and the client's counters: there is no
+//! state here to go stale. A resource is *behind* when it has never synced, or when its last
+//! success (`cursor_set_at`, our clock) is more than twice its interval plus five minutes ago;
+//! `/healthz` answers 503 naming those. With `http.token` set, every route wants
+//! `Authorization: Bearer <token>`.
 
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::Client;
-use crate::resource::Resource;
-use crate::store::Store;
-use crate::time::Clock;
+use crate::resource::{RESOURCES, Resource};
+use crate::store::{Deadline, RunRow, Store};
+use crate::time::{Clock, canonical};
 
 /// What the endpoint reads from.
 #[derive(Clone)]
@@ -32,7 +48,807 @@ pub async fn serve(
     ctx: StatusContext,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let _ = (listener, ctx);
-    shutdown.cancelled().await;
+    axum::serve(listener, router(ctx))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
     Ok(())
+}
+
+fn router(ctx: StatusContext) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/status", get(status_json))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(ctx.clone(), require_token))
+        .with_state(ctx)
+}
+
+/// Slack allowed past twice the interval before a resource counts as behind.
+const GRACE: chrono::Duration = chrono::Duration::minutes(5);
+/// Recent runs on the page and in `/status`.
+const RECENT_RUNS: i64 = 20;
+/// Deadlines shown: the next `DEADLINE_DAYS` days (at most the notification window), first few.
+const DEADLINE_DAYS: i64 = 7;
+const DEADLINES_SHOWN: usize = 20;
+
+async fn require_token(State(ctx): State<StatusContext>, req: Request, next: Next) -> Response {
+    if let Some(token) = &ctx.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same_bytes(given.trim().as_bytes(), token.expose_secret().as_bytes()) {
+            let mut resp =
+                (StatusCode::UNAUTHORIZED, "a bearer token is required\n").into_response();
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ppsync\""),
+            );
+            return resp;
+        }
+    }
+    next.run(req).await
+}
+
+/// Equality without an early exit on the first differing byte.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A handler failure: 500 with the error chain (the endpoint is on loopback, for operators).
+struct Failure(anyhow::Error);
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.into())
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        tracing::warn!(error = %format!("{:#}", self.0), "status endpoint request failed");
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("error: {:#}\n", self.0),
+        )
+            .into_response()
+    }
+}
+
+/// Everything the endpoints show, read at one instant.
+#[derive(Serialize)]
+struct Snapshot {
+    now: String,
+    healthy: bool,
+    /// Enabled resources that are behind (or never synced).
+    behind: Vec<String>,
+    requests: Requests,
+    budget: BudgetUse,
+    resources: Vec<ResourceStatus>,
+    /// Outbox rows per `kind/status`.
+    outbox: BTreeMap<String, i64>,
+    /// Outbox rows waiting for delivery.
+    outbox_pending: i64,
+    /// Newest first.
+    recent_runs: Vec<RunRow>,
+    deadlines_until: String,
+    deadlines: Vec<Deadline>,
+}
+
+#[derive(Serialize)]
+struct Requests {
+    /// Requests sent since the process started (token calls and retries included).
+    total: u64,
+    throttled: u64,
+    token_refreshes: u64,
+}
+
+#[derive(Serialize)]
+struct BudgetUse {
+    limit: usize,
+    in_window: usize,
+    used_total: u64,
+    waited_ms_total: u64,
+}
+
+#[derive(Serialize)]
+struct ResourceStatus {
+    name: &'static str,
+    tier: &'static str,
+    enabled: bool,
+    /// None when disabled.
+    interval_seconds: Option<u64>,
+    live: i64,
+    deleted: i64,
+    cursor: Option<String>,
+    /// When the cursor last moved (our clock): the last complete sync.
+    last_success: Option<String>,
+    /// Seconds since `last_success` (None: never synced).
+    lag_seconds: Option<i64>,
+    behind: bool,
+    last_full: Option<String>,
+    /// A listing was interrupted and will resume from its saved point.
+    listing_in_flight: bool,
+    runs: i64,
+    records_changed_total: i64,
+    last_run: Option<RunRow>,
+}
+
+async fn snapshot(ctx: &StatusContext) -> anyhow::Result<Snapshot> {
+    let now = ctx.clock.now();
+    let intervals: HashMap<&str, Duration> =
+        ctx.schedule.iter().map(|(r, d)| (r.name, *d)).collect();
+    let mut totals = ctx.store.run_totals().await?;
+    let mut resources = Vec::with_capacity(RESOURCES.len());
+    let mut behind = Vec::new();
+    // Enabled resources in schedule order, then the disabled ones.
+    let order = ctx
+        .schedule
+        .iter()
+        .map(|(r, _)| *r)
+        .chain(RESOURCES.iter().filter(|r| !intervals.contains_key(r.name)));
+    for res in order {
+        let st = ctx.store.state(res).await?;
+        let (live, deleted) = ctx.store.counts(res).await?;
+        let interval = intervals.get(res.name).copied();
+        let lag = st.cursor_set_at.map(|t| now - t);
+        let is_behind = interval.is_some_and(|i| is_behind(lag, i));
+        if is_behind {
+            behind.push(res.name.to_string());
+        }
+        let t = totals.remove(res.name);
+        resources.push(ResourceStatus {
+            name: res.name,
+            tier: res.tier.name(),
+            enabled: interval.is_some(),
+            interval_seconds: interval.map(|i| i.as_secs()),
+            live,
+            deleted,
+            cursor: st.cursor.map(canonical),
+            last_success: st.cursor_set_at.map(canonical),
+            lag_seconds: lag.map(|l| l.num_seconds().max(0)),
+            behind: is_behind,
+            last_full: st.last_full_at.map(canonical),
+            listing_in_flight: st.listing.is_some(),
+            runs: t.as_ref().map_or(0, |t| t.runs),
+            records_changed_total: t.as_ref().map_or(0, |t| t.records_changed),
+            last_run: t.map(|t| t.last),
+        });
+    }
+    let outbox = ctx.store.outbox_counts().await?;
+    let outbox_pending = outbox
+        .iter()
+        .filter(|(k, _)| k.ends_with("/pending"))
+        .map(|(_, n)| *n)
+        .sum();
+    let window = chrono::Duration::from_std(ctx.notify_window)
+        .unwrap_or(chrono::Duration::days(DEADLINE_DAYS))
+        .min(chrono::Duration::days(DEADLINE_DAYS));
+    let until = now + window;
+    let mut deadlines = ctx.store.deadlines(now, until).await?;
+    deadlines.truncate(DEADLINES_SHOWN);
+    let budget = ctx.client.budget();
+    Ok(Snapshot {
+        now: canonical(now),
+        healthy: behind.is_empty(),
+        behind,
+        requests: Requests {
+            total: ctx.client.requests_made(),
+            throttled: ctx.client.throttled(),
+            token_refreshes: ctx.client.refreshes(),
+        },
+        budget: BudgetUse {
+            limit: budget.limit(),
+            in_window: budget.in_window().await,
+            used_total: budget.total_used(),
+            waited_ms_total: budget.total_waited_ms(),
+        },
+        resources,
+        outbox,
+        outbox_pending,
+        recent_runs: ctx.store.runs(RECENT_RUNS).await?,
+        deadlines_until: canonical(until),
+        deadlines,
+    })
+}
+
+/// Behind: never synced, or the last success is older than twice the interval plus the grace.
+fn is_behind(lag: Option<chrono::Duration>, interval: Duration) -> bool {
+    let interval = chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX / 4);
+    match lag {
+        None => true,
+        Some(lag) => lag > interval * 2 + GRACE,
+    }
+}
+
+async fn status_json(State(ctx): State<StatusContext>) -> Result<Response, Failure> {
+    Ok(axum::Json(snapshot(&ctx).await?).into_response())
+}
+
+async fn healthz(State(ctx): State<StatusContext>) -> Result<Response, Failure> {
+    let now = ctx.clock.now();
+    let mut behind = Vec::new();
+    for (res, interval) in &ctx.schedule {
+        let st = ctx.store.state(res).await?;
+        if is_behind(st.cursor_set_at.map(|t| now - t), *interval) {
+            behind.push(res.name);
+        }
+    }
+    Ok(if behind.is_empty() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("behind: {}\n", behind.join(", ")),
+        )
+            .into_response()
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// /metrics
+//
+// The Prometheus text format is written here by hand rather than through the `metrics` facade and
+// its exporter: every value already lives in the database (counts, run history, cursors) or in the
+// client's counters, so each scrape reads them fresh, and there is no process-global recorder to
+// install (which would also fight several engines in one test process).
+
+async fn metrics(State(ctx): State<StatusContext>) -> Result<Response, Failure> {
+    let s = snapshot(&ctx).await?;
+    let mut resp = render_metrics(&s).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(resp)
+}
+
+/// One metric family: HELP and TYPE, then its samples.
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl<'a> Family<'a> {
+    fn new(out: &'a mut String, name: &str, kind: &str, help: &str) -> Self {
+        let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        Family { out }
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Into<f64>) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape_label(v));
+            }
+            self.out.push('}');
+        }
+        let v: f64 = value.into();
+        let _ = writeln!(self.out, " {}", format_value(v));
+    }
+}
+
+fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Label values: backslash, double quote and newline are escaped.
+fn escape_label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// HELP text: backslash and newline are escaped.
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+fn timestamp_seconds(s: &str) -> Option<f64> {
+    crate::time::parse_api_time(s).map(|t| t.timestamp_millis() as f64 / 1000.0)
+}
+
+fn render_metrics(s: &Snapshot) -> String {
+    let mut out = String::new();
+    // Counters can exceed f64's exact integer range only after 2^53 requests: not a concern.
+    let u = |n: u64| n as f64;
+    let i = |n: i64| n as f64;
+
+    let name = "ppsync_requests_total";
+    Family::new(
+        &mut out,
+        name,
+        "counter",
+        "API requests sent since the process started (token calls and retries included).",
+    )
+    .sample(name, &[], u(s.requests.total));
+
+    let name = "ppsync_throttled_total";
+    Family::new(
+        &mut out,
+        name,
+        "counter",
+        "Responses that asked us to slow down (429/503 with Retry-After).",
+    )
+    .sample(name, &[], u(s.requests.throttled));
+
+    let name = "ppsync_token_refreshes_total";
+    Family::new(&mut out, name, "counter", "OAuth access-token refreshes.").sample(
+        name,
+        &[],
+        u(s.requests.token_refreshes),
+    );
+
+    let name = "ppsync_budget_limit";
+    Family::new(
+        &mut out,
+        name,
+        "gauge",
+        "Requests allowed in one budget window.",
+    )
+    .sample(name, &[], u(s.budget.limit as u64));
+
+    let name = "ppsync_budget_requests_in_window";
+    Family::new(
+        &mut out,
+        name,
+        "gauge",
+        "Requests sent in the current budget window.",
+    )
+    .sample(name, &[], u(s.budget.in_window as u64));
+
+    let name = "ppsync_budget_wait_seconds_total";
+    Family::new(
+        &mut out,
+        name,
+        "counter",
+        "Time spent waiting for room in the request budget.",
+    )
+    .sample(name, &[], s.budget.waited_ms_total as f64 / 1000.0);
+
+    let name = "ppsync_records";
+    let mut f = Family::new(
+        &mut out,
+        name,
+        "gauge",
+        "Records in the mirror, live or marked deleted.",
+    );
+    for r in &s.resources {
+        f.sample(name, &[("resource", r.name), ("state", "live")], i(r.live));
+        f.sample(
+            name,
+            &[("resource", r.name), ("state", "deleted")],
+            i(r.deleted),
+        );
+    }
+
+    let name = "ppsync_records_changed_total";
+    let mut f = Family::new(
+        &mut out,
+        name,
+        "counter",
+        "Records written (new, changed or undeleted) over the run history.",
+    );
+    for r in &s.resources {
+        f.sample(name, &[("resource", r.name)], i(r.records_changed_total));
+    }
+
+    let name = "ppsync_last_success_timestamp_seconds";
+    let mut f = Family::new(
+        &mut out,
+        name,
+        "gauge",
+        "Unix time of the resource's last complete sync (absent: never synced).",
+    );
+    for r in &s.resources {
+        if let Some(t) = r.last_success.as_deref().and_then(timestamp_seconds) {
+            f.sample(name, &[("resource", r.name)], t);
+        }
+    }
+
+    let name = "ppsync_lag_seconds";
+    let mut f = Family::new(
+        &mut out,
+        name,
+        "gauge",
+        "Seconds since the resource's last complete sync (absent: never synced).",
+    );
+    for r in &s.resources {
+        if let Some(l) = r.lag_seconds {
+            f.sample(name, &[("resource", r.name)], i(l));
+        }
+    }
+
+    let name = "ppsync_resource_behind";
+    let mut f = Family::new(
+        &mut out,
+        name,
+        "gauge",
+        "1 when an enabled resource has fallen behind its schedule (or never synced).",
+    );
+    for r in s.resources.iter().filter(|r| r.enabled) {
+        f.sample(name, &[("resource", r.name)], u(u64::from(r.behind)));
+    }
+
+    let name = "ppsync_healthy";
+    Family::new(
+        &mut out,
+        name,
+        "gauge",
+        "1 when no enabled resource is behind (what /healthz answers).",
+    )
+    .sample(name, &[], u(u64::from(s.healthy)));
+
+    let name = "ppsync_outbox_depth";
+    Family::new(
+        &mut out,
+        name,
+        "gauge",
+        "Notifications waiting for delivery.",
+    )
+    .sample(name, &[], i(s.outbox_pending));
+
+    let name = "ppsync_outbox_rows";
+    let mut f = Family::new(&mut out, name, "gauge", "Outbox rows by kind and status.");
+    for (key, n) in &s.outbox {
+        let (kind, status) = key.split_once('/').unwrap_or((key.as_str(), ""));
+        f.sample(name, &[("kind", kind), ("status", status)], i(*n));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The HTML page: self-contained (inline CSS, no script, no external assets), every value escaped.
+
+async fn page(State(ctx): State<StatusContext>) -> Result<Response, Failure> {
+    let s = snapshot(&ctx).await?;
+    let now = ctx.clock.now();
+    Ok(axum::response::Html(render_page(&s, now)).into_response())
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `2026-11-02 14:05:09` from a stored timestamp (UTC), or the text as it is.
+fn short_time(s: &str) -> String {
+    match crate::time::parse_api_time(s) {
+        Some(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        None => s.to_string(),
+    }
+}
+
+/// A duration in the largest sensible units: `42s`, `7m 3s`, `3h 12m`, `2d 4h`.
+fn human(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d {}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+fn interval_text(secs: u64) -> String {
+    match secs {
+        s if s % 86400 == 0 => format!("{}d", s / 86400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+const CSS: &str = "
+:root { --ok:#1a7f37; --bad:#c62828; --warn:#9a6700; --muted:#5f6b7a; --line:#e3e8ef; --bg:#f6f8fa; }
+* { box-sizing: border-box; }
+body { font: 14px/1.45 system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; color:#1f2328;
+  margin:0; background:var(--bg); }
+header { background:#1f2937; color:#fff; padding:14px 24px; display:flex; align-items:baseline; gap:16px; }
+header h1 { font-size:18px; margin:0; font-weight:600; }
+header .now { color:#cbd5e1; font-size:13px; margin-left:auto; }
+main { padding:16px 24px 32px; max-width:1400px; }
+h2 { font-size:15px; margin:24px 0 8px; }
+.cards { display:flex; flex-wrap:wrap; gap:12px; }
+.card { background:#fff; border:1px solid var(--line); border-radius:8px; padding:10px 14px; min-width:170px; }
+.card .k { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
+.card .v { font-size:20px; font-weight:600; font-variant-numeric:tabular-nums; }
+.meter { height:6px; background:var(--line); border-radius:3px; margin-top:6px; overflow:hidden; }
+.meter span { display:block; height:100%; background:#2f81f7; }
+.pill { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12px; font-weight:600; }
+.pill.ok { background:#dafbe1; color:var(--ok); }
+.pill.bad { background:#ffebe9; color:var(--bad); }
+.pill.off { background:var(--line); color:var(--muted); }
+.pill.run { background:#fff8c5; color:var(--warn); }
+table { border-collapse:collapse; width:100%; background:#fff; border:1px solid var(--line); border-radius:8px; }
+th, td { text-align:left; padding:5px 10px; border-bottom:1px solid var(--line); vertical-align:top; }
+th { background:#f0f3f6; font-size:12px; color:var(--muted); font-weight:600; white-space:nowrap; }
+td.n { text-align:right; font-variant-numeric:tabular-nums; }
+tr:last-child td { border-bottom:none; }
+tr.behind td:first-child { border-left:3px solid var(--bad); }
+.err { color:var(--bad); font-size:12px; max-width:420px; overflow-wrap:anywhere; }
+.muted { color:var(--muted); }
+.empty { color:var(--muted); padding:8px 0; }
+table.narrow { width:auto; min-width:420px; }
+.t { white-space:nowrap; font-variant-numeric:tabular-nums; }
+";
+
+fn render_page(s: &Snapshot, now: DateTime<Utc>) -> String {
+    let mut h = String::with_capacity(32 * 1024);
+    let _ = write!(
+        h,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta http-equiv=\"refresh\" content=\"30\">\
+         <title>ppsync status</title><style>{CSS}</style></head><body>\n"
+    );
+    let health = if s.healthy {
+        "<span class=\"pill ok\" id=\"health\">healthy</span>".to_string()
+    } else {
+        format!(
+            "<span class=\"pill bad\" id=\"health\">behind: {}</span>",
+            esc(&s.behind.join(", "))
+        )
+    };
+    let _ = writeln!(
+        h,
+        "<header><h1>ppsync</h1>{health}<span class=\"now\">{} UTC · refreshes every 30 s</span></header><main>",
+        esc(&short_time(&s.now))
+    );
+
+    // Budget and counters.
+    let b = &s.budget;
+    let pct = if b.limit == 0 {
+        0.0
+    } else {
+        (b.in_window as f64 / b.limit as f64 * 100.0).min(100.0)
+    };
+    let _ = writeln!(
+        h,
+        "<section id=\"budget\"><h2>Request budget</h2><div class=\"cards\">"
+    );
+    let _ = writeln!(
+        h,
+        "<div class=\"card\"><div class=\"k\">In the current window</div><div class=\"v\">{} / {}</div>\
+         <div class=\"meter\"><span style=\"width:{pct:.1}%\"></span></div></div>",
+        b.in_window, b.limit
+    );
+    let cards = [
+        ("Requests since start", s.requests.total.to_string()),
+        (
+            "Waited for budget",
+            human((b.waited_ms_total / 1000) as i64),
+        ),
+        ("Throttled (429/503)", s.requests.throttled.to_string()),
+        ("Token refreshes", s.requests.token_refreshes.to_string()),
+        ("Outbox pending", s.outbox_pending.to_string()),
+    ];
+    for (k, v) in cards {
+        let _ = writeln!(
+            h,
+            "<div class=\"card\"><div class=\"k\">{}</div><div class=\"v\">{}</div></div>",
+            esc(k),
+            esc(&v)
+        );
+    }
+    h.push_str("</div></section>\n");
+
+    // Resources.
+    h.push_str(
+        "<section id=\"resources\"><h2>Resources</h2><table><thead><tr><th>resource</th><th>tier</th>\
+         <th>every</th><th>records</th><th>deleted</th><th>last success (UTC)</th><th>lag</th>\
+         <th>state</th><th>last run</th><th>changed (all runs)</th></tr></thead><tbody>\n",
+    );
+    for r in &s.resources {
+        let state = if !r.enabled {
+            "<span class=\"pill off\">disabled</span>"
+        } else if r.listing_in_flight {
+            "<span class=\"pill run\">resuming</span>"
+        } else if r.behind {
+            "<span class=\"pill bad\">behind</span>"
+        } else {
+            "<span class=\"pill ok\">ok</span>"
+        };
+        let last_run = match &r.last_run {
+            None => "<span class=\"muted\">none</span>".to_string(),
+            Some(run) => {
+                let mut t = format!(
+                    "{} {} · {} req, {} changed",
+                    esc(&run.outcome),
+                    esc(&run.mode),
+                    run.requests,
+                    run.records_changed
+                );
+                if let Some(e) = &run.error {
+                    let _ = write!(t, "<div class=\"err\">{}</div>", esc(e));
+                }
+                t
+            }
+        };
+        let _ = writeln!(
+            h,
+            "<tr class=\"res{}\" id=\"res-{name}\"><td>{name}</td><td>{tier}</td><td>{every}</td>\
+             <td class=\"n\">{live}</td><td class=\"n\">{deleted}</td><td class=\"t\">{last}</td><td class=\"t\">{lag}</td>\
+             <td>{state}</td><td>{last_run}</td><td class=\"n\">{changed}</td></tr>",
+            if r.behind { " behind" } else { "" },
+            name = esc(r.name),
+            tier = esc(r.tier),
+            every = r.interval_seconds.map(interval_text).unwrap_or_default(),
+            live = r.live,
+            deleted = r.deleted,
+            last = r
+                .last_success
+                .as_deref()
+                .map(|t| esc(&short_time(t)))
+                .unwrap_or_else(|| "<span class=\"muted\">never</span>".into()),
+            lag = r.lag_seconds.map(human).unwrap_or_default(),
+            changed = r.records_changed_total,
+        );
+    }
+    h.push_str("</tbody></table></section>\n");
+
+    // Recent runs.
+    h.push_str("<section id=\"runs\"><h2>Recent runs</h2>");
+    if s.recent_runs.is_empty() {
+        h.push_str("<p class=\"empty\">no runs recorded yet</p>");
+    } else {
+        h.push_str(
+            "<table><thead><tr><th>started (UTC)</th><th>resource</th><th>mode</th><th>outcome</th>\
+             <th>requests</th><th>seen</th><th>changed</th><th>deleted</th></tr></thead><tbody>\n",
+        );
+        for run in &s.recent_runs {
+            let outcome = if run.error.is_some() {
+                format!(
+                    "<span class=\"pill bad\">{}</span><div class=\"err\">{}</div>",
+                    esc(&run.outcome),
+                    esc(run.error.as_deref().unwrap_or(""))
+                )
+            } else {
+                esc(&run.outcome)
+            };
+            let _ = writeln!(
+                h,
+                "<tr><td class=\"t\">{}</td><td>{}</td><td>{}</td><td>{outcome}</td><td class=\"n\">{}</td>\
+                 <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                esc(&short_time(&run.started_at)),
+                esc(&run.resource),
+                esc(&run.mode),
+                run.requests,
+                run.records_seen,
+                run.records_changed,
+                run.records_deleted
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
+    h.push_str("</section>\n");
+
+    // Deadlines and the outbox.
+    let _ = write!(
+        h,
+        "<section id=\"deadlines\"><h2>Upcoming deadlines <span class=\"muted\">(to {})</span></h2>",
+        esc(&short_time(&s.deadlines_until))
+    );
+    if s.deadlines.is_empty() {
+        h.push_str("<p class=\"empty\">nothing open comes due</p>");
+    } else {
+        h.push_str(
+            "<table><thead><tr><th>due (UTC)</th><th>in</th><th>kind</th><th>subject</th><th>matter</th>\
+             </tr></thead><tbody>\n",
+        );
+        for d in &s.deadlines {
+            let until = crate::time::parse_api_time(&d.due)
+                .map(|t| human((t - now).num_seconds()))
+                .unwrap_or_default();
+            let _ = writeln!(
+                h,
+                "<tr><td class=\"t\">{}</td><td class=\"t\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&short_time(&d.due)),
+                esc(&until),
+                esc(&d.kind),
+                esc(d.subject.as_deref().unwrap_or("")),
+                esc(d.matter.as_deref().unwrap_or(""))
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
+    h.push_str("</section>\n<section id=\"outbox-section\"><h2>Notification outbox</h2>");
+    if s.outbox.is_empty() {
+        h.push_str("<p class=\"empty\" id=\"outbox\">empty</p>");
+    } else {
+        h.push_str(
+            "<table id=\"outbox\" class=\"narrow\"><thead><tr><th>kind</th><th>status</th><th>rows</th></tr></thead><tbody>",
+        );
+        for (key, n) in &s.outbox {
+            let (kind, status) = key.split_once('/').unwrap_or((key.as_str(), ""));
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{n}</td></tr>",
+                esc(kind),
+                esc(status)
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
+    h.push_str("</section>\n</main></body></html>\n");
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes() {
+        assert_eq!(
+            esc("<a href=\"x\">&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(escape_label("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+        assert_eq!(escape_help("x\\y\nz"), "x\\\\y\\nz");
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(same_bytes(b"secret", b"secret"));
+        assert!(!same_bytes(b"secret", b"secreT"));
+        assert!(!same_bytes(b"secret", b"secret2"));
+        assert!(!same_bytes(b"", b"x"));
+    }
+
+    #[test]
+    fn behind_after_twice_the_interval_plus_grace() {
+        let q = Duration::from_secs(900);
+        assert!(is_behind(None, q));
+        assert!(!is_behind(Some(chrono::Duration::minutes(35)), q));
+        assert!(is_behind(
+            Some(chrono::Duration::minutes(35) + chrono::Duration::seconds(1)),
+            q
+        ));
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human(42), "42s");
+        assert_eq!(human(423), "7m 3s");
+        assert_eq!(human(3 * 3600 + 12 * 60), "3h 12m");
+        assert_eq!(human(2 * 86400 + 4 * 3600), "2d 4h");
+        assert_eq!(interval_text(900), "15m");
+        assert_eq!(interval_text(86400), "1d");
+    }
 }

@@ -863,6 +863,46 @@ impl Store {
     }
 }
 
+/// One resource's run history in short (for the status endpoint).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunTotals {
+    /// Runs recorded for the resource.
+    pub runs: i64,
+    /// Records written (new, changed or undeleted) over every run.
+    pub records_changed: i64,
+    /// The latest run.
+    pub last: RunRow,
+}
+
+impl Store {
+    /// Per resource (by name): totals over the run history and its latest run. Read-only.
+    pub async fn run_totals(&self) -> Result<std::collections::HashMap<String, RunTotals>> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.cycle_id, r.resource, r.mode, r.started_at, r.finished_at, r.requests, \
+             r.records_seen, r.records_changed, r.records_deleted, r.outcome, r.error, \
+             t.runs AS total_runs, t.changed AS total_changed \
+             FROM (SELECT resource, COUNT(*) AS runs, COALESCE(SUM(records_changed), 0) AS changed, \
+                   MAX(id) AS last_id FROM sync_runs GROUP BY resource) t \
+             JOIN sync_runs r ON r.id = t.last_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let last = RunRow::from_row(r)?;
+                Ok((
+                    last.resource.clone(),
+                    RunTotals {
+                        runs: r.try_get("total_runs")?,
+                        records_changed: r.try_get("total_changed")?,
+                        last,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
 fn sqlite_path(url: &str) -> Option<PathBuf> {
     let u = url.trim();
     if u.is_empty() {

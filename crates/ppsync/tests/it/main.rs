@@ -5,3 +5,4 @@ mod support;
 mod cli;
 mod daemon;
 mod engine;
+mod status_http;
