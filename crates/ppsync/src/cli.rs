@@ -467,9 +467,12 @@ async fn export(cfg: Config, args: ExportArgs) -> anyhow::Result<i32> {
         .ok_or_else(|| anyhow::anyhow!(resource::unknown(&args.resource)))?;
     let store: Store = app::open_store(&cfg).await?;
     let out: Box<dyn Write> = match &args.output {
-        Some(p) => {
-            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
-        }
+        Some(p) => Box::new(std::fs::File::create(p).with_context(|| {
+            format!(
+                "cannot write the export to {}: choose a writable --output path",
+                p.display()
+            )
+        })?),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = std::io::BufWriter::new(out);

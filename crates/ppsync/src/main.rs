@@ -11,8 +11,15 @@ fn main() -> ExitCode {
     // Both reqwest (TLS) and sqlx link aws-lc-rs; installing it explicitly avoids the
     // "cannot determine the CryptoProvider" panic if another provider ever joins the graph.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let filter =
-        std::env::var("PPSYNC_LOG").unwrap_or_else(|_| "warn,sqlx::postgres::notice=warn".into());
+    // The daemon and the demo log warnings; a one-shot command reports its own outcome on
+    // stderr (one `error:` line, `skipped R:` lines), so by default only errors are logged beside
+    // it (product.md §10); PPSYNC_LOG shows more.
+    let level = match cli.command {
+        ppsync::cli::Command::Run | ppsync::cli::Command::Demo(_) => "warn",
+        _ => "error",
+    };
+    let filter = std::env::var("PPSYNC_LOG")
+        .unwrap_or_else(|_| format!("{level},sqlx::postgres::notice=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("warn")))
         .with_writer(std::io::stderr);

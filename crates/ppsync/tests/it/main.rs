@@ -2,7 +2,9 @@
 
 mod support;
 
+mod bad_input;
 mod cli;
 mod daemon;
 mod engine;
+mod kill;
 mod status_http;

@@ -1,0 +1,308 @@
+//! product.md §3: "the process is killed at any instant". The real binary is killed (SIGKILL) at
+//! seeded pseudo-random instants during backfills and incremental passes, then restarted: after
+//! every restart completes, the mirror equals the simulator's truth, with nothing lost or doubled.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ppsync::resource::RESOURCES;
+
+use crate::support::*;
+
+/// Small pages, so a backfill takes many requests and transactions and kills land mid-listing.
+const CONFIG: &str = "[sync]\npage_size = 50";
+
+/// A deterministic pseudo-random sequence (SplitMix64): the same kill delays on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `[0, max)`.
+    fn below(&mut self, max: Duration) -> Duration {
+        let nanos = max.as_nanos().max(1) as u64;
+        Duration::from_nanos(self.next() % nanos)
+    }
+}
+
+/// Starts `ppsync sync` and SIGKILLs it after `delay` (unless it finished first). Returns whether
+/// the kill landed on a running process. Its stderr goes to `log` (checked for panics).
+async fn sync_killed_after(config: &Path, log: &Path, delay: Duration) -> bool {
+    let config = config.to_path_buf();
+    let log = log.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ppsync"))
+            .arg("--config")
+            .arg(&config)
+            .arg("sync")
+            .env_remove("PPSYNC_LOG")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("ppsync starts");
+        let deadline = Instant::now() + delay;
+        loop {
+            if child.try_wait().expect("try_wait").is_some() {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                // SIGKILL on unix. An exit racing the kill shows in the status below.
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_millis(1)));
+        }
+        let status = child.wait().expect("wait");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            !text.contains("panicked"),
+            "the killed run panicked: {text}"
+        );
+        match status.signal() {
+            Some(9) => true,
+            Some(s) => panic!("ppsync died of signal {s}: {text}"),
+            None => {
+                // It finished before the kill: it must have finished well.
+                assert_eq!(status.code(), Some(0), "the run before the kill: {text}");
+                false
+            }
+        }
+    })
+    .await
+    .expect("kill thread")
+}
+
+/// Runs `ppsync sync` to completion; it must succeed. Returns its wall time.
+async fn sync_to_completion(app: &TestApp) -> Duration {
+    let started = Instant::now();
+    let (code, out, err) = app.cli(&["sync"]).await;
+    assert_eq!(code, 0, "the restarted pass must complete: {out}{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    started.elapsed()
+}
+
+/// Source deletions since the start, per API path (never cleared, unlike `pending_deletes`).
+type Deletions = std::collections::BTreeMap<String, u32>;
+
+fn advance(app: &TestApp, d: Duration, all_deleted: &mut Deletions) {
+    for (res, n) in app.advance(d).deleted {
+        *all_deleted.entry(res).or_default() += n;
+    }
+}
+
+/// The mirror equals the truth, and the counts add up: every truth record once and live; beyond
+/// them only records the source deleted (live until a reconciliation sees them gone, or marked
+/// deleted); no listing left in progress; every resource with a cursor. So a kill never loses,
+/// doubles or wrongly deletes a record.
+async fn assert_whole(app: &TestApp, all_deleted: &Deletions, what: &str) {
+    /// Names the round when an assertion below fails.
+    struct Round<'a>(&'a str);
+    impl Drop for Round<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                eprintln!("failed after: {}", self.0);
+            }
+        }
+    }
+    let _round = Round(what);
+    app.assert_equal_to_truth().await;
+    let (code, out, err) = app.cli(&["status", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let status: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let pending = app.pending_deletes.lock().unwrap().clone();
+    for res in RESOURCES {
+        let row = status.iter().find(|r| r["resource"] == res.name).unwrap();
+        let truth = app.truth(res).len() as i64;
+        let live = row["records"].as_i64().unwrap();
+        let deleted = row["deleted"].as_i64().unwrap();
+        let unreconciled = pending.get(res.path).copied().unwrap_or(0) as i64;
+        let gone = all_deleted.get(res.path).copied().unwrap_or(0) as i64;
+        assert!(
+            live >= truth && live - truth <= unreconciled && live + deleted <= truth + gone,
+            "{what}: {}: {live} live + {deleted} deleted records, truth {truth}, \
+             {gone} source deletions ({unreconciled} not reconciled yet)",
+            res.name
+        );
+        assert_eq!(
+            row["listing_in_progress"], false,
+            "{what}: {} left a listing in progress",
+            res.name
+        );
+        assert!(
+            row["cursor"].is_string(),
+            "{what}: {} has no cursor",
+            res.name
+        );
+    }
+}
+
+/// Closes the harness's own connection and removes the mirror, so the next pass is a backfill
+/// into a new file (the kills then also land on database creation and migration).
+async fn remove_db(app: &TestApp, db: &Path) {
+    app.engine.store.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+/// Reopens the harness's engine on the (new) mirror file.
+async fn reopen(app: &mut TestApp) {
+    let cfg = ppsync::config::Config::load(Some(&app.config_path)).unwrap();
+    app.engine = ppsync::app::engine(&cfg, std::sync::Arc::new(ppsync::time::SystemClock))
+        .await
+        .expect("engine");
+}
+
+/// Kills attempted, landed (on a running process), and landed between two pages of a listing
+/// (the restart then resumes from the saved position).
+#[derive(Default, Debug)]
+struct Kills {
+    attempted: u32,
+    landed: u32,
+    mid_listing: u32,
+}
+
+/// One or two kills at random instants (the first within `range`, a second within what is
+/// left of it), then a restart to completion.
+async fn kill_then_restart(
+    app: &TestApp,
+    rng: &mut Rng,
+    range: Duration,
+    kills: &mut Kills,
+    log: &Path,
+) {
+    let n = 1 + rng.next() % 2;
+    let mut left = range;
+    for _ in 0..n {
+        let delay = rng.below(left);
+        kills.attempted += 1;
+        if sync_killed_after(&app.config_path, log, delay).await {
+            kills.landed += 1;
+            let (code, out, err) = app.cli(&["status", "--json"]).await;
+            assert_eq!(code, 0, "status after a kill: {err}");
+            if out.contains("\"listing_in_progress\": true") {
+                kills.mid_listing += 1;
+            }
+        }
+        // A restart resumes from the last committed page: roughly what was left, plus start-up.
+        left = left.saturating_sub(delay) + Duration::from_millis(40);
+    }
+    sync_to_completion(app).await;
+}
+
+const BACKFILL_ROUNDS: u32 = 20;
+const INCREMENTAL_ROUNDS: u32 = 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_random_instants_then_restarted_equals_truth_every_time() {
+    let started = Instant::now();
+    // The simulator's budget is lifted: every restart is a new process with a fresh budget of
+    // its own, so dozens of restarts within five minutes would otherwise wait out 429s.
+    let sim = ppsim::Sim::spawn(ppsim::SimConfig {
+        scale: 0.02,
+        budget_limit: 0,
+        ..Default::default()
+    })
+    .await
+    .expect("sim spawns");
+    let mut app = app_with(sim, CONFIG).await;
+    let dir = app.config_path.parent().unwrap().to_path_buf();
+    let db = dir.join("mirror.db");
+    let log = dir.join("killed.log");
+    let mut rng = Rng(0x5EED_C0FF_EE00);
+    let mut all_deleted = Deletions::new();
+
+    // Un-killed backfills through the binary set the range of kill instants (the quicker of two:
+    // the first run of a freshly built binary is slower).
+    let mut backfill = sync_to_completion(&app).await;
+    assert_whole(&app, &all_deleted, "backfill").await;
+    remove_db(&app, &db).await;
+    let (code, out, err) = app
+        .cli(&["auth", "import", "--refresh-token", &app.sim.grant()])
+        .await;
+    assert_eq!(code, 0, "{out}{err}");
+    backfill = backfill.min(sync_to_completion(&app).await);
+    reopen(&mut app).await;
+    assert_whole(&app, &all_deleted, "second backfill").await;
+    let range = backfill;
+
+    let mut backfills = Kills::default();
+    for round in 0..BACKFILL_ROUNDS {
+        remove_db(&app, &db).await;
+        let (code, out, err) = app
+            .cli(&["auth", "import", "--refresh-token", &app.sim.grant()])
+            .await;
+        assert_eq!(code, 0, "{out}{err}");
+        if round % 3 == 1 {
+            // The first request is refused: kills land around the token refresh too.
+            app.sim.faults().expire_access_tokens();
+        }
+        kill_then_restart(&app, &mut rng, range, &mut backfills, &log).await;
+        reopen(&mut app).await;
+        assert_whole(&app, &all_deleted, &format!("backfill round {round}")).await;
+    }
+    let backfill_time = started.elapsed();
+
+    // Incremental passes over a firm that keeps changing (15 minutes to an hour between them),
+    // with pages of 5 so that the changes of one interval take several pages too.
+    let text = std::fs::read_to_string(&app.config_path).unwrap();
+    std::fs::write(
+        &app.config_path,
+        text.replace("page_size = 50", "page_size = 5"),
+    )
+    .unwrap();
+    advance(&app, Duration::from_secs(15 * 60), &mut all_deleted);
+    let incremental = sync_to_completion(&app).await;
+    assert_whole(&app, &all_deleted, "incremental").await;
+    let range = incremental.mul_f64(1.5);
+    let mut incrementals = Kills::default();
+    for round in 0..INCREMENTAL_ROUNDS {
+        let quarters = 1 + rng.next() % 4;
+        advance(
+            &app,
+            Duration::from_secs(15 * 60 * quarters),
+            &mut all_deleted,
+        );
+        if round % 3 == 1 {
+            app.sim.faults().expire_access_tokens();
+        }
+        kill_then_restart(&app, &mut rng, range, &mut incrementals, &log).await;
+        assert_whole(&app, &all_deleted, &format!("incremental round {round}")).await;
+    }
+    // A reconciliation then accounts for every source deletion: live equals the truth exactly.
+    std::fs::write(&app.config_path, text).unwrap();
+    let (code, out, err) = app.cli(&["sync", "--full"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    app.pending_deletes.lock().unwrap().clear();
+    assert_whole(&app, &all_deleted, "after reconciliation").await;
+
+    eprintln!(
+        "kills: backfill {backfills:?} in {backfill_time:?} (un-killed backfill {backfill:?}); \
+         incremental {incrementals:?} (un-killed pass {incremental:?}); total {:?}",
+        started.elapsed()
+    );
+    assert!(
+        backfills.landed * 2 >= backfills.attempted,
+        "most backfill kills land on a running process: {backfills:?}"
+    );
+    assert!(
+        incrementals.landed * 2 >= incrementals.attempted,
+        "incremental kills: {incrementals:?}"
+    );
+    assert!(
+        backfills.mid_listing * 4 >= backfills.landed
+            && incrementals.mid_listing * 5 >= incrementals.landed,
+        "kills interrupt listings: {backfills:?} {incrementals:?}"
+    );
+}
