@@ -1,5 +1,6 @@
 //! `ppsync auth login`: catch the authorization redirect on a loopback listener.
 
+use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -59,7 +60,9 @@ pub async fn wait_for_redirect(
         ),
     );
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    eprintln!(
+    // Not eprintln!: a closed stderr (a wrapper that stopped reading) must not abort the login.
+    let _ = writeln!(
+        std::io::stderr(),
         "Open this URL in a browser and approve access:\n\n  {authorize}\n\nWaiting for the redirect to {redirect_uri} ..."
     );
     let got = tokio::time::timeout(Duration::from_secs(300), rx.recv()).await;

@@ -70,13 +70,9 @@ impl TokenManager {
     {
         let mut cur = self.current.lock().await;
         if cur.is_none() {
-            *cur = self
-                .store
-                .load()
-                .await
-                .map_err(|e| Error::RefreshRejected {
-                    detail: format!("the stored tokens could not be read: {e:#}"),
-                })?;
+            *cur = self.store.load().await.map_err(|e| Error::CorruptTokens {
+                detail: format!("{e:#}"),
+            })?;
         }
         let Some(tokens) = cur.as_ref() else {
             return Err(Error::NoCredentials);

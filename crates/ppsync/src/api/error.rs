@@ -15,6 +15,10 @@ pub enum Error {
     )]
     RefreshRejected { detail: String },
     #[error(
+        "the stored tokens are unreadable ({detail}): run `ppsync auth login` to store a fresh grant"
+    )]
+    CorruptTokens { detail: String },
+    #[error(
         "the API still answers 401 after a token refresh: run `ppsync auth login` to authorize again"
     )]
     Unauthorized,
@@ -106,9 +110,10 @@ pub enum Action {
 impl Error {
     pub fn class(&self) -> Class {
         match self {
-            Error::NoCredentials | Error::RefreshRejected { .. } | Error::Unauthorized => {
-                Class::AuthDead
-            }
+            Error::NoCredentials
+            | Error::RefreshRejected { .. }
+            | Error::CorruptTokens { .. }
+            | Error::Unauthorized => Class::AuthDead,
             Error::TokenRefused { .. } => Class::Auth,
             Error::RateLimited { .. } => Class::Throttled,
             Error::BadRequest { .. } => Class::BadCursor,

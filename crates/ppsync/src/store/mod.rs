@@ -108,7 +108,9 @@ impl Store {
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
-            .map_err(|e| open_err(format!("cannot migrate (is it a ppsync database?): {e}")))?;
+            .map_err(|e| open_err(format!(
+                    "not a ppsync database ({e}): point database_url at a ppsync database or a new file"
+                )))?;
         Ok(Store { pool, path })
     }
 
@@ -447,7 +449,7 @@ impl Store {
             .collect()
     }
 
-    /// Runs a read-only query and returns rows as JSON-ish strings (for `deadlines`, tests).
+    /// The connection pool, for ad-hoc reads (tests, diagnostics).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }

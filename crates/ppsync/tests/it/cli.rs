@@ -74,13 +74,16 @@ async fn auth_login_catches_the_redirect_on_loopback_and_paste_works_too() {
         let mut child = child;
         let stderr = child.stderr.take().unwrap();
         let mut url = None;
-        for line in BufReader::new(stderr).lines() {
+        let mut lines = BufReader::new(stderr).lines();
+        for line in lines.by_ref() {
             let line = line.unwrap();
             if let Some(u) = line.trim().strip_prefix("http") {
                 url = Some(format!("http{u}"));
                 break;
             }
         }
+        // Keep draining stderr so the child never writes into a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
         (child, url.expect("the authorize URL is printed"))
     })
     .await
