@@ -15,7 +15,8 @@ fn main() -> ExitCode {
     // stderr (one `error:` line, `skipped R:` lines), so by default only errors are logged beside
     // it (product.md §10); PPSYNC_LOG shows more.
     let level = match cli.command {
-        ppsync::cli::Command::Run | ppsync::cli::Command::Demo(_) => "warn",
+        ppsync::cli::Command::Run => "info",
+        ppsync::cli::Command::Demo(_) => "warn",
         _ => "error",
     };
     let filter = std::env::var("PPSYNC_LOG")
