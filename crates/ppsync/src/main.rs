@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     // Both reqwest (TLS) and sqlx link aws-lc-rs; installing it explicitly avoids the
     // "cannot determine the CryptoProvider" panic if another provider ever joins the graph.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    // The daemon and the demo log warnings; a one-shot command reports its own outcome on
+    // The daemon logs its cycles (info), the demo warnings; a one-shot command reports its own outcome on
     // stderr (one `error:` line, `skipped R:` lines), so by default only errors are logged beside
     // it (product.md §10); PPSYNC_LOG shows more.
     let level = match cli.command {
