@@ -33,8 +33,11 @@ pub struct Row {
 }
 
 pub fn prepare(res: &Resource, raw: Box<RawValue>) -> Result<Row, Error> {
-    let v: Json = serde_json::from_str(raw.get())
-        .map_err(|e| bad(res, "?", format!("unreadable record: {e}")))?;
+    let v = match needed_fields(res, raw.get()) {
+        Some(v) => v,
+        None => serde_json::from_str(raw.get())
+            .map_err(|e| bad(res, "?", format!("unreadable record: {e}")))?,
+    };
     if !v.is_object() {
         return Err(bad(
             res,
@@ -57,7 +60,7 @@ pub fn prepare(res: &Resource, raw: Box<RawValue>) -> Result<Row, Error> {
     let updated_at = time_field(res, &id, &v, "updated_at")?;
     let mut columns = Vec::with_capacity(res.columns.len());
     for c in res.columns {
-        let field = c.pointer.trim_start_matches('/').replace('/', ".");
+        let field = Field(c.pointer);
         let found =
             walk(&v, c.pointer).map_err(|detail| bad(res, &id, format!("`{field}`: {detail}")))?;
         let value = match (found, c.ty) {
@@ -100,6 +103,49 @@ pub fn prepare(res: &Resource, raw: Box<RawValue>) -> Result<Row, Error> {
         data: raw,
         columns,
     })
+}
+
+/// The top-level fields `prepare` reads (the key, the timestamps, each column's first segment) as
+/// a JSON object, parsed without building the whole record: only their values are materialized.
+/// `None` when the record is not a plain object of unescaped keys; the caller then parses it whole
+/// (and reports whatever is wrong with it).
+fn needed_fields(res: &Resource, raw: &str) -> Option<Json> {
+    let all: std::collections::HashMap<&str, &RawValue> = serde_json::from_str(raw).ok()?;
+    let mut out = serde_json::Map::with_capacity(res.columns.len() + 3);
+    let firsts = res.columns.iter().map(|c| {
+        c.pointer
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("")
+    });
+    for name in [res.key, "created_at", "updated_at"]
+        .into_iter()
+        .chain(firsts)
+    {
+        if out.contains_key(name) {
+            continue;
+        }
+        if let Some(value) = all.get(name) {
+            out.insert(name.to_string(), serde_json::from_str(value.get()).ok()?);
+        }
+    }
+    Some(Json::Object(out))
+}
+
+/// A column's pointer shown as a dotted field name (`/account_ref/id` → `account_ref.id`).
+struct Field(&'static str);
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, part) in self.0.trim_start_matches('/').split('/').enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            f.write_str(part)?;
+        }
+        Ok(())
+    }
 }
 
 fn time_field(
@@ -220,6 +266,29 @@ mod tests {
             assert!(err.contains(want), "{input}: {err}");
             assert!(err.starts_with("tasks: record"), "{err}");
         }
+    }
+
+    #[test]
+    fn escaped_keys_and_duplicates_read_like_a_full_parse() {
+        let tasks = find("tasks").unwrap();
+        // An escaped key defeats the borrowed fast path; the full parse reads the same fields.
+        let row = prepare(
+            tasks,
+            raw(r#"{"id":"t1","sub\u006aect":"S","status":"Open","status":"Done"}"#),
+        )
+        .unwrap();
+        assert_eq!(row.columns[2], Value::Text("S".into()));
+        assert_eq!(
+            row.columns[3],
+            Value::Text("Done".into()),
+            "the last duplicate wins"
+        );
+        let row = prepare(tasks, raw(r#"{"id":"t1","status":"Open","status":"Done"}"#)).unwrap();
+        assert_eq!(
+            row.columns[3],
+            Value::Text("Done".into()),
+            "the last duplicate wins"
+        );
     }
 
     #[test]

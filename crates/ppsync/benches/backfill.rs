@@ -1,0 +1,327 @@
+//! Backfill throughput and peak memory of the `ppsync` binary against an in-process ppsim.
+//!
+//! ```sh
+//! cargo bench -p ppsync --bench backfill            # scales 1 and 10
+//! cargo bench -p ppsync --bench backfill -- 1 10 0.5  # any scales
+//! ```
+//!
+//! For each scale: builds the simulator's firm (timed separately, not part of the measurement),
+//! writes a config pointing at it, imports a refresh token with `ppsync auth import`, then times
+//! `ppsync sync` (the first pass: a full backfill of every resource) run as a child process, so
+//! its memory is measured apart from the simulator's dataset. Peak memory is the child's `VmHWM`
+//! (peak resident set), polled from `/proc` every 10 ms. Records are what the pass reports as
+//! received, cross-checked against the mirror's row counts and the simulator's record counts.
+//!
+//! The simulator serves from the same machine (and the same cores) as the child: the figures are
+//! end to end, HTTP and JSON rendering included.
+
+use std::io::Read as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ppsim::{Sim, SimConfig, SimHandle};
+use ppsync::resource::RESOURCES;
+
+/// Requests per window granted to both sides: a scale-10 backfill needs ~700 pages, which the
+/// default 300 per 5 minutes would turn into a wait on the budget instead of a measurement.
+const BUDGET: u32 = 100_000;
+
+const TARGET_RATE: f64 = 50_000.0;
+const TARGET_MB: f64 = 100.0;
+
+struct Measured {
+    scale: f64,
+    build: Duration,
+    records: u64,
+    rows: u64,
+    truth: u64,
+    elapsed: Duration,
+    peak_kb: u64,
+    requests: u64,
+    sim_requests: usize,
+    slowest: Vec<(String, f64, i64)>,
+    /// `skipped <resource>: <reason>` lines of a pass that exited 1.
+    skipped: Vec<String>,
+}
+
+fn main() {
+    let mut scales: Vec<f64> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .map(|a| {
+            a.parse()
+                .unwrap_or_else(|_| panic!("a scale is a number, not {a:?}"))
+        })
+        .collect();
+    if scales.is_empty() {
+        scales = vec![1.0, 10.0];
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_ppsync"));
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    println!(
+        "ppsync backfill bench: {} (budget raised to {BUDGET} requests / 5 min on both sides)",
+        bin.display()
+    );
+    let mut results = Vec::new();
+    for scale in scales {
+        let m = rt.block_on(measure(bin, scale));
+        print_one(&m);
+        results.push(m);
+    }
+    println!();
+    println!(
+        "{:>6} {:>10} {:>8} {:>10} {:>8} {:>9} {:>9}",
+        "scale", "records", "secs", "records/s", "peak MB", "requests", "sim build"
+    );
+    for m in &results {
+        println!(
+            "{:>6} {:>10} {:>8.2} {:>10.0} {:>8.1} {:>9} {:>8.1}s",
+            m.scale,
+            m.records,
+            m.elapsed.as_secs_f64(),
+            rate(m),
+            mb(m.peak_kb),
+            m.requests,
+            m.build.as_secs_f64()
+        );
+    }
+    println!(
+        "targets: >= {TARGET_RATE:.0} records/s, peak <= {TARGET_MB:.0} MB and flat with volume"
+    );
+    let mut missed = Vec::new();
+    for m in &results {
+        if rate(m) < TARGET_RATE {
+            missed.push(format!("scale {}: {:.0} records/s", m.scale, rate(m)));
+        }
+        if !m.skipped.is_empty() {
+            missed.push(format!(
+                "scale {}: {} resources skipped",
+                m.scale,
+                m.skipped.len()
+            ));
+        }
+        if mb(m.peak_kb) > TARGET_MB {
+            missed.push(format!("scale {}: {:.1} MB", m.scale, mb(m.peak_kb)));
+        }
+    }
+    if missed.is_empty() {
+        println!("all targets met");
+    } else {
+        println!("missed: {}", missed.join("; "));
+    }
+}
+
+fn rate(m: &Measured) -> f64 {
+    m.records as f64 / m.elapsed.as_secs_f64()
+}
+
+fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+fn print_one(m: &Measured) {
+    println!();
+    println!(
+        "scale {}: simulator built in {:.2}s ({} records)",
+        m.scale,
+        m.build.as_secs_f64(),
+        m.truth
+    );
+    println!(
+        "  backfill: {} records in {:.2}s = {:.0} records/s, peak RSS {:.1} MB, {} requests ({} at the simulator, token calls included)",
+        m.records,
+        m.elapsed.as_secs_f64(),
+        rate(m),
+        mb(m.peak_kb),
+        m.requests,
+        m.sim_requests
+    );
+    for s in &m.skipped {
+        println!("  WARNING {s}");
+    }
+    let check = if m.rows == m.truth { "ok" } else { "MISMATCH" };
+    println!(
+        "  mirror rows {} vs simulator records {}: {check}",
+        m.rows, m.truth
+    );
+    let slow: Vec<String> = m
+        .slowest
+        .iter()
+        .map(|(name, secs, n)| format!("{name} {secs:.2}s ({n})"))
+        .collect();
+    println!("  slowest resources: {}", slow.join(", "));
+}
+
+async fn measure(bin: &Path, scale: f64) -> Measured {
+    let t = Instant::now();
+    let sim = Sim::spawn(SimConfig {
+        scale,
+        budget_limit: BUDGET,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("the simulator spawns");
+    let build = t.elapsed();
+    let truth: u64 = sim.counts().values().map(|&n| n as u64).sum();
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = write_config(dir.path(), &sim);
+    let grant = sim.grant();
+    let cfg2 = config.clone();
+    let bin2 = bin.to_path_buf();
+    let (code, _, err) = tokio::task::spawn_blocking(move || {
+        let out = Command::new(&bin2)
+            .arg("--config")
+            .arg(&cfg2)
+            .args(["auth", "import", "--refresh-token", &grant])
+            .env_remove("PPSYNC_LOG")
+            .output()
+            .expect("ppsync runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .expect("import thread");
+    assert_eq!(code, 0, "ppsync auth import failed: {err}");
+    sim.clear_journal();
+
+    let bin2 = bin.to_path_buf();
+    let cfg2 = config.clone();
+    let (code, stdout, stderr, elapsed, peak_kb) =
+        tokio::task::spawn_blocking(move || run_measured(&bin2, &cfg2))
+            .await
+            .expect("sync thread");
+    // 1: some resources were skipped (named on stderr); the others are still measured.
+    assert!(
+        code == 0 || code == 1,
+        "ppsync sync failed ({code}): {stderr}\n{stdout}"
+    );
+    let skipped: Vec<String> = stderr
+        .lines()
+        .filter(|l| l.starts_with("skipped "))
+        .map(str::to_string)
+        .collect();
+    let sim_requests = sim.journal().len();
+    let (requests, records) = parse_pass(&stdout)
+        .unwrap_or_else(|| panic!("no `pass N: ...` line in the output: {stdout}"));
+
+    let store = ppsync::store::Store::open(dir.path().join("mirror.db").to_str().unwrap())
+        .await
+        .expect("the mirror opens");
+    let mut rows = 0u64;
+    for res in RESOURCES {
+        let (live, _) = store.counts(res).await.expect("counts");
+        rows += live as u64;
+    }
+    let mut slowest: Vec<(String, f64, i64)> = Vec::new();
+    for r in store.runs(100).await.expect("run history") {
+        let secs = r
+            .finished_at
+            .as_deref()
+            .and_then(|f| Some((secs_of(f)? - secs_of(&r.started_at)?).max(0.0)))
+            .unwrap_or(0.0);
+        slowest.push((r.resource, secs, r.records_seen));
+    }
+    slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
+    slowest.truncate(5);
+    store.close().await;
+    sim.shutdown();
+    Measured {
+        scale,
+        build,
+        records,
+        rows,
+        truth,
+        elapsed,
+        peak_kb,
+        requests,
+        sim_requests,
+        slowest,
+        skipped,
+    }
+}
+
+fn secs_of(t: &str) -> Option<f64> {
+    let t = ppsync::time::parse_api_time(t)?;
+    Some(t.timestamp_micros() as f64 / 1e6)
+}
+
+fn write_config(dir: &Path, sim: &SimHandle) -> std::path::PathBuf {
+    let path = dir.join("ppsync.toml");
+    let db = dir.join("mirror.db");
+    std::fs::write(
+        &path,
+        format!(
+            "database_url = {:?}\napi_base_url = {:?}\nclient_id = {:?}\nclient_secret = {:?}\n\n[budget]\nrequests = {BUDGET}\n",
+            db.to_str().unwrap(),
+            sim.url(),
+            sim.client_id(),
+            sim.client_secret()
+        ),
+    )
+    .expect("config written");
+    path
+}
+
+/// Runs `ppsync sync` and polls its peak resident set until it exits.
+/// Returns (exit code, stdout, stderr, wall time, peak kB).
+fn run_measured(bin: &Path, config: &Path) -> (i32, String, String, Duration, u64) {
+    let start = Instant::now();
+    let mut child = Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .arg("sync")
+        .env_remove("PPSYNC_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ppsync sync starts");
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let (mut o, mut e) = (String::new(), String::new());
+        let t = std::thread::spawn(move || {
+            let _ = err.read_to_string(&mut e);
+            e
+        });
+        let _ = out.read_to_string(&mut o);
+        (o, t.join().unwrap_or_default())
+    });
+    let mut peak = 0u64;
+    let status = loop {
+        if let Some(kb) = std::fs::read_to_string(&status_path)
+            .ok()
+            .and_then(|s| vm_hwm_kb(&s))
+        {
+            peak = peak.max(kb);
+        }
+        if let Some(status) = child.try_wait().expect("wait on ppsync") {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let elapsed = start.elapsed();
+    let (stdout, stderr) = reader.join().expect("output reader");
+    (status.code().unwrap_or(-1), stdout, stderr, elapsed, peak)
+}
+
+fn vm_hwm_kb(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// (requests, records received) from `pass N: R resources, Q requests, X records received, ...`.
+fn parse_pass(stdout: &str) -> Option<(u64, u64)> {
+    let line = stdout.lines().find(|l| l.starts_with("pass "))?;
+    let num_before = |what: &str| -> Option<u64> {
+        let i = line.find(what)?;
+        line[..i].split_whitespace().last()?.parse().ok()
+    };
+    Some((num_before(" requests,")?, num_before(" records received")?))
+}
