@@ -19,7 +19,7 @@ use super::{Error, Response};
 /// Records per channel message.
 const CHUNK: usize = 64;
 /// Chunks the channel holds: at most `CHUNK * DEPTH` records are decoded ahead of the consumer.
-const DEPTH: usize = 4;
+const DEPTH: usize = 32;
 
 enum Item {
     Records(Vec<Box<RawValue>>),

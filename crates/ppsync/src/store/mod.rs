@@ -107,7 +107,7 @@ impl Store {
             // key indexes hot, whose inserts land in random places.
             .page_size(16384)
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-16384");
+            .pragma("cache_size", "-8192");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts)
@@ -664,16 +664,24 @@ impl Tx {
     }
 
     /// How many live records were not seen by runs since `first_run` (what a reconciliation would mark).
-    pub async fn count_unseen(&mut self, res: &Resource, first_run: i64) -> Result<(i64, i64)> {
+    pub async fn count_unseen(&mut self, res: &Resource, first_run: i64) -> Result<i64> {
+        // A range scan on the seen_run index, not a read of every row.
         let sql = format!(
-            "SELECT COALESCE(SUM(seen_run < $1), 0), COUNT(*) FROM {} WHERE deleted_at IS NULL",
+            "SELECT COUNT(*) FROM {} WHERE seen_run < $1 AND deleted_at IS NULL",
             res.name
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(first_run)
             .fetch_one(&mut *self.tx)
-            .await?;
-        Ok((row.try_get(0)?, row.try_get(1)?))
+            .await?)
+    }
+
+    /// Live records of a resource (reads the whole table: only for the mass-deletion guard).
+    pub async fn count_live(&mut self, res: &Resource) -> Result<i64> {
+        let sql = format!("SELECT COUNT(*) FROM {} WHERE deleted_at IS NULL", res.name);
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut *self.tx)
+            .await?)
     }
 
     /// Marks live records not seen since `first_run` as deleted (never removes them).
@@ -684,7 +692,7 @@ impl Tx {
         now: DateTime<Utc>,
     ) -> Result<u64> {
         let sql = format!(
-            "UPDATE {} SET deleted_at = $1, synced_at = $1 WHERE deleted_at IS NULL AND seen_run < $2",
+            "UPDATE {} SET deleted_at = $1, synced_at = $1 WHERE seen_run < $2 AND deleted_at IS NULL",
             res.name
         );
         let done = sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -121,11 +121,9 @@ async fn reconciliation_marks_only_unseen_and_revives_returning_records() {
     tx.upsert(users, &mut vec![u("a"), u("c")], 5, now, None)
         .await
         .unwrap();
-    assert_eq!(tx.count_unseen(users, 5).await.unwrap(), (1, 3));
-    assert_eq!(
-        tx.mark_unseen_deleted(users, 5, now).await.unwrap(),
-        1
-    );
+    assert_eq!(tx.count_unseen(users, 5).await.unwrap(), 1);
+    assert_eq!(tx.count_live(users).await.unwrap(), 3);
+    assert_eq!(tx.mark_unseen_deleted(users, 5, now).await.unwrap(), 1);
     tx.commit().await.unwrap();
     assert_eq!(store.counts(users).await.unwrap(), (2, 1));
     let mut tx = store.begin().await.unwrap();

@@ -452,8 +452,14 @@ impl Engine {
                 continue;
             }
             // Complete: deletions (for a complete listing) and the cursor commit with the last page.
+            let mut refused = None;
             if listing.mode.complete_listing() {
-                let (unseen, live) = tx.count_unseen(res, listing.first_run).await?;
+                let unseen = tx.count_unseen(res, listing.first_run).await?;
+                let live = if unseen > 20 {
+                    tx.count_live(res).await?
+                } else {
+                    unseen
+                };
                 if unseen > 20 && (unseen as f64) > self.cfg.max_delete_fraction * live as f64 {
                     tracing::error!(
                         resource = res.name,
@@ -461,6 +467,12 @@ impl Engine {
                         live,
                         "a complete listing would mark too many records deleted: refusing (check the API)"
                     );
+                    refused = Some(format!(
+                        "{}: refused to mark {unseen} of {live} records deleted (more than {:.0}%): \
+                         check the API access (an admin account?) before trusting this listing",
+                        res.name,
+                        self.cfg.max_delete_fraction * 100.0
+                    ));
                 } else if unseen > 0 {
                     stats.records_deleted +=
                         tx.mark_unseen_deleted(res, listing.first_run, now).await?;
@@ -474,6 +486,9 @@ impl Engine {
             tx.set_cursor(res, signpost, listing.mode.complete_listing(), now)
                 .await?;
             tx.commit().await?;
+            if let Some(msg) = refused {
+                return Err(Stop::Skip(msg));
+            }
             tracing::info!(
                 resource = res.name,
                 mode = listing.mode.name(),

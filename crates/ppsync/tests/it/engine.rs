@@ -458,3 +458,30 @@ async fn a_round_sized_collection_from_an_endpoint_without_paging_is_one_request
     assert_eq!(journal.len(), 1, "{journal:#?}");
     assert_eq!(journal[0].query, "", "messages take no parameters");
 }
+
+#[tokio::test]
+async fn a_listing_that_would_delete_most_of_a_table_is_refused_loudly() {
+    let app = app(0.01, "").await;
+    assert_clean(&app.pass().await);
+    let contacts = ppsync::resource::find("contacts").unwrap();
+    let truth = app.truth(contacts);
+    let gone = truth.len() * 7 / 10;
+    assert!(gone > 20);
+    for c in truth.iter().take(gone) {
+        app.sim
+            .delete("contacts", c["id"].as_str().unwrap())
+            .unwrap();
+    }
+    let report = app.pass_of(&["contacts"], true).await;
+    assert_eq!(report.exit_code(), 1);
+    let err = report.outcomes[0].error.clone().unwrap();
+    assert!(
+        err.contains(&format!("refused to mark {gone} of {}", truth.len())),
+        "{err}"
+    );
+    assert_eq!(
+        app.engine.store.counts(contacts).await.unwrap(),
+        (truth.len() as i64, 0),
+        "nothing marked"
+    );
+}
