@@ -103,7 +103,10 @@ pub fn for_page(
         let Some(row) = by_id.get(f.id.as_str()) else {
             continue;
         };
+        // A backfill's "created" rows are not even recorded: nothing ever consults them (unlike
+        // suppressed deadlines, which keep the deadline scan from announcing them later).
         if f.prior.is_none()
+            && !suppressed
             && let Some(kind) = rule.created_kind
         {
             out.push(notification(
