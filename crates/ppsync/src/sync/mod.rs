@@ -611,9 +611,10 @@ impl Engine {
             if info.first_id.is_none() {
                 info.first_id = Some(row.id.clone());
             }
-            info.last_id = Some(row.id.clone());
             batch.push(row);
             if batch.len() >= WRITE_BATCH {
+                // The last id is taken per batch, not cloned per record.
+                info.last_id = batch.last().map(|r| r.id.clone());
                 info.changed += self
                     .write_batch(&mut tx, res, &mut batch, run, now, listing)
                     .await?;
@@ -621,6 +622,7 @@ impl Engine {
             }
         }
         if !batch.is_empty() {
+            info.last_id = batch.last().map(|r| r.id.clone());
             info.changed += self
                 .write_batch(&mut tx, res, &mut batch, run, now, listing)
                 .await?;
