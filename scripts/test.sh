@@ -2,6 +2,7 @@
 # The test command (README.md): makes sure what the tests need is installed and running, then runs
 # the whole workspace's tests. Works on a bare machine with only the Rust toolchain (as root, with
 # Debian's packages reachable) and on a developer machine where PostgreSQL already runs.
+# Arguments go to both cargo test runs (a test name filter, say).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +21,8 @@ command -v cc >/dev/null || apt_install build-essential
 # Headless Chromium: a test renders the daemon's status page in it.
 command -v chromium >/dev/null || apt_install chromium
 
-# PostgreSQL on 127.0.0.1:5432 (trust auth): the storage tests run against it as well as SQLite.
+# PostgreSQL on 127.0.0.1:5432 (trust auth for local TCP): the storage tests and the whole
+# integration suite run against it as well as against SQLite.
 pg_ready() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
 if ! pg_ready; then
   if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
@@ -28,6 +30,11 @@ if ! pg_ready; then
   fi
   if command -v pg_ctlcluster >/dev/null && [ -n "$(ls /etc/postgresql 2>/dev/null)" ]; then
     ver=$(ls /etc/postgresql | sort -V | tail -1)
+    hba=/etc/postgresql/$ver/main/pg_hba.conf
+    # Debian's default asks for a password over TCP; the tests connect as postgres without one.
+    if [ -w "$hba" ] && ! grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+      sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+    fi
     pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
   fi
   for _ in $(seq 1 30); do pg_ready && break; sleep 1; done
@@ -35,4 +42,17 @@ if ! pg_ready; then
 fi
 export PPSYNC_TEST_PG_URL="${PPSYNC_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
+# Each test makes its own database (ppsync_t_*); drop what earlier runs left.
+drop_test_databases() {
+  command -v psql >/dev/null || return 0
+  psql "$PPSYNC_TEST_PG_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'ppsync\_t\_%'" 2>/dev/null |
+    while read -r db; do
+      psql "$PPSYNC_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+    done
+}
+drop_test_databases
+trap drop_test_databases EXIT
+
+# Every test on SQLite, then the integration suite again on PostgreSQL.
 cargo test --workspace "$@"
+PPSYNC_TEST_BACKEND=postgres cargo test -p ppsync --test it "$@"

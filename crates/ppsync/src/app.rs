@@ -51,5 +51,6 @@ pub async fn engine(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Engin
         cfg: cfg.sync.clone(),
         progress: None,
         shutdown: Default::default(),
+        instance: None,
     })
 }

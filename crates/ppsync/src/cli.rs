@@ -316,10 +316,7 @@ async fn auth(cfg: Config, cmd: AuthCommand) -> anyhow::Result<i32> {
             };
             let tokens = client.exchange_code(&code, &cfg.redirect_uri).await?;
             store.save(&tokens).await?;
-            println!(
-                "authorized; credentials stored in {}",
-                store.path().display()
-            );
+            println!("authorized; credentials stored in {}", store.location());
             Ok(0)
         }
     }

@@ -1,22 +1,30 @@
 //! The mirror's storage (product.md §7): one table per resource, the sync state, tokens and the run
-//! history, behind versioned migrations. SQLite (WAL, one file) is the embedded default.
+//! history, behind versioned migrations. SQLite (WAL, one file) is the embedded default;
+//! PostgreSQL (`postgres://`) has the same tables with TIMESTAMPTZ instants and JSONB records.
+//! Every statement is written once and compiled for both engines (the `on!` macro).
 //!
 //! Invariant: a cursor or a listing's resume point is written only inside a [`Tx`] that also holds
 //! the records it covers; `store` knows nothing of HTTP.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use secrecy::{ExposeSecret, SecretString};
+use serde_json::value::RawValue;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row as _, Sqlite, SqlitePool};
+use sqlx::{PgPool, Postgres, QueryBuilder, Row as _, Sqlite, SqlitePool};
 
 use crate::api::{TokenStore, Tokens};
 use crate::record::{Row, Value};
 use crate::resource::{ColumnType, Resource};
-use crate::time::{canonical, parse_api_time};
+use crate::time::parse_api_time;
+
+mod types;
+pub use types::Ts;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -54,15 +62,21 @@ pub struct RunStats {
     pub records_deleted: u64,
 }
 
+/// The mirror of one firm: a SQLite file, or a schema in PostgreSQL (the pool shared by every
+/// firm of the same database).
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
-    path: PathBuf,
+    db: Db,
+    /// PostgreSQL: the schema every table name is qualified with.
+    schema: Option<Arc<str>>,
+    label: Arc<str>,
+    path: Option<PathBuf>,
+    pg_opts: Option<Arc<PgConnectOptions>>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("Store").field("at", &self.label).finish()
     }
 }
 
@@ -71,21 +85,140 @@ impl std::fmt::Debug for Store {
 /// every shorter tail would otherwise be cached as a statement of its own).
 const BATCH: usize = 400;
 
+/// Which database engine holds the mirror.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// `expr` (an instant) as canonical text, as SQLite stores it.
+    fn ts_text(self, expr: &str) -> String {
+        match self {
+            Backend::Sqlite => expr.to_string(),
+            Backend::Postgres => {
+                format!("to_char({expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+            }
+        }
+    }
+
+    /// The text at `path` inside the JSON column `col`.
+    fn json_text(self, col: &str, path: &[&str]) -> String {
+        match self {
+            Backend::Sqlite => format!("json_extract({col}, '$.{}')", path.join(".")),
+            Backend::Postgres => {
+                let (last, init) = path.split_last().expect("a JSON path");
+                let mut s = col.to_string();
+                for k in init {
+                    s.push_str(&format!("->'{k}'"));
+                }
+                format!("{s}->>'{last}'")
+            }
+        }
+    }
+
+    /// The distinct values of `expr` joined with commas.
+    fn distinct_list(self, expr: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("GROUP_CONCAT(DISTINCT {expr})"),
+            Backend::Postgres => format!("STRING_AGG(DISTINCT {expr}, ',')"),
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Db {
+    Sqlite(SqlitePool),
+    Pg(PgPool),
+}
+
+/// Runs `$body` with `$x` bound to the backend's pool (or transaction) and `Dialect` naming its
+/// sqlx database type: the SQL and the binds are written once, compiled for both engines.
+macro_rules! on {
+    ($kind:ident, $e:expr, $x:ident => $body:expr) => {
+        match $e {
+            $kind::Sqlite($x) => {
+                #[allow(dead_code)]
+                type Dialect = sqlx::Sqlite;
+                $body
+            }
+            $kind::Pg($x) => {
+                #[allow(dead_code)]
+                type Dialect = sqlx::Postgres;
+                $body
+            }
+        }
+    };
+}
+
+/// Connections per PostgreSQL pool: shared by every firm an instance serves (a page's transaction
+/// holds one while the page streams in).
+const PG_POOL: u32 = 16;
+
 impl Store {
-    /// Opens (creating if needed) and migrates the database named by `url`: a file path, or a
-    /// `sqlite:` URL.
+    /// Opens (creating if needed) and migrates the database named by `url`: a file path, a
+    /// `sqlite:` URL, or a `postgres://` URL (tables in `schema`, default `public`).
     pub async fn open(url: &str) -> Result<Store> {
+        Self::open_in(url, None).await
+    }
+
+    /// As [`Store::open`], with the PostgreSQL schema of the default firm.
+    pub async fn open_in(url: &str, schema: Option<&str>) -> Result<Store> {
+        let shown = redact(url);
         let open_err = |detail: String| Error::Open {
-            url: url.to_string(),
+            url: shown.clone(),
             detail,
         };
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(open_err(
-                "PostgreSQL is not supported by this build yet: use a SQLite file path".into(),
-            ));
+            let schema = schema.unwrap_or("public");
+            if !valid_schema(schema) {
+                return Err(open_err(format!(
+                    "database_schema {schema:?} is not a schema name: use lowercase letters, digits and _"
+                )));
+            }
+            let opts: PgConnectOptions = url
+                .parse()
+                .map_err(|e| open_err(format!("not a PostgreSQL URL ({e})")))?;
+            let opts = opts.application_name("ppsync");
+            let pool = PgPoolOptions::new()
+                .max_connections(PG_POOL)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(opts.clone())
+                .await
+                .map_err(|e| {
+                    open_err(format!(
+                        "cannot connect ({e}): start PostgreSQL or fix database_url"
+                    ))
+                })?;
+            let store = Store {
+                db: Db::Pg(pool),
+                schema: Some(schema.into()),
+                label: format!("{shown} (schema {schema})").into(),
+                path: None,
+                pg_opts: Some(Arc::new(opts)),
+            };
+            store.migrate_pg(schema).await.map_err(|e| {
+                open_err(format!(
+                    "not a ppsync database ({e}): point database_url (or database_schema) at a ppsync database or a new one"
+                ))
+            })?;
+            return Ok(store);
         }
         let path =
             sqlite_path(url).ok_or_else(|| open_err("not a file path or sqlite: URL".into()))?;
+        Self::open_sqlite(&path).await.map_err(|e| match e {
+            Error::Open { detail, .. } => open_err(detail),
+            e => e,
+        })
+    }
+
+    async fn open_sqlite(path: &Path) -> Result<Store> {
+        let open_err = |detail: String| Error::Open {
+            url: path.display().to_string(),
+            detail,
+        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
             && !parent.is_dir()
         {
@@ -95,7 +228,7 @@ impl Store {
             )));
         }
         let opts = SqliteConnectOptions::new()
-            .filename(&path)
+            .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -113,67 +246,204 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(|e| open_err(format!("cannot open: {e}")))?;
-        restrict_permissions(&path);
+        restrict_permissions(path);
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
             .map_err(|e| open_err(format!(
                     "not a ppsync database ({e}): point database_url at a ppsync database or a new file"
                 )))?;
-        Ok(Store { pool, path })
+        Ok(Store {
+            db: Db::Sqlite(pool),
+            schema: None,
+            label: path.display().to_string().into(),
+            path: Some(path.to_path_buf()),
+            pg_opts: None,
+        })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Creates `schema` if needed and brings it to the latest migration, on a connection of its own
+    /// (the migrator works in the connection's search_path).
+    async fn migrate_pg(&self, schema: &str) -> std::result::Result<(), String> {
+        use sqlx::Connection as _;
+        let opts = self.pg_opts.as_ref().expect("a PostgreSQL store");
+        let mut conn = sqlx::PgConnection::connect_with(opts)
+            .await
+            .map_err(|e| e.to_string())?;
+        let result = async {
+            // Instances starting together would race on CREATE SCHEMA (IF NOT EXISTS is not
+            // atomic in PostgreSQL): one at a time, under an advisory lock of our own.
+            sqlx::query("SELECT pg_advisory_lock(hashtext('ppsync: schema setup'))")
+                .execute(&mut conn)
+                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+            )))
+            .execute(&mut conn)
+            .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SET search_path TO \"{schema}\""
+            )))
+            .execute(&mut conn)
+            .await?;
+            sqlx::migrate!("./migrations/postgres")
+                .run(&mut conn)
+                .await
+                .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
+        let _ = conn.close().await;
+        result.map_err(|e| e.to_string())
+    }
+
+    /// The store of a named firm beside this one: a sibling SQLite file (`mirror.db` →
+    /// `mirror.<firm>.db`), or the PostgreSQL schema named after the firm, on the same pool.
+    pub async fn firm(&self, name: &str) -> Result<Store> {
+        match &self.db {
+            Db::Sqlite(_) => {
+                let path = self.path.as_ref().expect("a SQLite store has a path");
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let ext = path
+                    .extension()
+                    .map(|e| format!(".{}", e.to_string_lossy()))
+                    .unwrap_or_default();
+                Self::open_sqlite(&path.with_file_name(format!("{stem}.{name}{ext}"))).await
+            }
+            Db::Pg(pool) => {
+                let label = self.label.split(" (schema").next().unwrap_or_default();
+                let store = Store {
+                    db: Db::Pg(pool.clone()),
+                    schema: Some(name.into()),
+                    label: format!("{label} (schema {name})").into(),
+                    path: None,
+                    pg_opts: self.pg_opts.clone(),
+                };
+                store.migrate_pg(name).await.map_err(|e| Error::Open {
+                    url: label.to_string(),
+                    detail: format!("schema {name}: {e}"),
+                })?;
+                Ok(store)
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Pg(_) => Backend::Postgres,
+        }
+    }
+
+    /// Where the mirror is, for people: the SQLite file, or the URL (password hidden) and schema.
+    pub fn location(&self) -> &str {
+        &self.label
+    }
+
+    /// The SQLite file (None on PostgreSQL).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The SQLite pool (None on PostgreSQL), for ad-hoc reads in tests and diagnostics.
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        match &self.db {
+            Db::Sqlite(p) => Some(p),
+            Db::Pg(_) => None,
+        }
+    }
+
+    /// The PostgreSQL pool (None on SQLite).
+    pub fn pg_pool(&self) -> Option<&PgPool> {
+        match &self.db {
+            Db::Pg(p) => Some(p),
+            Db::Sqlite(_) => None,
+        }
+    }
+
+    /// The PostgreSQL schema holding this store's tables (None on SQLite).
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// A table's name as SQL: schema-qualified on PostgreSQL.
+    fn t(&self, name: &str) -> String {
+        qualify(self.schema.as_deref(), name)
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        on!(Db, &self.db, p => p.close().await)
     }
 
     pub async fn state(&self, res: &Resource) -> Result<State> {
-        let row = sqlx::query("SELECT cursor, listing, last_full_at, cursor_set_at FROM sync_state WHERE resource = $1")
-            .bind(res.name)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else {
+        let sql = format!(
+            "SELECT cursor, listing, last_full_at, cursor_set_at FROM {} WHERE resource = $1",
+            self.t("sync_state")
+        );
+        type StateRow = (Option<Ts>, Option<String>, Option<Ts>, Option<Ts>);
+        let row: Option<StateRow> = on!(Db, &self.db, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(res.name)
+                .fetch_optional(p)
+                .await
+                .map_err(|e| match e {
+                    e @ sqlx::Error::ColumnDecode { .. } => Error::Corrupt {
+                        resource: res.name.to_string(),
+                        detail: e.to_string(),
+                    },
+                    e => e.into(),
+                })?
+        });
+        let Some((cursor, listing, last_full_at, cursor_set_at)) = row else {
             return Ok(State::default());
         };
-        let corrupt = |detail: String| Error::Corrupt {
-            resource: res.name.to_string(),
-            detail,
-        };
-        let time = |v: Option<String>| -> Result<Option<DateTime<Utc>>> {
-            v.map(|s| parse_api_time(&s).ok_or_else(|| corrupt(format!("bad timestamp {s:?}"))))
-                .transpose()
-        };
-        let listing: Option<String> = row.try_get("listing")?;
         Ok(State {
-            cursor: time(row.try_get("cursor")?)?,
+            cursor: cursor.map(|t| t.0),
             listing: listing
-                .map(|s| serde_json::from_str(&s).map_err(|e| corrupt(e.to_string())))
+                .map(|s| {
+                    serde_json::from_str(&s).map_err(|e| Error::Corrupt {
+                        resource: res.name.to_string(),
+                        detail: e.to_string(),
+                    })
+                })
                 .transpose()?,
-            last_full_at: time(row.try_get("last_full_at")?)?,
-            cursor_set_at: time(row.try_get("cursor_set_at")?)?,
+            last_full_at: last_full_at.map(|t| t.0),
+            cursor_set_at: cursor_set_at.map(|t| t.0),
         })
     }
 
     pub async fn begin(&self) -> Result<Tx> {
+        let tx = match &self.db {
+            Db::Sqlite(p) => TxInner::Sqlite(p.begin().await?),
+            Db::Pg(p) => TxInner::Pg(p.begin().await?),
+        };
         Ok(Tx {
-            tx: self.pool.begin().await?,
+            tx,
+            schema: self.schema.clone(),
         })
     }
 
-    pub async fn start_cycle(&self, trigger: &str, now: DateTime<Utc>) -> Result<i64> {
-        let id = sqlx::query(
-            "INSERT INTO sync_cycles (started_at, trigger) VALUES ($1, $2) RETURNING id",
+    pub async fn start_cycle(
+        &self,
+        trigger: &str,
+        instance: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        let sql = format!(
+            "INSERT INTO {} (started_at, trigger, instance) VALUES ($1, $2, $3) RETURNING id",
+            self.t("sync_cycles")
+        );
+        Ok(
+            on!(Db, &self.db, p => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(Ts(now))
+            .bind(trigger)
+            .bind(instance)
+            .fetch_one(p)
+            .await?),
         )
-        .bind(canonical(now))
-        .bind(trigger)
-        .fetch_one(&self.pool)
-        .await?
-        .try_get(0)?;
-        Ok(id)
     }
 
     pub async fn finish_cycle(
@@ -183,15 +453,18 @@ impl Store {
         requests: u64,
         outcome: &str,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE sync_cycles SET finished_at = $1, requests = $2, outcome = $3 WHERE id = $4",
-        )
-        .bind(canonical(now))
-        .bind(requests as i64)
-        .bind(outcome)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        let sql = format!(
+            "UPDATE {} SET finished_at = $1, requests = $2, outcome = $3 WHERE id = $4",
+            self.t("sync_cycles")
+        );
+        on!(Db, &self.db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(Ts(now))
+            .bind(requests as i64)
+            .bind(outcome)
+            .bind(id)
+            .execute(p)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -202,17 +475,19 @@ impl Store {
         mode: &str,
         now: DateTime<Utc>,
     ) -> Result<i64> {
-        let id = sqlx::query(
-            "INSERT INTO sync_runs (cycle_id, resource, mode, started_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        let sql = format!(
+            "INSERT INTO {} (cycle_id, resource, mode, started_at) VALUES ($1, $2, $3, $4) RETURNING id",
+            self.t("sync_runs")
+        );
+        Ok(
+            on!(Db, &self.db, p => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(cycle)
+            .bind(res.name)
+            .bind(mode)
+            .bind(Ts(now))
+            .fetch_one(p)
+            .await?),
         )
-        .bind(cycle)
-        .bind(res.name)
-        .bind(mode)
-        .bind(canonical(now))
-        .fetch_one(&self.pool)
-        .await?
-        .try_get(0)?;
-        Ok(id)
     }
 
     pub async fn finish_run(
@@ -223,33 +498,33 @@ impl Store {
         outcome: &str,
         error: Option<&str>,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE sync_runs SET finished_at = $1, requests = $2, records_seen = $3, records_changed = $4, \
+        let sql = format!(
+            "UPDATE {} SET finished_at = $1, requests = $2, records_seen = $3, records_changed = $4, \
              records_deleted = $5, outcome = $6, error = $7 WHERE id = $8",
-        )
-        .bind(canonical(now))
-        .bind(stats.requests as i64)
-        .bind(stats.records_seen as i64)
-        .bind(stats.records_changed as i64)
-        .bind(stats.records_deleted as i64)
-        .bind(outcome)
-        .bind(error)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+            self.t("sync_runs")
+        );
+        on!(Db, &self.db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(Ts(now))
+            .bind(stats.requests as i64)
+            .bind(stats.records_seen as i64)
+            .bind(stats.records_changed as i64)
+            .bind(stats.records_deleted as i64)
+            .bind(outcome)
+            .bind(error)
+            .bind(id)
+            .execute(p)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
     /// Live and deleted record counts.
     pub async fn counts(&self, res: &Resource) -> Result<(i64, i64)> {
         let sql = format!(
-            "SELECT COALESCE(SUM(deleted_at IS NULL), 0), COALESCE(SUM(deleted_at IS NOT NULL), 0) FROM {}",
-            res.name
+            "SELECT COUNT(CASE WHEN deleted_at IS NULL THEN 1 END), COUNT(deleted_at) FROM {}",
+            self.t(res.name)
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_one(&self.pool)
-            .await?;
-        Ok((row.try_get(0)?, row.try_get(1)?))
+        Ok(on!(Db, &self.db, p => sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_one(p).await?))
     }
 
     /// Streams the stored records of a resource, sorted by id, to `out`.
@@ -272,75 +547,87 @@ impl Store {
         };
         let sql = format!(
             "SELECT id, created_at, updated_at, deleted_at, data{extra} FROM {} {filter} ORDER BY id",
-            res.name
+            self.t(res.name)
         );
-        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&self.pool);
         let mut n = 0;
-        while let Some(row) = rows.try_next().await? {
-            let mut typed = Vec::with_capacity(res.columns.len());
-            for (i, c) in res.columns.iter().enumerate() {
-                let idx = 5 + i;
-                let v = match c.ty {
-                    ColumnType::Int => row.try_get::<Option<i64>, _>(idx)?.map(|v| v.to_string()),
-                    ColumnType::Real => row.try_get::<Option<f64>, _>(idx)?.map(|v| v.to_string()),
-                    ColumnType::Bool => row.try_get::<Option<bool>, _>(idx)?.map(|v| v.to_string()),
-                    ColumnType::Text | ColumnType::Time => row.try_get::<Option<String>, _>(idx)?,
-                };
-                typed.push(v);
+        on!(Db, &self.db, p => {
+            let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(p);
+            while let Some(row) = rows.try_next().await? {
+                let mut typed = Vec::with_capacity(res.columns.len());
+                for (i, c) in res.columns.iter().enumerate() {
+                    let idx = 5 + i;
+                    let v = match c.ty {
+                        ColumnType::Int => row.try_get::<Option<i64>, _>(idx)?.map(|v| v.to_string()),
+                        ColumnType::Real => row.try_get::<Option<f64>, _>(idx)?.map(|v| v.to_string()),
+                        ColumnType::Bool => row.try_get::<Option<bool>, _>(idx)?.map(|v| v.to_string()),
+                        ColumnType::Time => row.try_get::<Option<Ts>, _>(idx)?.map(Ts::text),
+                        ColumnType::Text => row.try_get::<Option<String>, _>(idx)?,
+                    };
+                    typed.push(v);
+                }
+                let data: Box<RawValue> = row.try_get("data")?;
+                out(ExportRow {
+                    id: row.try_get("id")?,
+                    created_at: row.try_get::<Option<Ts>, _>("created_at")?.map(Ts::text),
+                    updated_at: row.try_get::<Option<Ts>, _>("updated_at")?.map(Ts::text),
+                    deleted_at: row.try_get::<Option<Ts>, _>("deleted_at")?.map(Ts::text),
+                    data: String::from(Box::<str>::from(data)),
+                    columns: &typed,
+                })?;
+                n += 1;
             }
-            out(ExportRow {
-                id: row.try_get("id")?,
-                created_at: row.try_get("created_at")?,
-                updated_at: row.try_get("updated_at")?,
-                deleted_at: row.try_get("deleted_at")?,
-                data: row.try_get("data")?,
-                columns: &typed,
-            })?;
-            n += 1;
-        }
+        });
         Ok(n)
     }
 
     /// Recent run history, newest first.
     pub async fn runs(&self, limit: i64) -> Result<Vec<RunRow>> {
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT id, cycle_id, resource, mode, started_at, finished_at, requests, records_seen, \
-             records_changed, records_deleted, outcome, error FROM sync_runs ORDER BY id DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(RunRow::from_row).collect()
+             records_changed, records_deleted, outcome, error FROM {} ORDER BY id DESC LIMIT $1",
+            self.t("sync_runs")
+        );
+        on!(Db, &self.db, p => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(p).await?;
+            rows.iter().map(run_row).collect()
+        })
     }
 
     /// The finished cycles with their request and record totals, oldest first.
     pub async fn cycles(&self) -> Result<Vec<CycleRow>> {
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT c.id, c.started_at, c.trigger, c.requests, c.outcome, \
-             COALESCE(SUM(r.records_seen), 0) AS seen, COALESCE(SUM(r.records_changed), 0) AS changed, \
-             COALESCE(SUM(r.records_deleted), 0) AS deleted, COUNT(r.id) AS resources, \
-             COALESCE(GROUP_CONCAT(DISTINCT r.mode), '') AS modes \
-             FROM sync_cycles c LEFT JOIN sync_runs r ON r.cycle_id = c.id \
+             CAST(COALESCE(SUM(r.records_seen), 0) AS BIGINT) AS seen, \
+             CAST(COALESCE(SUM(r.records_changed), 0) AS BIGINT) AS changed, \
+             CAST(COALESCE(SUM(r.records_deleted), 0) AS BIGINT) AS deleted, COUNT(r.id) AS resources, \
+             COALESCE({}, '') AS modes, c.instance, c.finished_at \
+             FROM {} c LEFT JOIN {} r ON r.cycle_id = c.id \
              WHERE c.finished_at IS NOT NULL GROUP BY c.id ORDER BY c.id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(CycleRow {
-                    id: r.try_get("id")?,
-                    started_at: r.try_get("started_at")?,
-                    trigger: r.try_get("trigger")?,
-                    requests: r.try_get("requests")?,
-                    outcome: r.try_get("outcome")?,
-                    records_seen: r.try_get("seen")?,
-                    records_changed: r.try_get("changed")?,
-                    records_deleted: r.try_get("deleted")?,
-                    resources: r.try_get("resources")?,
-                    modes: r.try_get("modes")?,
+            self.backend().distinct_list("r.mode"),
+            self.t("sync_cycles"),
+            self.t("sync_runs")
+        );
+        on!(Db, &self.db, p => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(p).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(CycleRow {
+                        id: r.try_get("id")?,
+                        started_at: r.try_get::<Ts, _>("started_at")?.text(),
+                        finished_at: r.try_get::<Ts, _>("finished_at")?.text(),
+                        trigger: r.try_get("trigger")?,
+                        requests: r.try_get("requests")?,
+                        outcome: r.try_get("outcome")?,
+                        records_seen: r.try_get("seen")?,
+                        records_changed: r.try_get("changed")?,
+                        records_deleted: r.try_get("deleted")?,
+                        resources: r.try_get("resources")?,
+                        modes: r.try_get("modes")?,
+                        instance: r.try_get("instance")?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     /// Live records whose `column` falls in [from, to] and that have no outbox row
@@ -352,27 +639,30 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         kind: &str,
-    ) -> Result<Vec<Box<serde_json::value::RawValue>>> {
+    ) -> Result<Vec<Box<RawValue>>> {
         let sql = format!(
             "SELECT t.data FROM {t} t WHERE t.deleted_at IS NULL AND t.{column} >= $1 AND t.{column} <= $2 \
-             AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = $3 || ':' || t.id || ':' || t.{column})",
-            t = res.name
+             AND NOT EXISTS (SELECT 1 FROM {o} o WHERE o.id = $3 || ':' || t.id || ':' || {due})",
+            t = self.t(res.name),
+            o = self.t("outbox"),
+            due = self.backend().ts_text(&format!("t.{column}")),
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(canonical(from))
-            .bind(canonical(to))
-            .bind(kind)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let data: String = r.try_get(0)?;
-                serde_json::value::RawValue::from_string(data).map_err(|e| Error::Corrupt {
-                    resource: res.name.to_string(),
-                    detail: e.to_string(),
+        on!(Db, &self.db, p => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(Ts(from))
+                .bind(Ts(to))
+                .bind(kind)
+                .fetch_all(p)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    r.try_get::<Box<RawValue>, _>(0).map_err(|e| Error::Corrupt {
+                        resource: res.name.to_string(),
+                        detail: e.to_string(),
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     /// Pending outbox rows due for delivery, oldest first: (id, payload, attempts).
@@ -381,86 +671,132 @@ impl Store {
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<(String, String, u32)>> {
-        let rows = sqlx::query(
-            "SELECT id, payload, attempts FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 \
+        let sql = format!(
+            "SELECT id, payload, attempts FROM {} WHERE status = 'pending' AND next_attempt_at <= $1 \
              ORDER BY created_at, id LIMIT $2",
-        )
-        .bind(canonical(now))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0)?,
-                    r.try_get(1)?,
-                    r.try_get::<i64, _>(2)?.max(0) as u32,
-                ))
-            })
-            .collect()
+            self.t("outbox")
+        );
+        on!(Db, &self.db, p => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(Ts(now))
+                .bind(limit)
+                .fetch_all(p)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get(0)?,
+                        r.try_get(1)?,
+                        r.try_get::<i64, _>(2)?.max(0) as u32,
+                    ))
+                })
+                .collect()
+        })
     }
 
     pub async fn outbox_delivered(&self, id: &str, now: DateTime<Utc>) -> Result<()> {
-        sqlx::query("UPDATE outbox SET status = 'delivered', delivered_at = $1, attempts = attempts + 1 WHERE id = $2")
-            .bind(canonical(now))
+        let sql = format!(
+            "UPDATE {} SET status = 'delivered', delivered_at = $1, attempts = attempts + 1 WHERE id = $2",
+            self.t("outbox")
+        );
+        on!(Db, &self.db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(Ts(now))
             .bind(id)
-            .execute(&self.pool)
-            .await?;
+            .execute(p)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
     pub async fn outbox_failed(&self, id: &str, next: DateTime<Utc>, error: &str) -> Result<()> {
-        sqlx::query("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE id = $3")
-            .bind(canonical(next))
+        let sql = format!(
+            "UPDATE {} SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE id = $3",
+            self.t("outbox")
+        );
+        on!(Db, &self.db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(Ts(next))
             .bind(error)
             .bind(id)
-            .execute(&self.pool)
-            .await?;
+            .execute(p)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
     /// Outbox rows per status.
     pub async fn outbox_counts(&self) -> Result<std::collections::BTreeMap<String, i64>> {
-        let rows =
-            sqlx::query("SELECT kind || '/' || status, COUNT(*) FROM outbox GROUP BY kind, status")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
+        let sql = format!(
+            "SELECT kind || '/' || status, COUNT(*) FROM {} GROUP BY kind, status",
+            self.t("outbox")
+        );
+        on!(Db, &self.db, p => {
+            let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(p).await?;
+            Ok(rows.into_iter().collect())
+        })
     }
 
     /// Open tasks and events due in [from, to], soonest first: (resource, due, subject, matter, id).
     pub async fn deadlines(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Deadline>> {
-        let rows = sqlx::query(
-            "SELECT 'task' AS kind, id, due_date AS due, subject, json_extract(data, '$.matter_ref.display_name') AS matter, status \
-             FROM tasks WHERE deleted_at IS NULL AND due_date >= $1 AND due_date <= $2 AND COALESCE(status, '') <> 'Completed' \
+        let matter = self
+            .backend()
+            .json_text("data", &["matter_ref", "display_name"]);
+        let sql = format!(
+            "SELECT 'task' AS kind, id, due_date AS due, subject, {matter} AS matter, status \
+             FROM {tasks} WHERE deleted_at IS NULL AND due_date >= $1 AND due_date <= $2 AND COALESCE(status, '') <> 'Completed' \
              UNION ALL \
-             SELECT 'event', id, start_date_time, subject, json_extract(data, '$.matter_ref.display_name'), NULL \
-             FROM events WHERE deleted_at IS NULL AND start_date_time >= $1 AND start_date_time <= $2 \
+             SELECT 'event', id, start_date_time, subject, {matter}, NULL \
+             FROM {events} WHERE deleted_at IS NULL AND start_date_time >= $1 AND start_date_time <= $2 \
              ORDER BY due, id",
-        )
-        .bind(canonical(from))
-        .bind(canonical(to))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Deadline {
-                    kind: r.try_get(0)?,
-                    id: r.try_get(1)?,
-                    due: r.try_get(2)?,
-                    subject: r.try_get(3)?,
-                    matter: r.try_get(4)?,
-                    status: r.try_get(5)?,
+            tasks = self.t("tasks"),
+            events = self.t("events"),
+        );
+        on!(Db, &self.db, p => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(Ts(from))
+                .bind(Ts(to))
+                .fetch_all(p)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Deadline {
+                        kind: r.try_get(0)?,
+                        id: r.try_get(1)?,
+                        due: r.try_get::<Ts, _>(2)?.text(),
+                        subject: r.try_get(3)?,
+                        matter: r.try_get(4)?,
+                        status: r.try_get(5)?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
+}
 
-    /// The connection pool, for ad-hoc reads (tests, diagnostics).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+fn qualify(schema: Option<&str>, name: &str) -> String {
+    match schema {
+        Some(s) => format!("\"{s}\".{name}"),
+        None => name.to_string(),
+    }
+}
+
+/// A schema (or firm) name that needs no quoting and cannot collide with PostgreSQL's own.
+pub fn valid_schema(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.len() <= 40
+        && !s.starts_with("pg_")
+        && s != "information_schema"
+}
+
+/// The URL with any password replaced, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -501,29 +837,35 @@ pub struct RunRow {
     pub error: Option<String>,
 }
 
-impl RunRow {
-    fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Self> {
-        Ok(RunRow {
-            id: r.try_get("id")?,
-            cycle_id: r.try_get("cycle_id")?,
-            resource: r.try_get("resource")?,
-            mode: r.try_get("mode")?,
-            started_at: r.try_get("started_at")?,
-            finished_at: r.try_get("finished_at")?,
-            requests: r.try_get("requests")?,
-            records_seen: r.try_get("records_seen")?,
-            records_changed: r.try_get("records_changed")?,
-            records_deleted: r.try_get("records_deleted")?,
-            outcome: r.try_get("outcome")?,
-            error: r.try_get("error")?,
-        })
-    }
+/// A run-history row, on either backend.
+fn run_row<R: sqlx::Row>(r: &R) -> Result<RunRow>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Ts: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(RunRow {
+        id: r.try_get("id")?,
+        cycle_id: r.try_get("cycle_id")?,
+        resource: r.try_get("resource")?,
+        mode: r.try_get("mode")?,
+        started_at: r.try_get::<Ts, _>("started_at")?.text(),
+        finished_at: r.try_get::<Option<Ts>, _>("finished_at")?.map(Ts::text),
+        requests: r.try_get("requests")?,
+        records_seen: r.try_get("records_seen")?,
+        records_changed: r.try_get("records_changed")?,
+        records_deleted: r.try_get("records_deleted")?,
+        outcome: r.try_get("outcome")?,
+        error: r.try_get("error")?,
+    })
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct CycleRow {
     pub id: i64,
     pub started_at: String,
+    pub finished_at: String,
     pub trigger: String,
     pub requests: i64,
     pub outcome: String,
@@ -532,14 +874,26 @@ pub struct CycleRow {
     pub records_deleted: i64,
     pub resources: i64,
     pub modes: String,
+    /// The `ppsync run` instance that ran it (None: the CLI).
+    pub instance: Option<String>,
+}
+
+enum TxInner {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Pg(sqlx::Transaction<'static, Postgres>),
 }
 
 /// A transaction holding records together with the state that covers them.
 pub struct Tx {
-    tx: sqlx::Transaction<'static, Sqlite>,
+    tx: TxInner,
+    schema: Option<Arc<str>>,
 }
 
 impl Tx {
+    fn t(&self, name: &str) -> String {
+        qualify(self.schema.as_deref(), name)
+    }
+
     /// Upserts rows (idempotent: replaying changes nothing) and marks every row seen by `run`.
     /// Returns the records that were new or changed (by content hash) or came back from deletion,
     /// each with the value its `watch` column had before (None: the record is new).
@@ -554,7 +908,24 @@ impl Tx {
         // The last copy of an id wins: a later read is never older than an earlier one in a pass.
         dedup_keep_last(rows);
         let mut changed = Vec::new();
-        let now_s = canonical(now);
+        let table = self.t(res.name);
+        let mut insert = format!(
+            "INSERT INTO {table} (id, created_at, updated_at, deleted_at, synced_at, hash, seen_run, data"
+        );
+        for c in res.columns {
+            insert.push_str(", ");
+            insert.push_str(c.name);
+        }
+        insert.push_str(") ");
+        let mut on_conflict = String::from(
+            " ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, updated_at = excluded.updated_at, \
+             deleted_at = NULL, synced_at = excluded.synced_at, hash = excluded.hash, seen_run = excluded.seen_run, \
+             data = excluded.data",
+        );
+        for c in res.columns {
+            on_conflict.push_str(&format!(", {0} = excluded.{0}", c.name));
+        }
+        let touch = format!("UPDATE {table} SET seen_run = ");
         for chunk in rows.chunks(BATCH) {
             let known = self.known_hashes(res, chunk, watch).await?;
             let (fresh, same): (Vec<&Row>, Vec<&Row>) = chunk.iter().partition(|r| {
@@ -562,65 +933,56 @@ impl Tx {
                     .get(r.id.as_str())
                     .is_none_or(|k| (k.0, k.1) != (r.hash, false))
             });
+            let persistent = chunk.len() == BATCH;
             if !fresh.is_empty() {
                 changed.extend(fresh.iter().map(|r| Fresh {
                     id: r.id.clone(),
                     prior: known.get(r.id.as_str()).map(|k| k.2.clone()),
                 }));
-                let mut q = QueryBuilder::<Sqlite>::new(format!(
-                    "INSERT INTO {} (id, created_at, updated_at, deleted_at, synced_at, hash, seen_run, data",
-                    res.name
-                ));
-                for c in res.columns {
-                    q.push(", ").push(c.name);
-                }
-                q.push(") ");
-                q.push_values(fresh, |mut b, r| {
-                    b.push_bind(r.id.clone())
-                        .push_bind(r.created_at.map(canonical))
-                        .push_bind(r.updated_at.map(canonical))
-                        .push_bind(None::<String>)
-                        .push_bind(now_s.clone())
-                        .push_bind(r.hash)
-                        .push_bind(run)
-                        .push_bind(r.data.get().to_string());
-                    for v in &r.columns {
-                        match v {
-                            Value::Null => b.push_bind(None::<String>),
-                            Value::Text(s) => b.push_bind(s.clone()),
-                            Value::Int(i) => b.push_bind(*i),
-                            Value::Real(f) => b.push_bind(*f),
-                            Value::Bool(x) => b.push_bind(*x),
-                            Value::Time(t) => b.push_bind(canonical(*t)),
-                        };
-                    }
+                on!(TxInner, &mut self.tx, tx => {
+                    let mut q = QueryBuilder::<Dialect>::new(insert.as_str());
+                    q.push_values(&fresh, |mut b, r| {
+                        b.push_bind(r.id.as_str())
+                            .push_bind(r.created_at.map(Ts))
+                            .push_bind(r.updated_at.map(Ts))
+                            .push_bind(None::<Ts>)
+                            .push_bind(Ts(now))
+                            .push_bind(r.hash)
+                            .push_bind(run)
+                            .push_bind(&*r.data);
+                        for (v, c) in r.columns.iter().zip(res.columns) {
+                            match v {
+                                // A NULL typed as its column (PostgreSQL checks).
+                                Value::Null => match c.ty {
+                                    ColumnType::Text => b.push_bind(None::<String>),
+                                    ColumnType::Time => b.push_bind(None::<Ts>),
+                                    ColumnType::Int => b.push_bind(None::<i64>),
+                                    ColumnType::Real => b.push_bind(None::<f64>),
+                                    ColumnType::Bool => b.push_bind(None::<bool>),
+                                },
+                                Value::Text(s) => b.push_bind(s.as_str()),
+                                Value::Int(i) => b.push_bind(*i),
+                                Value::Real(f) => b.push_bind(*f),
+                                Value::Bool(x) => b.push_bind(*x),
+                                Value::Time(t) => b.push_bind(Ts(*t)),
+                            };
+                        }
+                    });
+                    q.push(on_conflict.as_str());
+                    q.build().persistent(persistent).execute(&mut **tx).await?.rows_affected()
                 });
-                q.push(
-                    " ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, updated_at = excluded.updated_at, \
-                     deleted_at = NULL, synced_at = excluded.synced_at, hash = excluded.hash, seen_run = excluded.seen_run, \
-                     data = excluded.data",
-                );
-                for c in res.columns {
-                    q.push(format!(", {0} = excluded.{0}", c.name));
-                }
-                q.build()
-                    .persistent(chunk.len() == BATCH)
-                    .execute(&mut *self.tx)
-                    .await?;
             }
             if !same.is_empty() {
-                let mut q =
-                    QueryBuilder::<Sqlite>::new(format!("UPDATE {} SET seen_run = ", res.name));
-                q.push_bind(run).push(" WHERE id IN (");
-                let mut sep = q.separated(", ");
-                for r in same {
-                    sep.push_bind(r.id.clone());
-                }
-                q.push(")");
-                q.build()
-                    .persistent(chunk.len() == BATCH)
-                    .execute(&mut *self.tx)
-                    .await?;
+                on!(TxInner, &mut self.tx, tx => {
+                    let mut q = QueryBuilder::<Dialect>::new(touch.as_str());
+                    q.push_bind(run).push(" WHERE id IN (");
+                    let mut sep = q.separated(", ");
+                    for r in same {
+                        sep.push_bind(r.id.as_str());
+                    }
+                    q.push(")");
+                    q.build().persistent(persistent).execute(&mut **tx).await?.rows_affected()
+                });
             }
         }
         Ok(changed)
@@ -634,33 +996,40 @@ impl Tx {
         watch: Option<&str>,
     ) -> Result<std::collections::HashMap<String, (i64, bool, Option<String>)>> {
         let watched = watch.unwrap_or("NULL");
-        let mut q = QueryBuilder::<Sqlite>::new(format!(
+        let head = format!(
             "SELECT id, hash, deleted_at IS NOT NULL, {watched} FROM {} WHERE id IN (",
-            res.name
-        ));
-        let mut sep = q.separated(", ");
-        for r in rows {
-            sep.push_bind(r.id.clone());
-        }
-        q.push(")");
-        let found = q
-            .build()
-            .persistent(rows.len() == BATCH)
-            .fetch_all(&mut *self.tx)
-            .await?;
-        found
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<String, _>(0)?,
-                    (
-                        r.try_get::<i64, _>(1)?,
-                        r.try_get::<bool, _>(2)?,
-                        r.try_get::<Option<String>, _>(3)?,
-                    ),
-                ))
-            })
-            .collect()
+            self.t(res.name)
+        );
+        on!(TxInner, &mut self.tx, tx => {
+            let mut q = QueryBuilder::<Dialect>::new(head);
+            let mut sep = q.separated(", ");
+            for r in rows {
+                sep.push_bind(r.id.as_str());
+            }
+            q.push(")");
+            let found = q
+                .build()
+                .persistent(rows.len() == BATCH)
+                .fetch_all(&mut **tx)
+                .await?;
+            found
+                .iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get::<String, _>(0)?,
+                        (
+                            r.try_get::<i64, _>(1)?,
+                            r.try_get::<bool, _>(2)?,
+                            // An instant (due dates) as canonical text; any other column as is.
+                            match r.try_get::<Option<Ts>, _>(3) {
+                                Ok(t) => t.map(Ts::text),
+                                Err(_) => r.try_get::<Option<String>, _>(3)?,
+                            },
+                        ),
+                    ))
+                })
+                .collect()
+        })
     }
 
     /// How many live records were not seen by runs since `first_run` (what a reconciliation would mark).
@@ -668,20 +1037,27 @@ impl Tx {
         // A range scan on the seen_run index, not a read of every row.
         let sql = format!(
             "SELECT COUNT(*) FROM {} WHERE seen_run < $1 AND deleted_at IS NULL",
-            res.name
+            self.t(res.name)
         );
-        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        Ok(
+            on!(TxInner, &mut self.tx, tx => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(first_run)
-            .fetch_one(&mut *self.tx)
-            .await?)
+            .fetch_one(&mut **tx)
+            .await?),
+        )
     }
 
     /// Live records of a resource (reads the whole table: only for the mass-deletion guard).
     pub async fn count_live(&mut self, res: &Resource) -> Result<i64> {
-        let sql = format!("SELECT COUNT(*) FROM {} WHERE deleted_at IS NULL", res.name);
-        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_one(&mut *self.tx)
-            .await?)
+        let sql = format!(
+            "SELECT COUNT(*) FROM {} WHERE deleted_at IS NULL",
+            self.t(res.name)
+        );
+        Ok(
+            on!(TxInner, &mut self.tx, tx => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut **tx)
+            .await?),
+        )
     }
 
     /// Marks live records not seen since `first_run` as deleted (never removes them).
@@ -693,14 +1069,16 @@ impl Tx {
     ) -> Result<u64> {
         let sql = format!(
             "UPDATE {} SET deleted_at = $1, synced_at = $1 WHERE seen_run < $2 AND deleted_at IS NULL",
-            res.name
+            self.t(res.name)
         );
-        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(canonical(now))
+        Ok(
+            on!(TxInner, &mut self.tx, tx => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(Ts(now))
             .bind(first_run)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(done.rows_affected())
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()),
+        )
     }
 
     /// Saves (or clears) the resume point of the listing in flight.
@@ -710,15 +1088,18 @@ impl Tx {
         listing: Option<&serde_json::Value>,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO sync_state (resource, listing, updated_at) VALUES ($1, $2, $3) \
+        let sql = format!(
+            "INSERT INTO {} (resource, listing, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (resource) DO UPDATE SET listing = excluded.listing, updated_at = excluded.updated_at",
-        )
-        .bind(res.name)
-        .bind(listing.map(|l| l.to_string()))
-        .bind(canonical(now))
-        .execute(&mut *self.tx)
-        .await?;
+            self.t("sync_state")
+        );
+        on!(TxInner, &mut self.tx, tx => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(res.name)
+            .bind(listing.map(|l| l.to_string()))
+            .bind(Ts(now))
+            .execute(&mut **tx)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -731,23 +1112,25 @@ impl Tx {
         full: bool,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let c = canonical(cursor);
-        sqlx::query(
-            "INSERT INTO sync_state (resource, cursor, cursor_set_at, listing, last_full_at, updated_at) \
+        let sql = format!(
+            "INSERT INTO {t} AS s (resource, cursor, cursor_set_at, listing, last_full_at, updated_at) \
              VALUES ($1, $2, $4, NULL, $3, $4) \
              ON CONFLICT (resource) DO UPDATE SET cursor_set_at = excluded.cursor_set_at, \
-               cursor = CASE WHEN sync_state.cursor IS NULL OR excluded.cursor > sync_state.cursor \
-                             THEN excluded.cursor ELSE sync_state.cursor END, \
+               cursor = CASE WHEN s.cursor IS NULL OR excluded.cursor > s.cursor \
+                             THEN excluded.cursor ELSE s.cursor END, \
                listing = NULL, \
-               last_full_at = COALESCE(excluded.last_full_at, sync_state.last_full_at), \
+               last_full_at = COALESCE(excluded.last_full_at, s.last_full_at), \
                updated_at = excluded.updated_at",
-        )
-        .bind(res.name)
-        .bind(c)
-        .bind(full.then(|| canonical(now)))
-        .bind(canonical(now))
-        .execute(&mut *self.tx)
-        .await?;
+            t = self.t("sync_state")
+        );
+        on!(TxInner, &mut self.tx, tx => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(res.name)
+            .bind(Ts(cursor))
+            .bind(full.then_some(Ts(now)))
+            .bind(Ts(now))
+            .execute(&mut **tx)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -756,39 +1139,48 @@ impl Tx {
         // Multi-row statements (a backfill of tasks enqueues one row per task); rows are inserted in
         // order, so a duplicate id within a statement is left alone like one already stored.
         let mut n = 0;
-        let now_s = canonical(now);
+        let head = format!(
+            "INSERT INTO {} (id, kind, resource, record_id, payload, created_at, status, next_attempt_at, delivered_at) ",
+            self.t("outbox")
+        );
         for chunk in items.chunks(BATCH) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO outbox (id, kind, resource, record_id, payload, created_at, status, next_attempt_at, delivered_at) ",
-            );
-            q.push_values(chunk, |mut b, item| {
-                b.push_bind(&item.id)
-                    .push_bind(&item.kind)
-                    .push_bind(&item.resource)
-                    .push_bind(&item.record_id)
-                    .push_bind(item.payload.to_string())
-                    .push_bind(now_s.clone())
-                    .push_bind(if item.suppressed {
-                        "suppressed"
-                    } else {
-                        "pending"
-                    })
-                    .push_bind(now_s.clone())
-                    .push_bind(item.suppressed.then(|| now_s.clone()));
+            let mut seen = std::collections::HashSet::new();
+            // PostgreSQL refuses one statement that conflicts with itself: drop repeats first.
+            let chunk: Vec<&Notification> = chunk.iter().filter(|i| seen.insert(&i.id)).collect();
+            let persistent = chunk.len() == BATCH;
+            n += on!(TxInner, &mut self.tx, tx => {
+                let mut q = QueryBuilder::<Dialect>::new(head.as_str());
+                q.push_values(&chunk, |mut b, item| {
+                    b.push_bind(item.id.as_str())
+                        .push_bind(item.kind.as_str())
+                        .push_bind(item.resource.as_str())
+                        .push_bind(item.record_id.as_str())
+                        .push_bind(item.payload.to_string())
+                        .push_bind(Ts(now))
+                        .push_bind(if item.suppressed {
+                            "suppressed"
+                        } else {
+                            "pending"
+                        })
+                        .push_bind(Ts(now))
+                        .push_bind(item.suppressed.then_some(Ts(now)));
+                });
+                q.push(" ON CONFLICT (id) DO NOTHING");
+                q.build()
+                    .persistent(persistent)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected()
             });
-            q.push(" ON CONFLICT (id) DO NOTHING");
-            n += q
-                .build()
-                .persistent(chunk.len() == BATCH)
-                .execute(&mut *self.tx)
-                .await?
-                .rows_affected();
         }
         Ok(n)
     }
 
     pub async fn commit(self) -> Result<()> {
-        self.tx.commit().await?;
+        match self.tx {
+            TxInner::Sqlite(t) => t.commit().await?,
+            TxInner::Pg(t) => t.commit().await?,
+        }
         Ok(())
     }
 }
@@ -832,20 +1224,33 @@ impl TokenStore for Store {
         Box<dyn std::future::Future<Output = anyhow::Result<Option<Tokens>>> + Send + '_>,
     > {
         Box::pin(async move {
-            let row = sqlx::query(
-                "SELECT access_token, refresh_token, expires_at FROM oauth_tokens WHERE id = 1",
-            )
-            .fetch_optional(&self.pool)
-            .await?;
-            let Some(row) = row else { return Ok(None) };
-            let expires: String = row.try_get("expires_at")?;
-            let refresh: String = row.try_get("refresh_token")?;
+            let sql = format!(
+                "SELECT access_token, refresh_token, expires_at FROM {} WHERE id = 1",
+                self.t("oauth_tokens")
+            );
+            let row: Option<(String, String, String)> = on!(Db, &self.db, p => {
+                match sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_optional(p).await? {
+                    None => None,
+                    Some(r) => Some((
+                        r.try_get(0)?,
+                        r.try_get(1)?,
+                        // Read as text where it is text, so a damaged value is reported as such.
+                        match r.try_get::<Ts, _>(2) {
+                            Ok(t) => t.text(),
+                            Err(e) => anyhow::bail!("the stored token expiry is not a timestamp ({e})"),
+                        },
+                    )),
+                }
+            });
+            let Some((access, refresh, expires)) = row else {
+                return Ok(None);
+            };
             anyhow::ensure!(
                 !refresh.trim().is_empty(),
                 "the stored refresh token is empty"
             );
             Ok(Some(Tokens {
-                access_token: SecretString::from(row.try_get::<String, _>("access_token")?),
+                access_token: SecretString::from(access),
                 refresh_token: SecretString::from(refresh),
                 expires_at: parse_api_time(&expires).ok_or_else(|| {
                     anyhow::anyhow!("the stored token expiry {expires:?} is not a timestamp")
@@ -859,50 +1264,68 @@ impl TokenStore for Store {
         t: &'a Tokens,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send + 'a>> {
         Box::pin(async move {
-            // A committed WAL transaction with synchronous=NORMAL survives a process kill.
-            sqlx::query(
-                "INSERT INTO oauth_tokens (id, access_token, refresh_token, expires_at, updated_at) \
+            // A committed transaction (WAL with synchronous=NORMAL on SQLite) survives a process kill.
+            let sql = format!(
+                "INSERT INTO {} (id, access_token, refresh_token, expires_at, updated_at) \
                  VALUES (1, $1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET access_token = excluded.access_token, \
                  refresh_token = excluded.refresh_token, expires_at = excluded.expires_at, updated_at = excluded.updated_at",
-            )
-            .bind(t.access_token.expose_secret())
-            .bind(t.refresh_token.expose_secret())
-            .bind(canonical(t.expires_at))
-            .bind(canonical(Utc::now()))
-            .execute(&self.pool)
-            .await?;
+                self.t("oauth_tokens")
+            );
+            on!(Db, &self.db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(t.access_token.expose_secret())
+                .bind(t.refresh_token.expose_secret())
+                .bind(Ts(t.expires_at))
+                .bind(Ts(Utc::now()))
+                .execute(p)
+                .await?
+                .rows_affected());
             Ok(())
         })
     }
 }
 
 impl Store {
-    /// Whether a token pair is stored, and its expiry.
+    /// Whether a token pair is stored: its expiry and when it was written.
     pub async fn token_status(&self) -> Result<Option<(DateTime<Utc>, String)>> {
-        let row = sqlx::query("SELECT expires_at, updated_at FROM oauth_tokens WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match row {
-            Some(r) => {
-                let e: String = r.try_get(0)?;
-                parse_api_time(&e).map(|t| (t, r.try_get::<String, _>(1).unwrap_or_default()))
-            }
-            None => None,
+        let sql = format!(
+            "SELECT expires_at, updated_at FROM {} WHERE id = 1",
+            self.t("oauth_tokens")
+        );
+        on!(Db, &self.db, p => {
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_optional(p).await?;
+            Ok(match row {
+                Some(r) => match (r.try_get::<Ts, _>(0), r.try_get::<Ts, _>(1)) {
+                    (Ok(e), Ok(u)) => Some((e.0, u.text())),
+                    _ => None,
+                },
+                None => None,
+            })
         })
     }
 
-    /// Every resource's state, keyed by name.
+    /// Every resource's state, keyed by name: (cursor, last full listing, listing in flight).
     pub async fn states(
         &self,
     ) -> Result<std::collections::HashMap<String, (Option<String>, Option<String>, bool)>> {
-        let rows = sqlx::query(
-            "SELECT resource, cursor, last_full_at, listing IS NOT NULL FROM sync_state",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))))
-            .collect()
+        let sql = format!(
+            "SELECT resource, cursor, last_full_at, listing IS NOT NULL FROM {}",
+            self.t("sync_state")
+        );
+        on!(Db, &self.db, p => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(p).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get(0)?,
+                        (
+                            r.try_get::<Option<Ts>, _>(1)?.map(Ts::text),
+                            r.try_get::<Option<Ts>, _>(2)?.map(Ts::text),
+                            r.try_get(3)?,
+                        ),
+                    ))
+                })
+                .collect()
+        })
     }
 }
 
@@ -920,29 +1343,31 @@ pub struct RunTotals {
 impl Store {
     /// Per resource (by name): totals over the run history and its latest run. Read-only.
     pub async fn run_totals(&self) -> Result<std::collections::HashMap<String, RunTotals>> {
-        let rows = sqlx::query(
+        let runs = self.t("sync_runs");
+        let sql = format!(
             "SELECT r.id, r.cycle_id, r.resource, r.mode, r.started_at, r.finished_at, r.requests, \
              r.records_seen, r.records_changed, r.records_deleted, r.outcome, r.error, \
              t.runs AS total_runs, t.changed AS total_changed \
-             FROM (SELECT resource, COUNT(*) AS runs, COALESCE(SUM(records_changed), 0) AS changed, \
-                   MAX(id) AS last_id FROM sync_runs GROUP BY resource) t \
-             JOIN sync_runs r ON r.id = t.last_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let last = RunRow::from_row(r)?;
-                Ok((
-                    last.resource.clone(),
-                    RunTotals {
-                        runs: r.try_get("total_runs")?,
-                        records_changed: r.try_get("total_changed")?,
-                        last,
-                    },
-                ))
-            })
-            .collect()
+             FROM (SELECT resource, COUNT(*) AS runs, CAST(COALESCE(SUM(records_changed), 0) AS BIGINT) AS changed, \
+                   MAX(id) AS last_id FROM {runs} GROUP BY resource) t \
+             JOIN {runs} r ON r.id = t.last_id"
+        );
+        on!(Db, &self.db, p => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(p).await?;
+            rows.iter()
+                .map(|r| {
+                    let last = run_row(r)?;
+                    Ok((
+                        last.resource.clone(),
+                        RunTotals {
+                            runs: r.try_get("total_runs")?,
+                            records_changed: r.try_get("total_changed")?,
+                            last,
+                        },
+                    ))
+                })
+                .collect()
+        })
     }
 }
 
@@ -971,3 +1396,55 @@ fn restrict_permissions(path: &Path) {
 
 #[cfg(test)]
 mod tests;
+
+/// Throwaway PostgreSQL databases for the test suites and benchmarks.
+#[doc(hidden)]
+pub mod testing {
+    use sqlx::Connection as _;
+
+    /// The server the tests use: `PPSYNC_TEST_PG_URL`, else the local one `scripts/test.sh` starts.
+    pub fn admin_url() -> String {
+        std::env::var("PPSYNC_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    /// Whether the integration suite runs against PostgreSQL (`PPSYNC_TEST_BACKEND=postgres`).
+    pub fn postgres_selected() -> bool {
+        std::env::var("PPSYNC_TEST_BACKEND").is_ok_and(|b| b.eq_ignore_ascii_case("postgres"))
+    }
+
+    /// Creates an empty database named `ppsync_t_*` and returns its URL. `scripts/test.sh` drops
+    /// leftovers before each run.
+    pub async fn fresh_database() -> anyhow::Result<String> {
+        let admin = admin_url();
+        let mut conn = sqlx::PgConnection::connect(&admin).await.map_err(|e| {
+            anyhow::anyhow!(
+                "PostgreSQL at {admin} is not reachable ({e}): start it (./scripts/test.sh does) or set PPSYNC_TEST_PG_URL"
+            )
+        })?;
+        let name = format!(
+            "ppsync_t_{}_{:012x}",
+            std::process::id(),
+            rand::random::<u64>() & 0xffff_ffff_ffff
+        );
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await?;
+        let _ = conn.close().await;
+        let mut url = url::Url::parse(&admin)?;
+        url.set_path(&name);
+        Ok(url.to_string())
+    }
+
+    /// [`fresh_database`] from synchronous code (on a thread of its own, so it works inside a runtime).
+    pub fn fresh_database_blocking() -> anyhow::Result<String> {
+        std::thread::spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(fresh_database())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("creating a test database panicked"))?
+    }
+}

@@ -3,12 +3,15 @@ use crate::record::prepare;
 use crate::resource::{RESOURCES, find};
 use serde_json::value::RawValue;
 
-async fn temp_store() -> (tempfile::TempDir, Store) {
+/// A fresh store on each backend: a SQLite file, and a new PostgreSQL database.
+async fn stores() -> Vec<(Option<tempfile::TempDir>, Store)> {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("m.db").to_str().unwrap())
+    let sqlite = Store::open(dir.path().join("m.db").to_str().unwrap())
         .await
         .unwrap();
-    (dir, store)
+    let url = testing::fresh_database().await.unwrap();
+    let pg = Store::open(&url).await.unwrap();
+    vec![(Some(dir), sqlite), (None, pg)]
 }
 
 fn row(res: &Resource, json: &str) -> Row {
@@ -17,165 +20,203 @@ fn row(res: &Resource, json: &str) -> Row {
 
 #[tokio::test]
 async fn schema_matches_resource_table() {
-    let (_d, store) = temp_store().await;
-    for res in RESOURCES {
-        let cols: Vec<(String, String)> = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "PRAGMA table_info({})",
-            res.name
-        )))
-        .fetch_all(store.pool())
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get::<String, _>("name"), r.get::<String, _>("type")))
-        .collect();
-        let mut want: Vec<(String, String)> = [
-            ("id", "TEXT"),
-            ("created_at", "TEXT"),
-            ("updated_at", "TEXT"),
-            ("deleted_at", "TEXT"),
-            ("synced_at", "TEXT"),
-            ("hash", "INTEGER"),
-            ("seen_run", "INTEGER"),
-            ("data", "TEXT"),
-        ]
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
-        for c in res.columns {
-            let ty = match c.ty {
-                ColumnType::Text | ColumnType::Time => "TEXT",
-                ColumnType::Int | ColumnType::Bool => "INTEGER",
-                ColumnType::Real => "REAL",
+    for (_d, store) in stores().await {
+        let pg = store.backend() == Backend::Postgres;
+        for res in RESOURCES {
+            let cols: Vec<(String, String)> = match (store.sqlite_pool(), store.pg_pool()) {
+                (Some(p), _) => sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "PRAGMA table_info({})",
+                    res.name
+                )))
+                .fetch_all(p)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get::<String, _>("name"), r.get::<String, _>("type")))
+                .collect(),
+                (_, Some(p)) => sqlx::query(
+                    "SELECT column_name::text, data_type::text FROM information_schema.columns \
+                     WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position",
+                )
+                .bind(res.name)
+                .fetch_all(p)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
+                .collect(),
+                _ => unreachable!(),
             };
-            want.push((c.name.to_string(), ty.to_string()));
+            let (text, time, int, real, boolean, json) = if pg {
+                (
+                    "text",
+                    "timestamp with time zone",
+                    "bigint",
+                    "double precision",
+                    "boolean",
+                    "jsonb",
+                )
+            } else {
+                ("TEXT", "TEXT", "INTEGER", "REAL", "INTEGER", "TEXT")
+            };
+            let mut want: Vec<(String, String)> = [
+                ("id", text),
+                ("created_at", time),
+                ("updated_at", time),
+                ("deleted_at", time),
+                ("synced_at", time),
+                ("hash", int),
+                ("seen_run", int),
+                ("data", json),
+            ]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+            for c in res.columns {
+                let ty = match c.ty {
+                    ColumnType::Text => text,
+                    ColumnType::Time => time,
+                    ColumnType::Int => int,
+                    ColumnType::Bool => boolean,
+                    ColumnType::Real => real,
+                };
+                want.push((c.name.to_string(), ty.to_string()));
+            }
+            assert_eq!(cols, want, "{:?}: table {}", store.backend(), res.name);
         }
-        assert_eq!(cols, want, "table {}", res.name);
     }
 }
 
 #[tokio::test]
 async fn upsert_is_idempotent_and_counts_changes() {
-    let (_d, store) = temp_store().await;
-    let now = parse_api_time("2026-11-25T12:00:00").unwrap();
-    let tasks = find("tasks").unwrap();
-    let a = r#"{"id":"t1","subject":"A","updated_at":"2026-11-25T11:00:00"}"#;
-    let b = r#"{"id":"t2","subject":"B","updated_at":"2026-11-25T11:00:00"}"#;
-    let mut tx = store.begin().await.unwrap();
-    assert_eq!(
-        tx.upsert(tasks, &mut vec![row(tasks, a), row(tasks, b)], 1, now, None)
+    for (_d, store) in stores().await {
+        let now = parse_api_time("2026-11-25T12:00:00").unwrap();
+        let tasks = find("tasks").unwrap();
+        let a = r#"{"id":"t1","subject":"A","updated_at":"2026-11-25T11:00:00"}"#;
+        let b = r#"{"id":"t2","subject":"B","updated_at":"2026-11-25T11:00:00"}"#;
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(
+            tx.upsert(tasks, &mut vec![row(tasks, a), row(tasks, b)], 1, now, None)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        tx.commit().await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(
+            tx.upsert(tasks, &mut vec![row(tasks, a), row(tasks, b)], 2, now, None)
+                .await
+                .unwrap()
+                .len(),
+            0
+        );
+        let a2 = r#"{"id":"t1","subject":"A2","updated_at":"2026-11-25T11:05:00"}"#;
+        // The same id twice in one batch: the later copy wins; the prior value is reported.
+        let fresh = tx
+            .upsert(
+                tasks,
+                &mut vec![row(tasks, a), row(tasks, a2)],
+                2,
+                now,
+                Some("subject"),
+            )
             .await
-            .unwrap()
-            .len(),
-        2
-    );
-    tx.commit().await.unwrap();
-    let mut tx = store.begin().await.unwrap();
-    assert_eq!(
-        tx.upsert(tasks, &mut vec![row(tasks, a), row(tasks, b)], 2, now, None)
+            .unwrap();
+        assert_eq!(fresh.len(), 1);
+        assert_eq!(fresh[0].prior, Some(Some("A".to_string())));
+        tx.commit().await.unwrap();
+        let mut out = Vec::new();
+        store
+            .export(tasks, false, |r| {
+                out.push((r.id, r.data, r.columns[2].clone()));
+                Ok(())
+            })
             .await
-            .unwrap()
-            .len(),
-        0
-    );
-    let a2 = r#"{"id":"t1","subject":"A2","updated_at":"2026-11-25T11:05:00"}"#;
-    // The same id twice in one batch: the later copy wins; the prior value is reported.
-    let fresh = tx
-        .upsert(
-            tasks,
-            &mut vec![row(tasks, a), row(tasks, a2)],
-            2,
-            now,
-            Some("subject"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(fresh.len(), 1);
-    assert_eq!(fresh[0].prior, Some(Some("A".to_string())));
-    tx.commit().await.unwrap();
-    let mut out = Vec::new();
-    store
-        .export(tasks, false, |r| {
-            out.push((r.id, r.data, r.columns[2].clone()));
-            Ok(())
-        })
-        .await
-        .unwrap();
-    assert_eq!(out.len(), 2);
-    assert_eq!(out[0].2.as_deref(), Some("A2"));
-    assert_eq!(out[0].1, a2, "data is stored exactly as received");
+            .unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].2.as_deref(), Some("A2"));
+        if store.backend() == Backend::Sqlite {
+            assert_eq!(out[0].1, a2, "data is stored exactly as received");
+        } else {
+            let v = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+            assert_eq!(v(&out[0].1), v(a2), "data is stored as JSONB");
+        }
+    }
 }
 
 #[tokio::test]
 async fn reconciliation_marks_only_unseen_and_revives_returning_records() {
-    let (_d, store) = temp_store().await;
-    let now = parse_api_time("2026-11-25T12:00:00").unwrap();
-    let users = find("users").unwrap();
-    let u = |id: &str| row(users, &format!(r#"{{"id":"{id}","display_name":"{id}"}}"#));
-    let mut tx = store.begin().await.unwrap();
-    tx.upsert(users, &mut vec![u("a"), u("b"), u("c")], 1, now, None)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    let mut tx = store.begin().await.unwrap();
-    tx.upsert(users, &mut vec![u("a"), u("c")], 5, now, None)
-        .await
-        .unwrap();
-    assert_eq!(tx.count_unseen(users, 5).await.unwrap(), 1);
-    assert_eq!(tx.count_live(users).await.unwrap(), 3);
-    assert_eq!(tx.mark_unseen_deleted(users, 5, now).await.unwrap(), 1);
-    tx.commit().await.unwrap();
-    assert_eq!(store.counts(users).await.unwrap(), (2, 1));
-    let mut tx = store.begin().await.unwrap();
-    assert_eq!(
-        tx.upsert(users, &mut vec![u("b")], 6, now, None)
+    for (_d, store) in stores().await {
+        let now = parse_api_time("2026-11-25T12:00:00").unwrap();
+        let users = find("users").unwrap();
+        let u = |id: &str| row(users, &format!(r#"{{"id":"{id}","display_name":"{id}"}}"#));
+        let mut tx = store.begin().await.unwrap();
+        tx.upsert(users, &mut vec![u("a"), u("b"), u("c")], 1, now, None)
             .await
-            .unwrap()
-            .len(),
-        1,
-        "a returning record counts as changed"
-    );
-    tx.commit().await.unwrap();
-    assert_eq!(store.counts(users).await.unwrap(), (3, 0));
+            .unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        tx.upsert(users, &mut vec![u("a"), u("c")], 5, now, None)
+            .await
+            .unwrap();
+        assert_eq!(tx.count_unseen(users, 5).await.unwrap(), 1);
+        assert_eq!(tx.count_live(users).await.unwrap(), 3);
+        assert_eq!(tx.mark_unseen_deleted(users, 5, now).await.unwrap(), 1);
+        tx.commit().await.unwrap();
+        assert_eq!(store.counts(users).await.unwrap(), (2, 1));
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(
+            tx.upsert(users, &mut vec![u("b")], 6, now, None)
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "a returning record counts as changed"
+        );
+        tx.commit().await.unwrap();
+        assert_eq!(store.counts(users).await.unwrap(), (3, 0));
+    }
 }
 
 #[tokio::test]
 async fn cursor_never_moves_backwards() {
-    let (_d, store) = temp_store().await;
-    let t = |s: &str| parse_api_time(s).unwrap();
-    let matters = find("matters").unwrap();
-    let mut tx = store.begin().await.unwrap();
-    tx.set_listing(
-        matters,
-        Some(&serde_json::json!({"skip": 5})),
-        t("2026-11-25T12:00:00"),
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    assert!(store.state(matters).await.unwrap().listing.is_some());
-    let mut tx = store.begin().await.unwrap();
-    tx.set_cursor(
-        matters,
-        t("2026-11-25T12:00:00"),
-        true,
-        t("2026-11-25T12:00:00"),
-    )
-    .await
-    .unwrap();
-    tx.set_cursor(
-        matters,
-        t("2026-11-25T11:00:00"),
-        false,
-        t("2026-11-25T12:10:00"),
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    let st = store.state(matters).await.unwrap();
-    assert_eq!(st.cursor, Some(t("2026-11-25T12:00:00")));
-    assert_eq!(st.last_full_at, Some(t("2026-11-25T12:00:00")));
-    assert!(st.listing.is_none());
+    for (_d, store) in stores().await {
+        let t = |s: &str| parse_api_time(s).unwrap();
+        let matters = find("matters").unwrap();
+        let mut tx = store.begin().await.unwrap();
+        tx.set_listing(
+            matters,
+            Some(&serde_json::json!({"skip": 5})),
+            t("2026-11-25T12:00:00"),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        assert!(store.state(matters).await.unwrap().listing.is_some());
+        let mut tx = store.begin().await.unwrap();
+        tx.set_cursor(
+            matters,
+            t("2026-11-25T12:00:00"),
+            true,
+            t("2026-11-25T12:00:00"),
+        )
+        .await
+        .unwrap();
+        tx.set_cursor(
+            matters,
+            t("2026-11-25T11:00:00"),
+            false,
+            t("2026-11-25T12:10:00"),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let st = store.state(matters).await.unwrap();
+        assert_eq!(st.cursor, Some(t("2026-11-25T12:00:00")));
+        assert_eq!(st.last_full_at, Some(t("2026-11-25T12:00:00")));
+        assert!(st.listing.is_none());
+    }
 }
 
 #[tokio::test]

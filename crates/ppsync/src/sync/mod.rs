@@ -169,6 +169,8 @@ pub struct Engine {
     pub progress: Option<Arc<dyn ProgressSink>>,
     /// Cancelled on shutdown: the listing stops at the next page boundary, its resume point saved.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The `ppsync run` instance this engine works for (None: the CLI), kept in the cycle history.
+    pub instance: Option<Arc<str>>,
 }
 
 /// Why a resource's run stopped early.
@@ -232,7 +234,11 @@ impl Engine {
     ) -> PassReport {
         let mut report = PassReport::default();
         let before = self.client.requests_made();
-        let cycle = match self.store.start_cycle(trigger, self.clock.now()).await {
+        let cycle = match self
+            .store
+            .start_cycle(trigger, self.instance.as_deref(), self.clock.now())
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 report.fatal = Some(e.to_string());

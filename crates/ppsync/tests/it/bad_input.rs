@@ -6,54 +6,30 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sqlx::Row as _;
-
 use ppsync::resource::RESOURCES;
 
 use crate::support::*;
 
 /// Every record (all columns that matter) and every resource's sync state, as text.
 async fn snapshot(app: &TestApp) -> String {
-    let pool = app.engine.store.pool();
+    let store = &app.engine.store;
     let mut out = String::new();
     for res in RESOURCES {
         let sql = format!(
             "SELECT id, created_at, updated_at, deleted_at, synced_at, hash, data FROM {} ORDER BY id",
             res.name
         );
-        for r in sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(pool)
-            .await
-            .unwrap()
-        {
-            out.push_str(&format!(
-                "{} {} {:?} {:?} {:?} {:?} {} {}\n",
-                res.name,
-                r.get::<String, _>(0),
-                r.get::<Option<String>, _>(1),
-                r.get::<Option<String>, _>(2),
-                r.get::<Option<String>, _>(3),
-                r.get::<String, _>(4),
-                r.get::<i64, _>(5),
-                r.get::<String, _>(6),
-            ));
+        for line in rows_text(store, &sql).await {
+            out.push_str(&format!("{} {line}\n", res.name));
         }
     }
-    for r in sqlx::query(
+    for line in rows_text(
+        store,
         "SELECT resource, cursor, cursor_set_at, listing, last_full_at FROM sync_state ORDER BY resource",
     )
-    .fetch_all(pool)
     .await
-    .unwrap()
     {
-        out.push_str(&format!(
-            "state {} {:?} {:?} {:?} {:?}\n",
-            r.get::<String, _>(0),
-            r.get::<Option<String>, _>(1),
-            r.get::<Option<String>, _>(2),
-            r.get::<Option<String>, _>(3),
-            r.get::<Option<String>, _>(4),
-        ));
+        out.push_str(&format!("state {line}\n"));
     }
     out
 }
@@ -260,40 +236,31 @@ async fn every_bad_input_is_one_named_error_and_changes_nothing() {
         &["no credentials", "ppsync auth login"],
     );
 
-    let tokens_before: (String, String, String) =
-        sqlx::query_as("SELECT access_token, refresh_token, expires_at FROM oauth_tokens")
-            .fetch_one(app.engine.store.pool())
-            .await
-            .unwrap();
-    for (case, sql) in [
-        (
+    let store = &app.engine.store;
+    let tokens_sql = "SELECT access_token, refresh_token, expires_at FROM oauth_tokens";
+    let tokens_before = rows_text(store, tokens_sql).await;
+    let saved = ppsync::api::TokenStore::load(store).await.unwrap().unwrap();
+    let mut cases = vec![(
+        "empty refresh token",
+        "UPDATE oauth_tokens SET refresh_token = ''",
+    )];
+    if store.backend() == ppsync::store::Backend::Sqlite {
+        // PostgreSQL's TIMESTAMPTZ column cannot hold this damage.
+        cases.push((
             "token expiry not a timestamp",
             "UPDATE oauth_tokens SET expires_at = 'garbage'",
-        ),
-        (
-            "empty refresh token",
-            "UPDATE oauth_tokens SET refresh_token = ''",
-        ),
-    ] {
-        sqlx::query(sql)
-            .execute(app.engine.store.pool())
-            .await
-            .unwrap();
+        ));
+    }
+    for (case, sql) in cases {
+        exec(store, sql).await;
         app.sim.clear_journal();
         let r = app.cli(&["sync"]).await;
         assert_one_error_line(case, &r, 2, &["ppsync auth login"]);
         assert!(app.sim.journal().is_empty(), "{case}: nothing sent");
         unchanged(case).await;
-        sqlx::query(
-            "UPDATE oauth_tokens SET access_token = $1, refresh_token = $2, expires_at = $3",
-        )
-        .bind(&tokens_before.0)
-        .bind(&tokens_before.1)
-        .bind(&tokens_before.2)
-        .execute(app.engine.store.pool())
-        .await
-        .unwrap();
+        ppsync::api::TokenStore::save(store, &saved).await.unwrap();
     }
+    assert_eq!(rows_text(store, tokens_sql).await, tokens_before);
 
     let r = app
         .cli(&[
@@ -311,11 +278,7 @@ async fn every_bad_input_is_one_named_error_and_changes_nothing() {
     );
     let r = app.cli(&["auth", "import", "--refresh-token", "  "]).await;
     assert_one_error_line("empty refresh token to import", &r, 2, &["--refresh-token"]);
-    let tokens_now: (String, String, String) =
-        sqlx::query_as("SELECT access_token, refresh_token, expires_at FROM oauth_tokens")
-            .fetch_one(app.engine.store.pool())
-            .await
-            .unwrap();
+    let tokens_now = rows_text(store, tokens_sql).await;
     assert_eq!(
         tokens_now, tokens_before,
         "a rejected import keeps the stored credentials"

@@ -227,10 +227,8 @@ async fn a_simulated_day_keeps_every_tier_on_time_and_notifies_exactly() {
     );
     let end_time = app.sim.now();
     let horizon = end_time + chrono::Duration::days(30);
-    let outbox_ids: BTreeSet<String> = sqlx::query_scalar::<_, String>("SELECT id FROM outbox")
-        .fetch_all(engine2.store.pool())
+    let outbox_ids: BTreeSet<String> = strings(&engine2.store, "SELECT id FROM outbox")
         .await
-        .unwrap()
         .into_iter()
         .collect();
     let mut announced = 0;
@@ -268,10 +266,11 @@ async fn a_simulated_day_keeps_every_tier_on_time_and_notifies_exactly() {
         let at = parse_api_time(n["detected_at"].as_str().unwrap()).unwrap();
         assert!(due >= at && due <= at + chrono::Duration::days(30), "{n}");
     }
-    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
-        .fetch_one(engine2.store.pool())
-        .await
-        .unwrap();
+    let pending: i64 = count(
+        &engine2.store,
+        "SELECT COUNT(*) FROM outbox WHERE status = 'pending'",
+    )
+    .await;
     assert_eq!(
         pending, 0,
         "the outage lost nothing: everything was delivered after it"

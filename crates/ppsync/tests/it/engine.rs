@@ -347,12 +347,11 @@ async fn a_rejected_timestamp_relists_instead_of_jumping_forward() {
     // Corrupt the stored cursor into something the API rejects (a year the parser accepts but the
     // simulator refuses is hard to make; instead point the API at a 400 via a far-future cursor).
     let matters = ppsync::resource::find("matters").unwrap();
-    sqlx::query(
+    exec(
+        &app.engine.store,
         "UPDATE sync_state SET cursor = '0001-01-01T00:00:00.000000Z' WHERE resource = 'matters'",
     )
-    .execute(app.engine.store.pool())
-    .await
-    .unwrap();
+    .await;
     app.sim.clear_journal();
     let report = app.pass_of(&["matters"], false).await;
     assert_clean(&report);

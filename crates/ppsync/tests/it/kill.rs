@@ -145,9 +145,16 @@ async fn assert_whole(app: &TestApp, all_deleted: &Deletions, what: &str) {
     }
 }
 
-/// Closes the harness's own connection and removes the mirror, so the next pass is a backfill
-/// into a new file (the kills then also land on database creation and migration).
+/// Closes the harness's own connection and removes the mirror (the SQLite file, or the PostgreSQL
+/// schema), so the next pass is a backfill into a new one (the kills then also land on database
+/// creation and migration).
 async fn remove_db(app: &TestApp, db: &Path) {
+    if app.engine.store.pg_pool().is_some() {
+        exec(&app.engine.store, "DROP SCHEMA public CASCADE").await;
+        exec(&app.engine.store, "CREATE SCHEMA public").await;
+        app.engine.store.close().await;
+        return;
+    }
     app.engine.store.close().await;
     for suffix in ["", "-wal", "-shm"] {
         let mut p = db.as_os_str().to_owned();

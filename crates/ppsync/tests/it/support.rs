@@ -44,12 +44,12 @@ pub async fn sim(scale: f64) -> SimHandle {
 /// Writes a config for `sim` into a fresh directory and returns its path.
 pub fn write_config(dir: &std::path::Path, sim: &SimHandle, extra: &str) -> PathBuf {
     let path = dir.join("ppsync.toml");
-    let db = dir.join("mirror.db");
+    let db = test_database_url(dir);
     std::fs::write(
         &path,
         format!(
             "database_url = {:?}\napi_base_url = {:?}\nclient_id = {:?}\nclient_secret = {:?}\n{extra}\n",
-            db.to_str().unwrap(),
+            db,
             sim.url(),
             sim.client_id(),
             sim.client_secret()
@@ -257,4 +257,83 @@ pub async fn run_cli_async(config: &std::path::Path, args: &[&str]) -> (i32, Str
     })
     .await
     .expect("cli thread")
+}
+
+/// The database a test's config points at: a new SQLite file in `dir`, or (with
+/// `PPSYNC_TEST_BACKEND=postgres`) a new PostgreSQL database.
+pub fn test_database_url(dir: &std::path::Path) -> String {
+    if ppsync::store::testing::postgres_selected() {
+        ppsync::store::testing::fresh_database_blocking().expect("a PostgreSQL test database")
+    } else {
+        dir.join("mirror.db").to_str().unwrap().to_string()
+    }
+}
+
+/// Runs a statement on either backend.
+pub async fn exec(store: &ppsync::store::Store, sql: &str) {
+    let sql = sqlx::AssertSqlSafe(sql.to_string());
+    match (store.sqlite_pool(), store.pg_pool()) {
+        (Some(p), _) => {
+            sqlx::query(sql).execute(p).await.unwrap();
+        }
+        (_, Some(p)) => {
+            sqlx::query(sql).execute(p).await.unwrap();
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// Every row of a query as one line of text (each backend renders its own way: compare rows from
+/// one backend only).
+pub async fn rows_text(store: &ppsync::store::Store, sql: &str) -> Vec<String> {
+    use sqlx::Row as _;
+    match (store.sqlite_pool(), store.pg_pool()) {
+        (Some(p), _) => sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_all(p)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let cells: Vec<String> = (0..r.columns().len())
+                    .map(|i| {
+                        if let Ok(v) = r.try_get::<Option<i64>, _>(i) {
+                            format!("{v:?}")
+                        } else if let Ok(v) = r.try_get::<Option<f64>, _>(i) {
+                            format!("{v:?}")
+                        } else {
+                            format!("{:?}", r.get::<Option<String>, _>(i))
+                        }
+                    })
+                    .collect();
+                cells.join(" ")
+            })
+            .collect(),
+        (_, Some(p)) => sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT row_to_json(q)::text FROM ({sql}) q"
+        )))
+        .fetch_all(p)
+        .await
+        .unwrap(),
+        _ => unreachable!(),
+    }
+}
+
+/// The first column of every row, as text.
+pub async fn strings(store: &ppsync::store::Store, sql: &str) -> Vec<String> {
+    let sql = sqlx::AssertSqlSafe(sql.to_string());
+    match (store.sqlite_pool(), store.pg_pool()) {
+        (Some(p), _) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
+        (_, Some(p)) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
+        _ => unreachable!(),
+    }
+}
+
+/// A single integer (a count).
+pub async fn count(store: &ppsync::store::Store, sql: &str) -> i64 {
+    let sql = sqlx::AssertSqlSafe(sql.to_string());
+    match (store.sqlite_pool(), store.pg_pool()) {
+        (Some(p), _) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+        (_, Some(p)) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+        _ => unreachable!(),
+    }
 }
