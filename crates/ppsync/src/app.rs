@@ -10,9 +10,45 @@ use crate::store::Store;
 use crate::sync::Engine;
 use crate::time::Clock;
 
-/// Opens the store (exit 2 when it cannot be opened).
-pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
-    Ok(Store::open(&cfg.database_url).await?)
+/// Opens the home store: the one `database_url` names (it holds the default firm's mirror and the
+/// firm registry). Exit 2 when it cannot be opened.
+pub async fn open_home(cfg: &Config) -> anyhow::Result<Store> {
+    Ok(Store::open_in(&cfg.database_url, cfg.database_schema.as_deref()).await?)
+}
+
+/// The config and store of the firm `cfg` names: the default firm, or with `cfg.firm` a registered
+/// firm (its credentials and settings laid over the config, its own store).
+pub async fn open(cfg: &Config) -> anyhow::Result<(Config, Store)> {
+    let home = open_home(cfg).await?;
+    match cfg.firm.as_deref() {
+        None => Ok((cfg.clone(), home)),
+        Some(name) => open_firm(cfg, &home, name).await,
+    }
+}
+
+/// A registered firm's config and store, beside `home`.
+pub async fn open_firm(cfg: &Config, home: &Store, name: &str) -> anyhow::Result<(Config, Store)> {
+    use secrecy::ExposeSecret;
+    let firms = home.firms().await?;
+    let Some(row) = firms.iter().find(|f| f.name == name) else {
+        let known: Vec<&str> = firms.iter().map(|f| f.name.as_str()).collect();
+        anyhow::bail!(
+            "firm `{name}` is not registered (registered: {}): add it with `ppsync firm add {name} --client-id ID --client-secret SECRET`",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        );
+    };
+    let firm_cfg = cfg.for_firm(
+        name,
+        &row.client_id,
+        row.client_secret.expose_secret(),
+        &row.settings,
+    )?;
+    let store = home.firm(name).await?;
+    Ok((firm_cfg, store))
 }
 
 /// The API client over a store's token table.
@@ -39,10 +75,19 @@ pub fn client(cfg: &Config, store: &Store, clock: Arc<dyn Clock>) -> anyhow::Res
     .context("building the HTTP client")
 }
 
-/// A ready engine.
+/// A ready engine for the firm `cfg` names.
 pub async fn engine(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Engine> {
+    if cfg.firm.is_none() {
+        // Before the database is touched (a registered firm's credentials are in the registry).
+        cfg.require_credentials()?;
+    }
+    let (cfg, store) = open(cfg).await?;
+    engine_on(&cfg, store, clock)
+}
+
+/// An engine over an open store (`cfg` already the firm's).
+pub fn engine_on(cfg: &Config, store: Store, clock: Arc<dyn Clock>) -> anyhow::Result<Engine> {
     cfg.require_credentials()?;
-    let store = open_store(cfg).await?;
     let client = client(cfg, &store, clock.clone())?;
     Ok(Engine {
         client,

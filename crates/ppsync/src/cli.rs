@@ -29,6 +29,9 @@ pub struct Cli {
     /// Log as JSON lines (for the daemon)
     #[arg(long, global = true)]
     pub json_logs: bool,
+    /// A registered firm (`ppsync firm list`) instead of the default one [env: PPSYNC_FIRM]
+    #[arg(long, global = true, value_name = "NAME", env = "PPSYNC_FIRM")]
+    pub firm: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -71,6 +74,37 @@ pub enum Command {
     },
     /// Start an in-process simulator, backfill it, run a simulated day, print the report
     Demo(crate::demo::DemoArgs),
+    /// Register, list or unregister firms (many firms in one database)
+    #[command(subcommand)]
+    Firm(FirmCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FirmCommand {
+    /// Register a firm: its API credentials and any settings of its own
+    Add {
+        /// Lowercase letters, digits and _ (it names the firm's PostgreSQL schema or SQLite file)
+        name: String,
+        #[arg(long, env = "PPSYNC_FIRM_CLIENT_ID", value_name = "ID")]
+        client_id: String,
+        #[arg(
+            long,
+            env = "PPSYNC_FIRM_CLIENT_SECRET",
+            value_name = "SECRET",
+            hide_env_values = true
+        )]
+        client_secret: String,
+        /// A config key for this firm only, e.g. budget.requests=200 or schedule.high=30m (repeatable)
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+    },
+    /// The registered firms, with their token and sync state
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unregister a firm (its mirror is kept; `ppsync run` stops serving it)
+    Remove { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -132,28 +166,33 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let at = (cli.config.clone(), cli.firm.clone());
     match cli.command {
         Command::Init { force } => init(cli.config, force),
-        Command::Auth(cmd) => auth(load(&cli.config)?, cmd).await,
-        Command::Sync(args) => sync(load(&cli.config)?, args).await,
-        Command::Status { json } => status(load(&cli.config)?, json).await,
-        Command::Export(args) => export(load(&cli.config)?, args).await,
+        Command::Auth(cmd) => auth(load(&at)?, cmd).await,
+        Command::Sync(args) => sync(load(&at)?, args).await,
+        Command::Status { json } => status(load(&at)?, json).await,
+        Command::Export(args) => export(load(&at)?, args).await,
+        Command::Firm(cmd) => firm_command(load(&at)?, cmd).await,
         Command::Report { last } => {
-            let cfg = load(&cli.config)?;
-            let store = app::open_store(&cfg).await?;
+            let (cfg, store) = app::open(&load(&at)?).await?;
             let text = report::render(&store, &cfg, last).await?;
             print!("{text}");
             Ok(0)
         }
         Command::Demo(args) => crate::demo::run(args).await,
-        Command::Run => daemon(load(&cli.config)?).await,
-        Command::Deadlines { days, json } => deadlines(load(&cli.config)?, days, json).await,
+        Command::Run => daemon(load(&at)?).await,
+        Command::Deadlines { days, json } => deadlines(load(&at)?, days, json).await,
     }
 }
 
 async fn daemon(cfg: Config) -> anyhow::Result<i32> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let engine = app::engine(&cfg, clock.clone()).await?;
+    let home = app::open_home(&cfg).await?;
+    if cfg.firm.is_some() || !home.firms().await?.is_empty() {
+        return fleet(cfg, home, clock).await;
+    }
+    let engine = app::engine_on(&cfg, home, clock.clone())?;
     let shutdown = engine.shutdown.clone();
     let listener = match cfg.http_listen {
         Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
@@ -198,6 +237,155 @@ async fn daemon(cfg: Config) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+async fn firm_command(cfg: Config, cmd: FirmCommand) -> anyhow::Result<i32> {
+    use secrecy::ExposeSecret;
+    let home = app::open_home(&cfg).await?;
+    match cmd {
+        FirmCommand::Add {
+            name,
+            client_id,
+            client_secret,
+            settings,
+        } => {
+            check_firm_name(&name)?;
+            if client_id.trim().is_empty() || client_secret.trim().is_empty() {
+                bail!(
+                    "--client-id and --client-secret must not be empty: they are the firm's PracticePanther API credentials"
+                );
+            }
+            let settings = config::settings_from_pairs(&settings)?;
+            // Refused here, not at the first sync: a bad key or value in the firm's settings.
+            cfg.for_firm(&name, &client_id, &client_secret, &settings)?;
+            let row = crate::store::FirmRow {
+                name: name.clone(),
+                client_id,
+                client_secret: client_secret.into(),
+                settings,
+                created_at: String::new(),
+            };
+            if !home.add_firm(&row, chrono::Utc::now()).await? {
+                bail!(
+                    "firm `{name}` is already registered: `ppsync firm remove {name}` first to register it anew"
+                );
+            }
+            let store = home.firm(&name).await?;
+            println!(
+                "registered firm {name} (mirror: {}); next: ppsync --firm {name} auth login (or auth import --refresh-token T)",
+                store.location()
+            );
+            Ok(0)
+        }
+        FirmCommand::List { json } => {
+            let mut out = Vec::new();
+            for f in home.firms().await? {
+                let store = home.firm(&f.name).await?;
+                let tokens = store.token_status().await?;
+                let last = store.cycles_last().await?;
+                out.push(serde_json::json!({
+                    "name": f.name,
+                    "client_id": f.client_id,
+                    "client_secret_set": !f.client_secret.expose_secret().is_empty(),
+                    "settings": f.settings,
+                    "registered_at": f.created_at,
+                    "mirror": store.location(),
+                    "credentials_stored": tokens.is_some(),
+                    "last_cycle": last.map(|c| serde_json::json!({
+                        "started_at": c.started_at, "finished_at": c.finished_at,
+                        "outcome": c.outcome, "instance": c.instance, "requests": c.requests,
+                    })),
+                }));
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else if out.is_empty() {
+                println!(
+                    "no firms registered: `ppsync firm add NAME --client-id ID --client-secret SECRET`"
+                );
+            } else {
+                println!(
+                    "{:<20} {:<24} {:<12} {:<28} instance",
+                    "firm", "client_id", "credentials", "last cycle"
+                );
+                for f in &out {
+                    let last = &f["last_cycle"];
+                    println!(
+                        "{:<20} {:<24} {:<12} {:<28} {}",
+                        f["name"].as_str().unwrap_or(""),
+                        f["client_id"].as_str().unwrap_or(""),
+                        if f["credentials_stored"] == true {
+                            "stored"
+                        } else {
+                            "none"
+                        },
+                        format!(
+                            "{} {}",
+                            last["finished_at"]
+                                .as_str()
+                                .map(|s| s.get(..19).unwrap_or(s))
+                                .unwrap_or("never"),
+                            last["outcome"].as_str().unwrap_or("")
+                        ),
+                        last["instance"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(0)
+        }
+        FirmCommand::Remove { name } => {
+            check_firm_name(&name)?;
+            if !home.remove_firm(&name).await? {
+                bail!(
+                    "firm `{name}` is not registered: `ppsync firm list` shows the registered ones"
+                );
+            }
+            println!(
+                "unregistered firm {name}; its mirror is kept ({}): drop it yourself when no longer needed",
+                match home.backend() {
+                    crate::store::Backend::Postgres => format!("schema {name}"),
+                    crate::store::Backend::Sqlite => "its SQLite file".to_string(),
+                }
+            );
+            Ok(0)
+        }
+    }
+}
+
+/// `ppsync run` with firms registered: every firm (or the one `--firm` names), shared with the
+/// other instances on the same PostgreSQL database.
+async fn fleet(cfg: Config, home: Store, clock: Arc<dyn Clock>) -> anyhow::Result<i32> {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested: finishing the pages in flight");
+        signals.cancel();
+    });
+    let instance: Arc<str> = cfg
+        .instance_name
+        .clone()
+        .unwrap_or_else(crate::fleet::Fleet::default_instance_name)
+        .into();
+    eprintln!(
+        "serving {} as instance {instance} (database {})",
+        match &cfg.firm {
+            Some(f) => format!("firm {f}"),
+            None => "every registered firm".to_string(),
+        },
+        home.location()
+    );
+    let fleet = crate::fleet::Fleet {
+        only: cfg.firm.clone(),
+        base: cfg,
+        home: home.clone(),
+        clock,
+        instance,
+        shutdown,
+    };
+    fleet.run().await?;
+    home.close().await;
+    Ok(0)
+}
+
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
@@ -214,7 +402,7 @@ async fn wait_for_signal() {
 }
 
 async fn deadlines(cfg: Config, days: u32, json: bool) -> anyhow::Result<i32> {
-    let store = app::open_store(&cfg).await?;
+    let (_, store) = app::open(&cfg).await?;
     let now = chrono::Utc::now();
     let list = store
         .deadlines(now, now + chrono::Duration::days(i64::from(days)))
@@ -239,8 +427,23 @@ async fn deadlines(cfg: Config, days: u32, json: bool) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn load(path: &Option<PathBuf>) -> anyhow::Result<Config> {
-    Ok(Config::load(path.as_deref())?)
+/// The config, for the firm `--firm` names.
+fn load((config, firm): &(Option<PathBuf>, Option<String>)) -> anyhow::Result<Config> {
+    let mut cfg = Config::load(config.as_deref())?;
+    if let Some(name) = firm {
+        check_firm_name(name)?;
+        cfg.firm = Some(name.clone());
+    }
+    Ok(cfg)
+}
+
+fn check_firm_name(name: &str) -> anyhow::Result<()> {
+    if !crate::store::valid_schema(name) || name == "public" {
+        bail!(
+            "firm name {name:?} is not allowed: use up to 40 lowercase letters, digits and _, starting with a letter (not public or pg_*)"
+        );
+    }
+    Ok(())
 }
 
 fn init(path: Option<PathBuf>, force: bool) -> anyhow::Result<i32> {
@@ -265,7 +468,7 @@ fn init(path: Option<PathBuf>, force: bool) -> anyhow::Result<i32> {
 async fn auth(cfg: Config, cmd: AuthCommand) -> anyhow::Result<i32> {
     use crate::api::TokenStore;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = app::open_store(&cfg).await?;
+    let (cfg, store) = app::open(&cfg).await?;
     match cmd {
         AuthCommand::Status => match store.token_status().await? {
             Some((expires, saved)) => {
@@ -356,9 +559,15 @@ pub fn select(cfg: &Config, names: &[String]) -> anyhow::Result<Vec<&'static Res
 }
 
 async fn sync(cfg: Config, args: SyncArgs) -> anyhow::Result<i32> {
+    // Names are checked before the database is touched; the firm's own settings then decide.
+    select(&cfg, &args.resources)?;
+    if cfg.firm.is_none() {
+        cfg.require_credentials()?;
+    }
+    let (cfg, store) = app::open(&cfg).await?;
     let resources = select(&cfg, &args.resources)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let mut engine = app::engine(&cfg, clock).await?;
+    let mut engine = app::engine_on(&cfg, store, clock)?;
     let bars = Bars::new();
     engine.progress = Some(bars.clone());
     let report = engine.pass(&resources, args.full, "cli").await;
@@ -404,7 +613,7 @@ pub fn print_pass(report: &PassReport) {
 }
 
 async fn status(cfg: Config, json: bool) -> anyhow::Result<i32> {
-    let store = app::open_store(&cfg).await?;
+    let (_, store) = app::open(&cfg).await?;
     let states = store.states().await?;
     let runs = store.runs(500).await?;
     let mut rows = Vec::new();
@@ -462,7 +671,8 @@ async fn status(cfg: Config, json: bool) -> anyhow::Result<i32> {
 async fn export(cfg: Config, args: ExportArgs) -> anyhow::Result<i32> {
     let res = resource::find(&args.resource)
         .ok_or_else(|| anyhow::anyhow!(resource::unknown(&args.resource)))?;
-    let store: Store = app::open_store(&cfg).await?;
+    let (_, store) = app::open(&cfg).await?;
+    let store: Store = store;
     let out: Box<dyn Write> = match &args.output {
         Some(p) => Box::new(std::fs::File::create(p).with_context(|| {
             format!(

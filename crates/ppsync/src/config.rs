@@ -20,6 +20,7 @@ pub const DEFAULT_PATH: &str = "ppsync.toml";
 #[serde(deny_unknown_fields)]
 struct Raw {
     database_url: Option<String>,
+    database_schema: Option<String>,
     api_base_url: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
@@ -36,6 +37,15 @@ struct Raw {
     notify: RawNotify,
     #[serde(default)]
     http: RawHttp,
+    #[serde(default)]
+    fleet: RawFleet,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    claim_interval: Option<String>,
+    instance_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,6 +105,16 @@ struct RawResource {
 pub struct Config {
     pub source: Option<PathBuf>,
     pub database_url: String,
+    /// PostgreSQL: the schema of the default firm's tables (default `public`).
+    pub database_schema: Option<String>,
+    /// The registered firm this config is for (None: the default firm of `database_url`).
+    pub firm: Option<String>,
+    /// `ppsync run` with many firms: how often an instance looks for firms to take or hand over.
+    pub claim_interval: Duration,
+    /// This instance's name in the cycle history and in PostgreSQL's activity view.
+    pub instance_name: Option<String>,
+    /// The layers this config was built from, so a firm's settings can be laid over them.
+    figment: Figment,
     pub api_base_url: url::Url,
     pub client_id: String,
     pub client_secret: SecretString,
@@ -149,29 +169,60 @@ impl Config {
             None
         };
         // Only the product's own variables: PPSYNC_CONFIG names the file, PPSYNC_LOG the log
-        // filter, and PPSYNC_TEST_* belong to the test suite.
+        // filter, PPSYNC_FIRM the firm (--firm), and PPSYNC_TEST_* belong to the test suite.
         fig = fig.merge(
             Env::prefixed("PPSYNC_")
                 .filter(|k| {
                     let k = k.as_str().to_ascii_lowercase();
-                    k != "config" && k != "log" && !k.starts_with("test_")
+                    k != "config" && k != "log" && k != "firm" && !k.starts_with("test_")
                 })
                 .split("__"),
         );
         let raw: Raw = fig.extract().map_err(|e| err(one_line(&e.to_string())))?;
-        Config::validate(raw, source)
+        Config::validate(raw, source, fig)
     }
 
     /// A config from TOML text alone (no file, no environment): the demo's.
     pub fn from_toml_str(toml: &str) -> Result<Config, Error> {
-        let raw: Raw = Figment::new()
-            .merge(Toml::string(toml))
-            .extract()
-            .map_err(|e| err(one_line(&e.to_string())))?;
-        Config::validate(raw, None)
+        let fig = Figment::new().merge(Toml::string(toml));
+        let raw: Raw = fig.extract().map_err(|e| err(one_line(&e.to_string())))?;
+        Config::validate(raw, None, fig)
     }
 
-    fn validate(raw: Raw, source: Option<PathBuf>) -> Result<Config, Error> {
+    /// This config for a registered firm: its credentials and its `settings` (a TOML fragment)
+    /// laid over the file and the environment.
+    pub fn for_firm(
+        &self,
+        name: &str,
+        client_id: &str,
+        client_secret: &str,
+        settings: &str,
+    ) -> Result<Config, Error> {
+        check_firm_settings(name, settings)?;
+        let fig = self
+            .figment
+            .clone()
+            .merge(Toml::string(settings))
+            .merge(figment::providers::Serialized::default(
+                "client_id",
+                client_id,
+            ))
+            .merge(figment::providers::Serialized::default(
+                "client_secret",
+                client_secret,
+            ));
+        let raw: Raw = fig
+            .extract()
+            .map_err(|e| err(format!("firm {name}: {}", one_line(&e.to_string()))))?;
+        let mut c = Config::validate(raw, self.source.clone(), self.figment.clone())
+            .map_err(|e| err(format!("firm {name}: {}", e.0)))?;
+        c.firm = Some(name.to_string());
+        c.database_url = self.database_url.clone();
+        c.database_schema = self.database_schema.clone();
+        Ok(c)
+    }
+
+    fn validate(raw: Raw, source: Option<PathBuf>, figment: Figment) -> Result<Config, Error> {
         let dur = |key: &str, v: &Option<String>, default: Duration| -> Result<Duration, Error> {
             match v {
                 None => Ok(default),
@@ -306,6 +357,27 @@ impl Config {
                 .filter(|t| !t.is_empty())
                 .map(SecretString::from),
             source,
+            figment,
+            firm: None,
+            claim_interval: dur(
+                "fleet.claim_interval",
+                &raw.fleet.claim_interval,
+                Duration::from_secs(10),
+            )?,
+            instance_name: raw
+                .fleet
+                .instance_name
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty()),
+            database_schema: match raw.database_schema.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(s) if crate::store::valid_schema(s) => Some(s.to_string()),
+                Some(s) => {
+                    return Err(err(format!(
+                        "`database_schema` = {s:?} is not a schema name: use lowercase letters, digits and _, starting with a letter"
+                    )));
+                }
+            },
             database_url: raw.database_url.unwrap_or_else(|| "ppsync.db".into()),
             api_base_url,
             client_id: raw.client_id.unwrap_or_default(),
@@ -369,6 +441,58 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A firm's settings: TOML over the config's own keys, except those that cannot differ per firm.
+pub fn check_firm_settings(name: &str, settings: &str) -> Result<(), Error> {
+    let table: toml::Table = settings.parse().map_err(|e: toml::de::Error| {
+        err(format!("firm {name}: settings: {}", one_line(e.message())))
+    })?;
+    for key in table.keys() {
+        if matches!(
+            key.as_str(),
+            "database_url" | "database_schema" | "http" | "fleet" | "client_id" | "client_secret"
+        ) {
+            return Err(err(format!(
+                "firm {name}: `{key}` cannot be set per firm (the firm's store, the instance's HTTP endpoint and its fleet settings are shared; credentials are the firm's own options)"
+            )));
+        }
+    }
+    let raw: Result<Raw, _> = Figment::new().merge(Toml::string(settings)).extract();
+    raw.map_err(|e| err(format!("firm {name}: {}", one_line(&e.to_string()))))?;
+    Ok(())
+}
+
+/// `key.path=value` pairs as a TOML fragment (a value that is not TOML is taken as a string).
+pub fn settings_from_pairs(pairs: &[String]) -> Result<String, Error> {
+    let mut root = toml::Table::new();
+    for pair in pairs {
+        let (key, value) = pair.split_once('=').ok_or_else(|| {
+            err(format!(
+                "--set {pair:?}: write it as key=value, e.g. budget.requests=200 or schedule.high=30m"
+            ))
+        })?;
+        let value = value.trim();
+        let parsed: toml::Value = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+        let parts: Vec<&str> = key.trim().split('.').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(err(format!("--set {pair:?}: {key:?} is not a config key")));
+        }
+        let mut table = &mut root;
+        for p in &parts[..parts.len() - 1] {
+            table = table
+                .entry(p.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .ok_or_else(|| err(format!("--set {pair:?}: {p} is a value, not a section")))?;
+        }
+        table.insert(parts[parts.len() - 1].to_string(), parsed);
+    }
+    Ok(root.to_string())
 }
 
 fn one_line(s: &str) -> String {

@@ -4,8 +4,9 @@
 //! - [`resource`]: the one table of mirrored resources.
 //! - [`api`]: the API client (tokens, budget, retry policy, streamed listings).
 //! - [`record`]: a received record made ready for the store.
-//! - [`store`]: the mirror's database (SQLite), migrations, state, run history.
+//! - [`store`]: the mirror's database (SQLite or PostgreSQL), migrations, state, run history, firms.
 //! - [`sync`]: the engine: cursors, listings, paging, reconciliation.
+//! - [`daemon`]: one firm's schedule; [`fleet`]: many firms over many instances (advisory locks).
 //! - [`config`], [`cli`], [`demo`]: the application shell.
 
 pub mod api;
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod fleet;
 mod login;
 pub mod notify;
 pub mod record;

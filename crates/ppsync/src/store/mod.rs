@@ -247,8 +247,12 @@ impl Store {
             .await
             .map_err(|e| open_err(format!("cannot open: {e}")))?;
         restrict_permissions(path);
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(|e| open_err(format!("cannot open: {e}")))?;
         sqlx::migrate!("./migrations/sqlite")
-            .run(&pool)
+            .run_direct(None, &mut *conn, false)
             .await
             .map_err(|e| open_err(format!(
                     "not a ppsync database ({e}): point database_url at a ppsync database or a new file"
@@ -286,8 +290,10 @@ impl Store {
             )))
             .execute(&mut conn)
             .await?;
+            // `run_direct`: `run` takes an `Acquire` whose future is not `Send` for every lifetime,
+            // and a firm's store is opened inside a spawned task.
             sqlx::migrate!("./migrations/postgres")
-                .run(&mut conn)
+                .run_direct(None, &mut conn, false)
                 .await
                 .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
             Ok::<_, sqlx::Error>(())
@@ -362,6 +368,11 @@ impl Store {
             Db::Pg(p) => Some(p),
             Db::Sqlite(_) => None,
         }
+    }
+
+    /// How to open another connection to this PostgreSQL database (None on SQLite).
+    pub fn pg_connect_options(&self) -> Option<PgConnectOptions> {
+        self.pg_opts.as_deref().cloned()
     }
 
     /// The PostgreSQL schema holding this store's tables (None on SQLite).
@@ -595,6 +606,10 @@ impl Store {
 
     /// The finished cycles with their request and record totals, oldest first.
     pub async fn cycles(&self) -> Result<Vec<CycleRow>> {
+        self.cycles_where("c.finished_at IS NOT NULL").await
+    }
+
+    async fn cycles_where(&self, filter: &str) -> Result<Vec<CycleRow>> {
         let sql = format!(
             "SELECT c.id, c.started_at, c.trigger, c.requests, c.outcome, \
              CAST(COALESCE(SUM(r.records_seen), 0) AS BIGINT) AS seen, \
@@ -602,7 +617,7 @@ impl Store {
              CAST(COALESCE(SUM(r.records_deleted), 0) AS BIGINT) AS deleted, COUNT(r.id) AS resources, \
              COALESCE({}, '') AS modes, c.instance, c.finished_at \
              FROM {} c LEFT JOIN {} r ON r.cycle_id = c.id \
-             WHERE c.finished_at IS NOT NULL GROUP BY c.id ORDER BY c.id",
+             WHERE {filter} GROUP BY c.id ORDER BY c.id",
             self.backend().distinct_list("r.mode"),
             self.t("sync_cycles"),
             self.t("sync_runs")
@@ -628,6 +643,17 @@ impl Store {
                 })
                 .collect()
         })
+    }
+
+    /// The latest finished cycle, if any.
+    pub async fn cycles_last(&self) -> Result<Option<CycleRow>> {
+        Ok(self
+            .cycles_where(&format!(
+                "c.id = (SELECT MAX(id) FROM {} WHERE finished_at IS NOT NULL)",
+                self.t("sync_cycles")
+            ))
+            .await?
+            .pop())
     }
 
     /// Live records whose `column` falls in [from, to] and that have no outbox row
@@ -769,6 +795,71 @@ impl Store {
                 })
                 .collect()
         })
+    }
+}
+
+/// A registered firm (the registry lives in the home store).
+#[derive(Clone, Debug)]
+pub struct FirmRow {
+    pub name: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    /// A TOML fragment laid over the config for this firm.
+    pub settings: String,
+    pub created_at: String,
+}
+
+impl Store {
+    /// The registered firms, by name.
+    pub async fn firms(&self) -> Result<Vec<FirmRow>> {
+        let sql = format!(
+            "SELECT name, client_id, client_secret, settings, created_at FROM {} ORDER BY name",
+            self.t("firms")
+        );
+        on!(Db, &self.db, p => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(p).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(FirmRow {
+                        name: r.try_get(0)?,
+                        client_id: r.try_get(1)?,
+                        client_secret: SecretString::from(r.try_get::<String, _>(2)?),
+                        settings: r.try_get(3)?,
+                        created_at: r.try_get::<Ts, _>(4)?.text(),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Registers a firm; false if the name is taken.
+    pub async fn add_firm(&self, firm: &FirmRow, now: DateTime<Utc>) -> Result<bool> {
+        let sql = format!(
+            "INSERT INTO {} (name, client_id, client_secret, settings, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (name) DO NOTHING",
+            self.t("firms")
+        );
+        Ok(on!(Db, &self.db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&firm.name)
+            .bind(&firm.client_id)
+            .bind(firm.client_secret.expose_secret())
+            .bind(&firm.settings)
+            .bind(Ts(now))
+            .execute(p)
+            .await?
+            .rows_affected())
+            == 1)
+    }
+
+    /// Unregisters a firm (its mirror stays where it is); false if it was not registered.
+    pub async fn remove_firm(&self, name: &str) -> Result<bool> {
+        let sql = format!("DELETE FROM {} WHERE name = $1", self.t("firms"));
+        Ok(on!(Db, &self.db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .execute(p)
+            .await?
+            .rows_affected())
+            == 1)
     }
 }
 

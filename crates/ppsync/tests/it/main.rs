@@ -6,5 +6,6 @@ mod bad_input;
 mod cli;
 mod daemon;
 mod engine;
+mod firms;
 mod kill;
 mod status_http;

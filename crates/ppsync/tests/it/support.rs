@@ -337,3 +337,41 @@ pub async fn count(store: &ppsync::store::Store, sql: &str) -> i64 {
         _ => unreachable!(),
     }
 }
+
+/// Asserts a store holds exactly a simulator firm's live records, every resource (no deletions
+/// pending). Returns the record count.
+pub async fn assert_store_equals_firm(
+    store: &ppsync::store::Store,
+    firm: &ppsim::FirmHandle,
+    what: &str,
+) -> usize {
+    let mut total = 0;
+    for res in RESOURCES {
+        let mut mirror = Vec::new();
+        store
+            .export(res, false, |r| {
+                mirror.push(serde_json::from_str::<Value>(&r.data).unwrap());
+                Ok(())
+            })
+            .await
+            .unwrap();
+        sort_by_key(res, &mut mirror);
+        let mut truth = firm.truth(res.path);
+        sort_by_key(res, &mut truth);
+        assert_eq!(
+            mirror.len(),
+            truth.len(),
+            "{what}: {} has {} records, the firm {}",
+            res.name,
+            mirror.len(),
+            truth.len()
+        );
+        assert!(
+            mirror == truth,
+            "{what}: {} differs from the truth",
+            res.name
+        );
+        total += truth.len();
+    }
+    total
+}

@@ -1,0 +1,338 @@
+//! `ppsync run` over many firms, by any number of instances sharing one PostgreSQL database.
+//!
+//! Each instance keeps one connection of its own (the claim connection) on which it holds a
+//! session-level advisory lock per firm it serves: PostgreSQL guarantees one holder per lock, and
+//! releases every lock of an instance the moment its connection ends (a killed process, a lost
+//! network), so another instance takes the firm over at its next claim round. Nothing else
+//! coordinates the instances: the live ones are counted in PostgreSQL's own activity view (the claim
+//! connections carry a recognisable application_name), and each takes at most its fair share,
+//! handing extra firms back between their cycles.
+//!
+//! Invariants:
+//! - A firm is served only while its lock is held: the claim connection is checked every round, and
+//!   when it is lost every firm's daemon is stopped (at a page boundary) before anything is claimed
+//!   again. A firm's daemon resumes from the cursors in its own store, whoever ran it before.
+//! - One firm's failure (revoked token, bad settings, API down) stays in that firm's task.
+//! - SQLite serves one instance: there every firm is claimed without a lock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::Connection as _;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::app;
+use crate::config::Config;
+use crate::daemon::Daemon;
+use crate::store::Store;
+use crate::time::Clock;
+
+pub struct Fleet {
+    /// The config from the file and the environment (each firm's settings are laid over it).
+    pub base: Config,
+    /// The store holding the firm registry.
+    pub home: Store,
+    pub clock: Arc<dyn Clock>,
+    /// This instance's name (cycle history, PostgreSQL's activity view).
+    pub instance: Arc<str>,
+    /// Serve only this firm (`ppsync run --firm NAME`).
+    pub only: Option<String>,
+    pub shutdown: CancellationToken,
+}
+
+/// A firm this instance serves.
+struct Held {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Fleet {
+    /// An instance name unique enough to tell instances apart: host and process id.
+    pub fn default_instance_name() -> String {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "host".into());
+        format!("{host}-{}", std::process::id())
+    }
+
+    pub async fn run(&self) -> anyhow::Result<()> {
+        let mut claims = Claims::connect(&self.home, &self.instance).await?;
+        let mut held: BTreeMap<String, Held> = BTreeMap::new();
+        tracing::info!(instance = %self.instance, "fleet started");
+        while !self.shutdown.is_cancelled() {
+            if let Err(e) = self.round(&mut claims, &mut held).await {
+                tracing::error!(error = %format!("{e:#}"), "claim round failed: stopping every firm until the claim connection is back");
+                stop_all(&mut held).await;
+                claims.reconnect().await;
+            }
+            tokio::select! {
+                _ = self.clock.sleep(self.base.claim_interval) => {}
+                _ = self.shutdown.cancelled() => {}
+            }
+        }
+        stop_all(&mut held).await;
+        claims.release_all().await;
+        tracing::info!(instance = %self.instance, "fleet stopped");
+        Ok(())
+    }
+
+    /// One claim round: check the claim connection, follow the registry, take or hand back firms.
+    async fn round(
+        &self,
+        claims: &mut Claims,
+        held: &mut BTreeMap<String, Held>,
+    ) -> anyhow::Result<()> {
+        let live = claims.live_instances().await?;
+        let mut wanted: Vec<String> = self
+            .home
+            .firms()
+            .await?
+            .into_iter()
+            .map(|f| f.name)
+            .filter(|n| self.only.as_ref().is_none_or(|o| o == n))
+            .collect();
+        if let Some(only) = &self.only
+            && wanted.is_empty()
+        {
+            tracing::warn!(firm = %only, "firm is not registered: nothing to serve");
+        }
+        // Firms unregistered meanwhile, and tasks that ended on their own, are let go.
+        let gone: Vec<String> = held
+            .iter()
+            .filter(|(n, h)| !wanted.contains(n) || h.task.is_finished())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in gone {
+            self.hand_back(claims, held, &name).await?;
+        }
+        let share = wanted.len().div_ceil(live.max(1));
+        // More than a fair share (another instance started): hand the surplus back between cycles.
+        while held.len() > share {
+            let name = held.keys().next_back().cloned().expect("held is not empty");
+            tracing::info!(firm = %name, live, share, "handing a firm back for another instance");
+            self.hand_back(claims, held, &name).await?;
+        }
+        // Instances start at different points of the list, so they do not all reach for one firm.
+        let offset =
+            (xxhash_rust::xxh3::xxh3_64(self.instance.as_bytes()) as usize) % wanted.len().max(1);
+        wanted.rotate_left(offset);
+        for name in wanted {
+            if held.len() >= share {
+                break;
+            }
+            if held.contains_key(&name) || !claims.try_claim(&name).await? {
+                continue;
+            }
+            tracing::info!(firm = %name, instance = %self.instance, "firm claimed");
+            let stop = self.shutdown.child_token();
+            let task = tokio::spawn(serve_firm(
+                self.base.clone(),
+                self.home.clone(),
+                name.clone(),
+                self.clock.clone(),
+                self.instance.clone(),
+                stop.clone(),
+            ));
+            held.insert(name, Held { stop, task });
+        }
+        Ok(())
+    }
+
+    async fn hand_back(
+        &self,
+        claims: &mut Claims,
+        held: &mut BTreeMap<String, Held>,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        if let Some(h) = held.remove(name) {
+            h.stop.cancel();
+            let _ = h.task.await;
+        }
+        claims.release(name).await
+    }
+}
+
+async fn stop_all(held: &mut BTreeMap<String, Held>) {
+    for h in held.values() {
+        h.stop.cancel();
+    }
+    for (_, h) in std::mem::take(held) {
+        let _ = h.task.await;
+    }
+}
+
+/// Serves one firm until `stop`: its own config, store, client (budget, tokens) and daemon.
+async fn serve_firm(
+    base: Config,
+    home: Store,
+    name: String,
+    clock: Arc<dyn Clock>,
+    instance: Arc<str>,
+    stop: CancellationToken,
+) {
+    let result = async {
+        let (cfg, store) = app::open_firm(&base, &home, &name).await?;
+        let mut engine = app::engine_on(&cfg, store, clock)?;
+        engine.instance = Some(instance);
+        engine.shutdown = stop.clone();
+        let daemon = Daemon {
+            engine,
+            cfg: cfg.daemon(),
+            shutdown: stop.clone(),
+            observer: None,
+        };
+        daemon.run().await.map(|_| ())
+    }
+    .await;
+    if let Err(e) = result {
+        // The round after this hands the firm back; it is claimed again (here or elsewhere) later.
+        tracing::error!(firm = %name, error = %format!("{e:#}"), "firm stopped");
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = stop.cancelled() => {}
+        }
+    }
+}
+
+/// The advisory locks of one instance, on a connection of their own (PostgreSQL), or nothing to
+/// coordinate (SQLite: one instance).
+struct Claims {
+    pg: Option<PgClaims>,
+}
+
+struct PgClaims {
+    opts: sqlx::postgres::PgConnectOptions,
+    conn: Option<sqlx::PgConnection>,
+    /// application_name of every claim connection of this deployment (home schema).
+    tag: String,
+    schema: String,
+    held: BTreeMap<String, i64>,
+}
+
+impl Claims {
+    async fn connect(home: &Store, instance: &str) -> anyhow::Result<Claims> {
+        let Some(opts) = home.pg_connect_options() else {
+            return Ok(Claims { pg: None });
+        };
+        let schema = home.schema().unwrap_or("public").to_string();
+        let tag = format!("ppsync run:{schema}:");
+        // PostgreSQL keeps 63 bytes of an application_name.
+        let name: String = format!("{tag}{instance}").chars().take(63).collect();
+        let mut pg = PgClaims {
+            opts: opts.application_name(&name),
+            conn: None,
+            tag,
+            schema,
+            held: BTreeMap::new(),
+        };
+        pg.conn = Some(pg.open().await?);
+        Ok(Claims { pg: Some(pg) })
+    }
+
+    async fn reconnect(&mut self) {
+        if let Some(pg) = &mut self.pg {
+            // Whatever this connection held is gone with it.
+            pg.held.clear();
+            if let Some(c) = pg.conn.take() {
+                let _ = c.close().await;
+            }
+            match pg.open().await {
+                Ok(c) => pg.conn = Some(c),
+                Err(e) => tracing::error!(error = %e, "claim connection: reconnecting failed"),
+            }
+        }
+    }
+
+    /// Live instances of this deployment (at least this one).
+    async fn live_instances(&mut self) -> anyhow::Result<usize> {
+        let Some(pg) = &mut self.pg else {
+            return Ok(1);
+        };
+        let tag = pg.tag.clone();
+        let conn = pg.conn()?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND starts_with(application_name, $1)",
+        )
+        .bind(tag)
+        .fetch_one(conn)
+        .await?;
+        Ok((n as usize).max(1))
+    }
+
+    async fn try_claim(&mut self, firm: &str) -> anyhow::Result<bool> {
+        let Some(pg) = &mut self.pg else {
+            return Ok(true);
+        };
+        let key = lock_key(&pg.schema, firm);
+        let conn = pg.conn()?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(conn)
+            .await?;
+        if got {
+            pg.held.insert(firm.to_string(), key);
+        }
+        Ok(got)
+    }
+
+    async fn release(&mut self, firm: &str) -> anyhow::Result<()> {
+        let Some(pg) = &mut self.pg else {
+            return Ok(());
+        };
+        if let Some(key) = pg.held.remove(firm) {
+            let conn = pg.conn()?;
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(key)
+                .execute(conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn release_all(&mut self) {
+        if let Some(pg) = &mut self.pg {
+            pg.held.clear();
+            if let Some(c) = pg.conn.take() {
+                // Closing the session releases its locks.
+                let _ = c.close().await;
+            }
+        }
+    }
+}
+
+impl PgClaims {
+    async fn open(&self) -> anyhow::Result<sqlx::PgConnection> {
+        let mut conn = sqlx::PgConnection::connect_with(&self.opts).await?;
+        // A peer that vanishes without closing (a dead host) is noticed within ~30 s, which
+        // releases its locks; these settings are the session's own.
+        for set in [
+            "SET tcp_keepalives_idle = 10",
+            "SET tcp_keepalives_interval = 5",
+            "SET tcp_keepalives_count = 3",
+        ] {
+            sqlx::query(set).execute(&mut conn).await?;
+        }
+        Ok(conn)
+    }
+
+    fn conn(&mut self) -> anyhow::Result<&mut sqlx::PgConnection> {
+        self.conn
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("the claim connection is down"))
+    }
+}
+
+/// A firm's lock: 64 bits of SHA-256 over the deployment's schema and the firm's name (sqlx's
+/// own key derivation).
+fn lock_key(schema: &str, firm: &str) -> i64 {
+    sqlx::postgres::PgAdvisoryLock::new(format!("ppsync firm {schema}/{firm}"))
+        .key()
+        .as_bigint()
+        .unwrap_or_default()
+}
