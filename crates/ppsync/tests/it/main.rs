@@ -7,5 +7,6 @@ mod cli;
 mod daemon;
 mod engine;
 mod firms;
+mod fleet;
 mod kill;
 mod status_http;
