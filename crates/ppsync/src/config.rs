@@ -217,6 +217,7 @@ impl Config {
         let mut c = Config::validate(raw, self.source.clone(), self.figment.clone())
             .map_err(|e| err(format!("firm {name}: {}", e.0)))?;
         c.firm = Some(name.to_string());
+        c.notify.firm = Some(name.to_string());
         c.database_url = self.database_url.clone();
         c.database_schema = self.database_schema.clone();
         Ok(c)
@@ -337,6 +338,7 @@ impl Config {
                 d_notify.webhook_timeout,
             )?,
             command: n.command.clone().filter(|c| !c.trim().is_empty()),
+            firm: None,
         };
         let http_listen = match raw.http.listen.as_deref().map(str::trim) {
             None => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9187))),

@@ -57,6 +57,9 @@ pub struct NotifyConfig {
     pub webhook_secret: Option<secrecy::SecretString>,
     pub webhook_timeout: Duration,
     pub command: Option<String>,
+    /// The registered firm these notifications come from (None: the default firm); sent as the
+    /// payload's `firm` field and the `X-PPSync-Firm` header, so one receiver can serve many firms.
+    pub firm: Option<String>,
 }
 
 impl Default for NotifyConfig {
@@ -66,6 +69,7 @@ impl Default for NotifyConfig {
             webhook_url: None,
             webhook_secret: None,
             webhook_timeout: Duration::from_secs(10),
+            firm: None,
             command: None,
         }
     }
@@ -271,12 +275,28 @@ impl Dispatcher {
 
     async fn deliver(&self, id: &str, payload: &str) -> anyhow::Result<()> {
         use secrecy::ExposeSecret;
+        let with_firm;
+        let payload = match &self.cfg.firm {
+            // The outbox row is the firm's own; the firm is named on the way out.
+            Some(firm) => {
+                let mut v: serde_json::Value = serde_json::from_str(payload)?;
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("firm".into(), Value::String(firm.clone()));
+                }
+                with_firm = v.to_string();
+                with_firm.as_str()
+            }
+            None => payload,
+        };
         if let Some(url) = &self.cfg.webhook_url {
             let mut req = self
                 .http
                 .post(url.clone())
                 .header("content-type", "application/json")
                 .header("x-ppsync-id", id);
+            if let Some(firm) = &self.cfg.firm {
+                req = req.header("x-ppsync-firm", firm);
+            }
             if let Some(secret) = &self.cfg.webhook_secret {
                 req = req.header(
                     "x-ppsync-signature",

@@ -43,6 +43,37 @@ async fn history(stores: &[(String, Store)]) -> BTreeMap<String, Vec<CycleRow>> 
     out
 }
 
+/// A webhook receiver recording (X-PPSync-Firm header, payload).
+async fn receiver() -> (
+    std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+    String,
+) {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let state = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let got = state.clone();
+                async move {
+                    let firm = headers
+                        .get("x-ppsync-firm")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    got.lock().unwrap().push((firm, v));
+                    axum::http::StatusCode::OK
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (got, url)
+}
+
 fn ts(s: &str) -> chrono::DateTime<chrono::Utc> {
     ppsync::time::parse_api_time(s).unwrap()
 }
@@ -91,6 +122,7 @@ async fn three_instances_share_ten_firms_and_take_over_a_killed_ones_firms() {
     })
     .await
     .unwrap();
+    let (hook, hook_url) = receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let db = ppsync::store::testing::fresh_database().await.unwrap();
     let config = dir.path().join("ppsync.toml");
@@ -100,7 +132,8 @@ async fn three_instances_share_ten_firms_and_take_over_a_killed_ones_firms() {
             "database_url = {db:?}\napi_base_url = {:?}\n\
              [budget]\nrequests = 100000\n\
              [schedule]\nhigh = \"{INTERVAL}s\"\nmedium = \"{INTERVAL}s\"\nlow = \"{INTERVAL}s\"\nreconcile_at = \"off\"\n\
-             [fleet]\nclaim_interval = \"1s\"\n[http]\nlisten = \"off\"\n",
+             [fleet]\nclaim_interval = \"1s\"\n[http]\nlisten = \"off\"\n\
+             [notify]\nwebhook_url = {hook_url:?}\n",
             sim.url()
         ),
     )
@@ -203,7 +236,7 @@ async fn three_instances_share_ten_firms_and_take_over_a_killed_ones_firms() {
     let killed_at = chrono::Utc::now();
     killed.kill().unwrap();
     killed.wait().unwrap();
-    sim.advance_firms(Duration::from_secs(30 * 60));
+    let changes = sim.advance_firms(Duration::from_secs(30 * 60));
     let changed_at = chrono::Utc::now();
     let h = wait_for(
         &stores,
@@ -241,6 +274,58 @@ async fn three_instances_share_ten_firms_and_take_over_a_killed_ones_firms() {
         takeover <= chrono::Duration::seconds(INTERVAL + 10),
         "taken over within a bounded time: {takeover}"
     );
+
+    // Each new task is announced once per firm, named with its firm (the killed instance's
+    // undelivered notifications are delivered by the firm's new owner, from the firm's outbox).
+    let created = |k: usize| {
+        let c = &changes[k].created;
+        c.get("tasks")
+            .or_else(|| c.get("/tasks"))
+            .copied()
+            .unwrap_or(0) as usize
+    };
+    let expected: usize = (0..FIRMS as usize).map(created).sum();
+    assert!(expected > 0, "the firms got new tasks: {changes:?}");
+    let announced = |k: usize| {
+        let name = firm_name(k as u32);
+        hook.lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, v)| v["kind"] == "task.created" && v["firm"] == name.as_str())
+            .map(|(_, v)| v["id"].as_str().unwrap().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    let start = Instant::now();
+    while (0..FIRMS as usize).any(|k| announced(k) < created(k)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "new tasks announced per firm: {:?} of {:?}",
+            (0..FIRMS as usize).map(announced).collect::<Vec<_>>(),
+            (0..FIRMS as usize).map(created).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (header, v) in hook.lock().unwrap().iter() {
+        assert_eq!(
+            v["firm"].as_str(),
+            Some(header.as_str()),
+            "header and payload agree"
+        );
+        let k: u32 = header.trim_start_matches("firm").parse().unwrap();
+        let res = v["resource"].as_str().unwrap();
+        let id = v["record_id"].as_str().unwrap();
+        assert!(
+            sim.firm(k)
+                .truth(res)
+                .iter()
+                .any(|r| r["id"].as_str() == Some(id)),
+            "{header}: {res} {id} is that firm's record"
+        );
+    }
+    for k in 0..FIRMS as usize {
+        assert_eq!(announced(k), created(k), "firm{k}: exactly its new tasks");
+    }
 
     // Shut the survivors down (SIGTERM: they finish the page in flight and exit 0).
     for (name, mut child) in children {
