@@ -1,9 +1,13 @@
 //! Backfill throughput and peak memory of the `ppsync` binary against an in-process ppsim.
 //!
 //! ```sh
-//! cargo bench -p ppsync --bench backfill            # scales 1 and 10
-//! cargo bench -p ppsync --bench backfill -- 1 10 0.5  # any scales
+//! cargo bench -p ppsync --bench backfill                # SQLite at scales 1 and 10, PostgreSQL at 1
+//! cargo bench -p ppsync --bench backfill -- 1 10 pg:1   # any scales; pg: runs into PostgreSQL
 //! ```
+//!
+//! PostgreSQL runs go into a new database on `PPSYNC_TEST_PG_URL` (default: the local server
+//! `scripts/test.sh` starts). The targets are the embedded default's (SQLite); PostgreSQL's figures
+//! are printed beside them.
 //!
 //! For each scale: builds the simulator's firm (timed separately, not part of the measurement),
 //! writes a config pointing at it, imports a refresh token with `ppsync auth import`, then times
@@ -32,6 +36,7 @@ const TARGET_MB: f64 = 100.0;
 
 struct Measured {
     scale: f64,
+    backend: &'static str,
     build: Duration,
     records: u64,
     rows: u64,
@@ -46,16 +51,23 @@ struct Measured {
 }
 
 fn main() {
-    let mut scales: Vec<f64> = std::env::args()
+    let mut scales: Vec<(bool, f64)> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .map(|a| {
-            a.parse()
-                .unwrap_or_else(|_| panic!("a scale is a number, not {a:?}"))
+            let (pg, n) = match a.strip_prefix("pg:") {
+                Some(n) => (true, n),
+                None => (false, a.as_str()),
+            };
+            (
+                pg,
+                n.parse()
+                    .unwrap_or_else(|_| panic!("a scale is a number (pg:N for PostgreSQL), not {a:?}")),
+            )
         })
         .collect();
     if scales.is_empty() {
-        scales = vec![1.0, 10.0];
+        scales = vec![(false, 1.0), (false, 10.0), (true, 1.0)];
     }
     let bin = Path::new(env!("CARGO_BIN_EXE_ppsync"));
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -65,19 +77,20 @@ fn main() {
         bin.display()
     );
     let mut results = Vec::new();
-    for scale in scales {
-        let m = rt.block_on(measure(bin, scale));
+    for (pg, scale) in scales {
+        let m = rt.block_on(measure(bin, scale, pg));
         print_one(&m);
         results.push(m);
     }
     println!();
     println!(
-        "{:>6} {:>10} {:>8} {:>10} {:>8} {:>9} {:>9}",
-        "scale", "records", "secs", "records/s", "peak MB", "requests", "sim build"
+        "{:>10} {:>6} {:>10} {:>8} {:>10} {:>8} {:>9} {:>9}",
+        "backend", "scale", "records", "secs", "records/s", "peak MB", "requests", "sim build"
     );
     for m in &results {
         println!(
-            "{:>6} {:>10} {:>8.2} {:>10.0} {:>8.1} {:>9} {:>8.1}s",
+            "{:>10} {:>6} {:>10} {:>8.2} {:>10.0} {:>8.1} {:>9} {:>8.1}s",
+            m.backend,
             m.scale,
             m.records,
             m.elapsed.as_secs_f64(),
@@ -88,10 +101,10 @@ fn main() {
         );
     }
     println!(
-        "targets: >= {TARGET_RATE:.0} records/s, peak <= {TARGET_MB:.0} MB and flat with volume"
+        "targets (SQLite): >= {TARGET_RATE:.0} records/s, peak <= {TARGET_MB:.0} MB and flat with volume"
     );
     let mut missed = Vec::new();
-    for m in &results {
+    for m in results.iter().filter(|m| m.backend == "sqlite") {
         if rate(m) < TARGET_RATE {
             missed.push(format!("scale {}: {:.0} records/s", m.scale, rate(m)));
         }
@@ -124,7 +137,8 @@ fn mb(kb: u64) -> f64 {
 fn print_one(m: &Measured) {
     println!();
     println!(
-        "scale {}: simulator built in {:.2}s ({} records)",
+        "{} scale {}: simulator built in {:.2}s ({} records)",
+        m.backend,
         m.scale,
         m.build.as_secs_f64(),
         m.truth
@@ -154,7 +168,7 @@ fn print_one(m: &Measured) {
     println!("  slowest resources: {}", slow.join(", "));
 }
 
-async fn measure(bin: &Path, scale: f64) -> Measured {
+async fn measure(bin: &Path, scale: f64, pg: bool) -> Measured {
     let t = Instant::now();
     let sim = Sim::spawn(SimConfig {
         scale,
@@ -167,7 +181,14 @@ async fn measure(bin: &Path, scale: f64) -> Measured {
     let truth: u64 = sim.counts().values().map(|&n| n as u64).sum();
 
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let config = write_config(dir.path(), &sim);
+    let db = if pg {
+        ppsync::store::testing::fresh_database()
+            .await
+            .expect("a PostgreSQL database")
+    } else {
+        dir.path().join("mirror.db").to_str().unwrap().to_string()
+    };
+    let config = write_config(dir.path(), &sim, &db);
     let grant = sim.grant();
     let cfg2 = config.clone();
     let bin2 = bin.to_path_buf();
@@ -210,7 +231,7 @@ async fn measure(bin: &Path, scale: f64) -> Measured {
     let (requests, records) = parse_pass(&stdout)
         .unwrap_or_else(|| panic!("no `pass N: ...` line in the output: {stdout}"));
 
-    let store = ppsync::store::Store::open(dir.path().join("mirror.db").to_str().unwrap())
+    let store = ppsync::store::Store::open(&db)
         .await
         .expect("the mirror opens");
     let mut rows = 0u64;
@@ -233,6 +254,7 @@ async fn measure(bin: &Path, scale: f64) -> Measured {
     sim.shutdown();
     Measured {
         scale,
+        backend: if pg { "postgres" } else { "sqlite" },
         build,
         records,
         rows,
@@ -251,14 +273,13 @@ fn secs_of(t: &str) -> Option<f64> {
     Some(t.timestamp_micros() as f64 / 1e6)
 }
 
-fn write_config(dir: &Path, sim: &SimHandle) -> std::path::PathBuf {
+fn write_config(dir: &Path, sim: &SimHandle, db: &str) -> std::path::PathBuf {
     let path = dir.join("ppsync.toml");
-    let db = dir.join("mirror.db");
     std::fs::write(
         &path,
         format!(
             "database_url = {:?}\napi_base_url = {:?}\nclient_id = {:?}\nclient_secret = {:?}\n\n[budget]\nrequests = {BUDGET}\n",
-            db.to_str().unwrap(),
+            db,
             sim.url(),
             sim.client_id(),
             sim.client_secret()
