@@ -61,8 +61,9 @@ fn main() {
             };
             (
                 pg,
-                n.parse()
-                    .unwrap_or_else(|_| panic!("a scale is a number (pg:N for PostgreSQL), not {a:?}")),
+                n.parse().unwrap_or_else(|_| {
+                    panic!("a scale is a number (pg:N for PostgreSQL), not {a:?}")
+                }),
             )
         })
         .collect();

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app;
 use crate::config::Config;
 use crate::daemon::Daemon;
-use crate::store::Store;
+use crate::store::{Fence, Store};
 use crate::time::Clock;
 
 pub struct Fleet {
@@ -134,6 +134,7 @@ impl Fleet {
                 self.base.clone(),
                 self.home.clone(),
                 name.clone(),
+                claims.fence(&name),
                 self.clock.clone(),
                 self.instance.clone(),
                 stop.clone(),
@@ -171,12 +172,17 @@ async fn serve_firm(
     base: Config,
     home: Store,
     name: String,
+    fence: Option<Fence>,
     clock: Arc<dyn Clock>,
     instance: Arc<str>,
     stop: CancellationToken,
 ) {
     let result = async {
-        let (cfg, store) = app::open_firm(&base, &home, &name).await?;
+        let (cfg, mut store) = app::open_firm(&base, &home, &name).await?;
+        if let Some(f) = fence {
+            // Pages commit only while this instance still holds the firm.
+            store = store.fenced(f);
+        }
         let mut engine = app::engine_on(&cfg, store, clock)?;
         engine.instance = Some(instance);
         engine.shutdown = stop.clone();
@@ -212,6 +218,8 @@ struct PgClaims {
     tag: String,
     schema: String,
     held: BTreeMap<String, i64>,
+    /// The claim session's backend pid (what `pg_locks` shows as the holder).
+    pid: i32,
 }
 
 impl Claims {
@@ -229,8 +237,11 @@ impl Claims {
             tag,
             schema,
             held: BTreeMap::new(),
+            pid: 0,
         };
-        pg.conn = Some(pg.open().await?);
+        let (conn, pid) = pg.open().await?;
+        pg.conn = Some(conn);
+        pg.pid = pid;
         Ok(Claims { pg: Some(pg) })
     }
 
@@ -242,7 +253,10 @@ impl Claims {
                 let _ = c.close().await;
             }
             match pg.open().await {
-                Ok(c) => pg.conn = Some(c),
+                Ok((c, pid)) => {
+                    pg.conn = Some(c);
+                    pg.pid = pid;
+                }
                 Err(e) => tracing::error!(error = %e, "claim connection: reconnecting failed"),
             }
         }
@@ -281,6 +295,15 @@ impl Claims {
         Ok(got)
     }
 
+    /// What a page transaction checks to commit for `firm` (None: nothing to check, SQLite).
+    fn fence(&self, firm: &str) -> Option<Fence> {
+        let pg = self.pg.as_ref()?;
+        Some(Fence {
+            pid: pg.pid,
+            key: *pg.held.get(firm)?,
+        })
+    }
+
     async fn release(&mut self, firm: &str) -> anyhow::Result<()> {
         let Some(pg) = &mut self.pg else {
             return Ok(());
@@ -307,7 +330,8 @@ impl Claims {
 }
 
 impl PgClaims {
-    async fn open(&self) -> anyhow::Result<sqlx::PgConnection> {
+    /// A claim connection and its backend pid.
+    async fn open(&self) -> anyhow::Result<(sqlx::PgConnection, i32)> {
         let mut conn = sqlx::PgConnection::connect_with(&self.opts).await?;
         // A peer that vanishes without closing (a dead host) is noticed within ~30 s, which
         // releases its locks; these settings are the session's own.
@@ -318,7 +342,10 @@ impl PgClaims {
         ] {
             sqlx::query(set).execute(&mut conn).await?;
         }
-        Ok(conn)
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await?;
+        Ok((conn, pid))
     }
 
     fn conn(&mut self) -> anyhow::Result<&mut sqlx::PgConnection> {

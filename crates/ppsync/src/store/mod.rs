@@ -38,6 +38,10 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored sync state for {resource} is unreadable: {detail}")]
     Corrupt { resource: String, detail: String },
+    #[error(
+        "this instance no longer holds the firm (its claim connection is gone): the page was not committed"
+    )]
+    Fenced,
 }
 
 /// Everything known about one resource's progress.
@@ -72,6 +76,14 @@ pub struct Store {
     label: Arc<str>,
     path: Option<PathBuf>,
     pg_opts: Option<Arc<PgConnectOptions>>,
+    fence: Option<Fence>,
+}
+
+/// An advisory lock that must still be held, by the session `pid`, for a page to commit.
+#[derive(Clone, Copy, Debug)]
+pub struct Fence {
+    pub pid: i32,
+    pub key: i64,
 }
 
 impl std::fmt::Debug for Store {
@@ -198,6 +210,7 @@ impl Store {
                 label: format!("{shown} (schema {schema})").into(),
                 path: None,
                 pg_opts: Some(Arc::new(opts)),
+                fence: None,
             };
             store.migrate_pg(schema).await.map_err(|e| {
                 open_err(format!(
@@ -263,6 +276,7 @@ impl Store {
             label: path.display().to_string().into(),
             path: Some(path.to_path_buf()),
             pg_opts: None,
+            fence: None,
         })
     }
 
@@ -327,6 +341,7 @@ impl Store {
                     label: format!("{label} (schema {name})").into(),
                     path: None,
                     pg_opts: self.pg_opts.clone(),
+                    fence: None,
                 };
                 store.migrate_pg(name).await.map_err(|e| Error::Open {
                     url: label.to_string(),
@@ -368,6 +383,12 @@ impl Store {
             Db::Pg(p) => Some(p),
             Db::Sqlite(_) => None,
         }
+    }
+
+    /// This store, committing pages only while `fence` holds (PostgreSQL; the fleet's claim).
+    pub fn fenced(mut self, fence: Fence) -> Store {
+        self.fence = Some(fence);
+        self
     }
 
     /// How to open another connection to this PostgreSQL database (None on SQLite).
@@ -434,6 +455,7 @@ impl Store {
         Ok(Tx {
             tx,
             schema: self.schema.clone(),
+            fence: self.fence,
         })
     }
 
@@ -978,6 +1000,7 @@ enum TxInner {
 pub struct Tx {
     tx: TxInner,
     schema: Option<Arc<str>>,
+    fence: Option<Fence>,
 }
 
 impl Tx {
@@ -1270,7 +1293,27 @@ impl Tx {
     pub async fn commit(self) -> Result<()> {
         match self.tx {
             TxInner::Sqlite(t) => t.commit().await?,
-            TxInner::Pg(t) => t.commit().await?,
+            TxInner::Pg(mut t) => {
+                if let Some(f) = self.fence {
+                    // The fencing check: the claim session still holds the firm's lock. Checked
+                    // last, so another instance can have taken the firm over only within the
+                    // commit itself.
+                    let held: bool = sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                         AND pid = $1 AND objsubid = 1 AND classid::bigint = $2 AND objid::bigint = $3)",
+                    )
+                    .bind(f.pid)
+                    .bind((f.key >> 32) & 0xffff_ffff)
+                    .bind(f.key & 0xffff_ffff)
+                    .fetch_one(&mut *t)
+                    .await?;
+                    if !held {
+                        t.rollback().await?;
+                        return Err(Error::Fenced);
+                    }
+                }
+                t.commit().await?
+            }
         }
         Ok(())
     }

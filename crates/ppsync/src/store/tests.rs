@@ -232,3 +232,60 @@ async fn bad_database_paths_are_named() {
     let err = Store::open("mysql://x").await.unwrap_err().to_string();
     assert!(err.starts_with("database_url `mysql://x`"), "{err}");
 }
+
+#[tokio::test]
+async fn a_fenced_store_commits_only_while_the_claim_holds() {
+    use sqlx::Connection as _;
+    let url = testing::fresh_database().await.unwrap();
+    let store = Store::open(&url).await.unwrap();
+    let users = find("users").unwrap();
+    let now = parse_api_time("2026-11-25T12:00:00").unwrap();
+    let u = |id: &str| row(users, &format!(r#"{{"id":"{id}","display_name":"{id}"}}"#));
+    // Both halves of the 64-bit key matter (and a negative key's high half).
+    for key in [-0x1234_5678_9abc_def0_i64, 0x0fed_cba9_8765_4321] {
+        let mut claim = sqlx::PgConnection::connect(&url).await.unwrap();
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut claim)
+            .await
+            .unwrap();
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut claim)
+            .await
+            .unwrap();
+        assert!(got);
+        let fenced = store.clone().fenced(Fence { pid, key });
+        // Another key held by the same session does not count.
+        let other = store.clone().fenced(Fence { pid, key: key ^ 1 });
+        let mut tx = other.begin().await.unwrap();
+        tx.upsert(users, &mut vec![u("x")], 1, now, None)
+            .await
+            .unwrap();
+        assert!(matches!(tx.commit().await, Err(Error::Fenced)));
+
+        let mut tx = fenced.begin().await.unwrap();
+        tx.upsert(users, &mut vec![u(&format!("a{key}"))], 1, now, None)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        // The claim lets go (as when its session ends; unlocking is the deterministic way here).
+        let _: bool = sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
+            .bind(key)
+            .fetch_one(&mut claim)
+            .await
+            .unwrap();
+        let mut tx = fenced.begin().await.unwrap();
+        tx.upsert(users, &mut vec![u(&format!("b{key}"))], 2, now, None)
+            .await
+            .unwrap();
+        assert!(
+            matches!(tx.commit().await, Err(Error::Fenced)),
+            "no commit once the claim is gone"
+        );
+    }
+    assert_eq!(
+        store.counts(users).await.unwrap(),
+        (2, 0),
+        "only the fenced commits while held"
+    );
+}
