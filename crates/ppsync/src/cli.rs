@@ -373,6 +373,26 @@ async fn fleet(cfg: Config, home: Store, clock: Arc<dyn Clock>) -> anyhow::Resul
         },
         home.location()
     );
+    let serving = crate::fleet::Serving::default();
+    if let Some(addr) = cfg.http_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "http.listen {addr}: cannot listen there; pick a free address or set it to \"off\""
+            )
+        })?;
+        eprintln!("status on http://{}/", listener.local_addr()?);
+        let status = crate::status_http::FleetStatus {
+            instance: instance.clone(),
+            firms: serving.clone(),
+            token: cfg.http_token.clone(),
+        };
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::status_http::serve_fleet(listener, status, stop).await {
+                tracing::error!(error = %format!("{e:#}"), "status endpoint stopped");
+            }
+        });
+    }
     let fleet = crate::fleet::Fleet {
         only: cfg.firm.clone(),
         base: cfg,
@@ -380,6 +400,7 @@ async fn fleet(cfg: Config, home: Store, clock: Arc<dyn Clock>) -> anyhow::Resul
         clock,
         instance,
         shutdown,
+        serving,
     };
     fleet.run().await?;
     home.close().await;

@@ -506,9 +506,12 @@ pub const TEMPLATE: &str = r#"# ppsync configuration. Every key can be overridde
 # PPSYNC_<KEY> for top-level keys (PPSYNC_DATABASE_URL), PPSYNC_<SECTION>__<KEY> for the others
 # (PPSYNC_SYNC__OVERLAP=30m). Durations are written 30s, 15m, 1h or 7d.
 
-# Where the mirror lives: a SQLite file path (or sqlite: URL). The file holds the OAuth tokens
-# too, so ppsync keeps it readable by its owner only.
+# Where the mirror lives: a SQLite file path (or sqlite: URL), or postgres://user:pass@host/db.
+# It holds the OAuth tokens too (a SQLite file is kept readable by its owner only).
 database_url = "ppsync.db"
+# PostgreSQL only: the schema of the default firm's tables (registered firms get a schema each,
+# named after the firm).
+database_schema = "public"
 
 # The PracticePanther API. Credentials come from PracticePanther's API access request; prefer
 # PPSYNC_CLIENT_ID / PPSYNC_CLIENT_SECRET over writing the secret here.
@@ -563,6 +566,13 @@ command = ""
 listen = "127.0.0.1:9187"
 # If set, requests must carry `Authorization: Bearer <token>`.
 token = ""
+
+[fleet]
+# `ppsync run` with firms registered (`ppsync firm add`): how often an instance looks for firms to
+# take over (a dead instance's) or hand back (when another instance starts).
+claim_interval = "10s"
+# This instance's name in the run history and in pg_stat_activity (default: <host>-<pid>).
+instance_name = ""
 
 # Per-resource overrides, by table name:
 # [resources.tasks]

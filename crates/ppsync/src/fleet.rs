@@ -40,7 +40,12 @@ pub struct Fleet {
     /// Serve only this firm (`ppsync run --firm NAME`).
     pub only: Option<String>,
     pub shutdown: CancellationToken,
+    /// The firms being served, for the status endpoint.
+    pub serving: Serving,
 }
+
+/// The status of every firm this instance serves, by name.
+pub type Serving = Arc<std::sync::RwLock<BTreeMap<String, crate::status_http::StatusContext>>>;
 
 /// A firm this instance serves.
 struct Held {
@@ -138,6 +143,7 @@ impl Fleet {
                 self.clock.clone(),
                 self.instance.clone(),
                 stop.clone(),
+                self.serving.clone(),
             ));
             held.insert(name, Held { stop, task });
         }
@@ -176,6 +182,7 @@ async fn serve_firm(
     clock: Arc<dyn Clock>,
     instance: Arc<str>,
     stop: CancellationToken,
+    serving: Serving,
 ) {
     let result = async {
         let (cfg, mut store) = app::open_firm(&base, &home, &name).await?;
@@ -186,6 +193,19 @@ async fn serve_firm(
         let mut engine = app::engine_on(&cfg, store, clock)?;
         engine.instance = Some(instance);
         engine.shutdown = stop.clone();
+        if let Ok(mut m) = serving.write() {
+            m.insert(
+                name.clone(),
+                crate::status_http::StatusContext {
+                    store: engine.store.clone(),
+                    client: engine.client.clone(),
+                    schedule: cfg.daemon().schedule,
+                    clock: engine.clock.clone(),
+                    token: None,
+                    notify_window: cfg.notify.window,
+                },
+            );
+        }
         let daemon = Daemon {
             engine,
             cfg: cfg.daemon(),
@@ -195,6 +215,9 @@ async fn serve_firm(
         daemon.run().await.map(|_| ())
     }
     .await;
+    if let Ok(mut m) = serving.write() {
+        m.remove(&name);
+    }
     if let Err(e) = result {
         // The round after this hands the firm back; it is claimed again (here or elsewhere) later.
         tracing::error!(firm = %name, error = %format!("{e:#}"), "firm stopped");

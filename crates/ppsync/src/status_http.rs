@@ -73,7 +73,11 @@ const DEADLINE_DAYS: i64 = 7;
 const DEADLINES_SHOWN: usize = 20;
 
 async fn require_token(State(ctx): State<StatusContext>, req: Request, next: Next) -> Response {
-    if let Some(token) = &ctx.token {
+    check_token(ctx.token.as_ref(), req, next).await
+}
+
+async fn check_token(token: Option<&SecretString>, req: Request, next: Next) -> Response {
+    if let Some(token) = token {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -519,6 +523,208 @@ fn render_metrics(s: &Snapshot) -> String {
         f.sample(name, &[("kind", kind), ("status", status)], i(*n));
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// A fleet instance (`ppsync run` with firms registered): every firm it serves, each under
+// `/firms/<name>/` with the single-firm page and JSON; `/metrics` labels every sample with `firm`.
+
+/// What a fleet instance's endpoint reads from: the firms it serves right now.
+#[derive(Clone)]
+pub struct FleetStatus {
+    pub instance: Arc<str>,
+    pub firms: Arc<std::sync::RwLock<BTreeMap<String, StatusContext>>>,
+    pub token: Option<SecretString>,
+}
+
+impl FleetStatus {
+    fn held(&self) -> Vec<(String, StatusContext)> {
+        self.firms
+            .read()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    fn firm(&self, name: &str) -> Option<StatusContext> {
+        self.firms.read().ok()?.get(name).cloned()
+    }
+}
+
+/// Serves a fleet instance's endpoint until `shutdown` is cancelled.
+pub async fn serve_fleet(
+    listener: tokio::net::TcpListener,
+    fleet: FleetStatus,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let router = Router::new()
+        .route("/", get(fleet_page))
+        .route("/status", get(fleet_status))
+        .route("/healthz", get(fleet_healthz))
+        .route("/metrics", get(fleet_metrics))
+        .route("/firms/{name}/", get(firm_page))
+        .route("/firms/{name}/status", get(firm_status))
+        .layer(middleware::from_fn_with_state(
+            fleet.clone(),
+            |State(f): State<FleetStatus>, req: Request, next: Next| async move {
+                check_token(f.token.as_ref(), req, next).await
+            },
+        ))
+        .with_state(fleet);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}
+
+fn not_served(name: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        format!("firm {name} is not served by this instance\n"),
+    )
+        .into_response()
+}
+
+async fn firm_page(
+    State(f): State<FleetStatus>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Response, Failure> {
+    match f.firm(&name) {
+        Some(ctx) => page(State(ctx)).await,
+        None => Ok(not_served(&name)),
+    }
+}
+
+async fn firm_status(
+    State(f): State<FleetStatus>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Response, Failure> {
+    match f.firm(&name) {
+        Some(ctx) => status_json(State(ctx)).await,
+        None => Ok(not_served(&name)),
+    }
+}
+
+async fn fleet_status(State(f): State<FleetStatus>) -> Result<Response, Failure> {
+    let mut firms = BTreeMap::new();
+    for (name, ctx) in f.held() {
+        firms.insert(name, snapshot(&ctx).await?);
+    }
+    Ok(axum::Json(serde_json::json!({ "instance": &*f.instance, "firms": firms })).into_response())
+}
+
+async fn fleet_healthz(State(f): State<FleetStatus>) -> Result<Response, Failure> {
+    let mut behind = Vec::new();
+    let held = f.held();
+    for (name, ctx) in &held {
+        let now = ctx.clock.now();
+        for (res, interval) in &ctx.schedule {
+            let st = ctx.store.state(res).await?;
+            if is_behind(st.cursor_set_at.map(|t| now - t), *interval) {
+                behind.push(format!("{name}/{}", res.name));
+            }
+        }
+    }
+    Ok(if behind.is_empty() {
+        (StatusCode::OK, format!("ok: {} firms\n", held.len())).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("behind: {}\n", behind.join(", ")),
+        )
+            .into_response()
+    })
+}
+
+async fn fleet_metrics(State(f): State<FleetStatus>) -> Result<Response, Failure> {
+    let mut parts = Vec::new();
+    for (name, ctx) in f.held() {
+        parts.push((name, render_metrics(&snapshot(&ctx).await?)));
+    }
+    let mut resp = with_firm_label(&parts).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(resp)
+}
+
+/// Merges several firms' expositions into one: each family's HELP and TYPE once, every sample
+/// labelled `firm="<name>"`.
+fn with_firm_label(parts: &[(String, String)]) -> String {
+    let mut order: Vec<String> = Vec::new();
+    let mut families: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for (firm, text) in parts {
+        let mut family = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line
+                .strip_prefix("# HELP ")
+                .or_else(|| line.strip_prefix("# TYPE "))
+            {
+                family = rest.split(' ').next().unwrap_or_default().to_string();
+                let entry = families.entry(family.clone()).or_insert_with(|| {
+                    order.push(family.clone());
+                    Default::default()
+                });
+                if !entry.0.contains(line) {
+                    entry.0.push_str(line);
+                    entry.0.push('\n');
+                }
+                continue;
+            }
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let label = format!("firm=\"{}\"", escape_label(firm));
+            let labelled = match (line.find('{'), line.find(' ')) {
+                (Some(b), Some(sp)) if b < sp => {
+                    let close = if line[b + 1..].starts_with('}') {
+                        ""
+                    } else {
+                        ","
+                    };
+                    format!("{}{{{label}{close}{}", &line[..b], &line[b + 1..])
+                }
+                (_, Some(sp)) => format!("{}{{{label}}}{}", &line[..sp], &line[sp..]),
+                _ => continue,
+            };
+            let entry = families.entry(family.clone()).or_insert_with(|| {
+                order.push(family.clone());
+                Default::default()
+            });
+            entry.1.push_str(&labelled);
+            entry.1.push('\n');
+        }
+    }
+    let mut out = String::new();
+    for name in order {
+        if let Some((head, samples)) = families.get(&name) {
+            out.push_str(head);
+            out.push_str(samples);
+        }
+    }
+    out
+}
+
+async fn fleet_page(State(f): State<FleetStatus>) -> Result<Response, Failure> {
+    let mut rows = String::new();
+    for (name, ctx) in f.held() {
+        let s = snapshot(&ctx).await?;
+        let _ = write!(
+            rows,
+            "<tr><td><a href=\"/firms/{n}/\">{n}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            if s.healthy { "ok" } else { "behind" },
+            esc(&s.behind.join(", ")),
+            s.requests.total,
+            n = esc(&name),
+        );
+    }
+    Ok(axum::response::Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>ppsync {inst}</title></head>\
+         <body><h1>ppsync instance {inst}</h1><table><tr><th>firm</th><th>health</th><th>behind</th>\
+         <th>requests</th></tr>{rows}</table></body></html>",
+        inst = esc(&f.instance)
+    ))
+    .into_response())
 }
 
 // ---------------------------------------------------------------------------------------------

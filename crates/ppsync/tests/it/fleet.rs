@@ -21,12 +21,18 @@ fn firm_name(k: u32) -> String {
     format!("firm{k}")
 }
 
-fn start_instance(config: &std::path::Path, name: &str, log: &std::path::Path) -> Child {
+fn start_instance(
+    config: &std::path::Path,
+    name: &str,
+    listen: &str,
+    log: &std::path::Path,
+) -> Child {
     Command::new(env!("CARGO_BIN_EXE_ppsync"))
         .arg("--config")
         .arg(config)
         .arg("run")
         .env("PPSYNC_FLEET__INSTANCE_NAME", name)
+        .env("PPSYNC_HTTP__LISTEN", listen)
         .env("PPSYNC_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
@@ -180,11 +186,18 @@ async fn three_instances_share_ten_firms_and_take_over_a_killed_ones_firms() {
     }
 
     let names: Vec<String> = (1..=INSTANCES).map(|i| format!("inst{i}")).collect();
+    let listen: BTreeMap<String, String> = names
+        .iter()
+        .map(|n| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            (n.clone(), l.local_addr().unwrap().to_string())
+        })
+        .collect();
     let mut children: BTreeMap<String, Child> = names
         .iter()
         .map(|n| {
             let log = dir.path().join(format!("{n}.log"));
-            (n.clone(), start_instance(&config, n, &log))
+            (n.clone(), start_instance(&config, n, &listen[n], &log))
         })
         .collect();
 
@@ -220,6 +233,67 @@ async fn three_instances_share_ten_firms_and_take_over_a_killed_ones_firms() {
             "at most a fair share each: {per_instance:?}"
         );
     }
+
+    // Each instance's endpoint shows the firms it serves: /metrics labels them (one exposition,
+    // strictly formed), and together the instances show every firm exactly once.
+    let http = reqwest::Client::new();
+    let mut shown: BTreeMap<String, String> = BTreeMap::new();
+    for n in &names {
+        let base = format!("http://{}", listen[n]);
+        let metrics = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let series = crate::status_http::parse_prometheus(&metrics)
+            .unwrap_or_else(|e| panic!("{n}: {e}\n{metrics}"));
+        let firms: std::collections::BTreeSet<String> = series
+            .keys()
+            .filter_map(|k| {
+                let i = k.find("firm=\"")? + 6;
+                Some(k[i..].split('"').next()?.to_string())
+            })
+            .collect();
+        for f in &firms {
+            assert!(
+                shown.insert(f.clone(), n.clone()).is_none(),
+                "{f} shown by two instances"
+            );
+            let st = http
+                .get(format!("{base}/firms/{f}/status"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(st.status(), 200);
+            let st: serde_json::Value = st.json().await.unwrap();
+            assert_eq!(st["resources"].as_array().unwrap().len(), 26);
+        }
+        let health = http.get(format!("{base}/healthz")).send().await.unwrap();
+        assert_eq!(
+            health.status(),
+            200,
+            "{n}: {}",
+            health.text().await.unwrap()
+        );
+        let other = (0..FIRMS)
+            .map(firm_name)
+            .find(|f| !firms.contains(f))
+            .unwrap();
+        let resp = http
+            .get(format!("{base}/firms/{other}/status"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404, "{n} does not serve {other}");
+    }
+    assert_eq!(
+        shown.len(),
+        FIRMS as usize,
+        "every firm on some instance's endpoint: {shown:?}"
+    );
 
     // Phase 2: the busiest instance dies; its firms move; the firms keep changing meanwhile.
     let (victim, victim_firms) = per_instance

@@ -355,7 +355,7 @@ fn rand_suffix() -> u128 {
 /// sample is `name{labels} value`, names and label names are well formed, label values use only
 /// the format's escapes, values parse as floats, and no series repeats. Returns each series
 /// (`name{k="v",...}` as written, escapes undone) with its value.
-fn parse_prometheus(text: &str) -> Result<BTreeMap<String, f64>, String> {
+pub fn parse_prometheus(text: &str) -> Result<BTreeMap<String, f64>, String> {
     fn is_name(s: &str, colon: bool) -> bool {
         let mut chars = s.chars();
         let ok_first = |c: char| c.is_ascii_alphabetic() || c == '_' || (colon && c == ':');
