@@ -135,16 +135,16 @@ impl Fleet {
             }
             tracing::info!(firm = %name, instance = %self.instance, "firm claimed");
             let stop = self.shutdown.child_token();
-            let task = tokio::spawn(serve_firm(
-                self.base.clone(),
-                self.home.clone(),
-                name.clone(),
-                claims.fence(&name),
-                self.clock.clone(),
-                self.instance.clone(),
-                stop.clone(),
-                self.serving.clone(),
-            ));
+            let task = tokio::spawn(serve_firm(FirmTask {
+                base: self.base.clone(),
+                home: self.home.clone(),
+                name: name.clone(),
+                fence: claims.fence(&name),
+                clock: self.clock.clone(),
+                instance: self.instance.clone(),
+                stop: stop.clone(),
+                serving: self.serving.clone(),
+            }));
             held.insert(name, Held { stop, task });
         }
         Ok(())
@@ -174,7 +174,7 @@ async fn stop_all(held: &mut BTreeMap<String, Held>) {
 }
 
 /// Serves one firm until `stop`: its own config, store, client (budget, tokens) and daemon.
-async fn serve_firm(
+struct FirmTask {
     base: Config,
     home: Store,
     name: String,
@@ -183,7 +183,19 @@ async fn serve_firm(
     instance: Arc<str>,
     stop: CancellationToken,
     serving: Serving,
-) {
+}
+
+async fn serve_firm(task: FirmTask) {
+    let FirmTask {
+        base,
+        home,
+        name,
+        fence,
+        clock,
+        instance,
+        stop,
+        serving,
+    } = task;
     let result = async {
         let (cfg, mut store) = app::open_firm(&base, &home, &name).await?;
         if let Some(f) = fence {
