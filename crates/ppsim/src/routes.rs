@@ -500,17 +500,16 @@ fn list(sh: &Firm, res: Res, query: &str) -> Response {
     });
     let (chunks, edit_target) = {
         let w = sh.world();
-        let sel = w.store.select(res, &q.conds, &q.order);
         let cap = if res == Res::Invoices {
             INVOICE_CAP
         } else {
             usize::MAX
         };
         let take = q.top.unwrap_or(usize::MAX).min(cap);
-        let page: Vec<(&str, Bytes)> = sel
+        let page: Vec<(&str, Bytes)> = w
+            .store
+            .select_page(res, &q.conds, &q.order, q.skip, take)
             .into_iter()
-            .skip(q.skip)
-            .take(take)
             .map(|r| (r.id.as_str(), r.bytes.clone()))
             .collect();
         let target = if page.is_empty() {

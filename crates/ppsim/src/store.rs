@@ -304,6 +304,7 @@ impl Store {
     }
 
     /// Filtered, ordered records (before `$skip`/`$top`).
+    #[cfg(test)]
     pub fn select(&self, res: Res, conds: &[(Filt, Arg)], order: &[OrderTerm]) -> Vec<&Rec> {
         let mut out: Vec<&Rec> = self.tables[res.idx()]
             .values()
@@ -323,6 +324,48 @@ impl Store {
             });
         }
         out
+    }
+
+    /// `select`'s result from position `skip`, at most `take` records, without sorting all of it:
+    /// the first `skip + take` are found by selection, then sorted (a page of a big collection
+    /// costs a scan, not a sort of the collection). Equal to `select(..)[skip..][..take]`.
+    pub fn select_page(
+        &self,
+        res: Res,
+        conds: &[(Filt, Arg)],
+        order: &[OrderTerm],
+        skip: usize,
+        take: usize,
+    ) -> Vec<&Rec> {
+        let mut out: Vec<(usize, &Rec)> = self.tables[res.idx()]
+            .values()
+            .filter(|r| conds.iter().all(|(f, a)| self.matches(res, r, f, a)))
+            .enumerate()
+            .collect();
+        // The stable sort's tie-break made explicit: the default (id) order, i.e. the position.
+        let cmp = |a: &(usize, &Rec), b: &(usize, &Rec)| {
+            for t in order {
+                let o = cmp_field(res, a.1, b.1, &t.field);
+                let o = if t.desc { o.reverse() } else { o };
+                if o.is_ne() {
+                    return o;
+                }
+            }
+            a.0.cmp(&b.0)
+        };
+        let end = skip.saturating_add(take);
+        if !order.is_empty() {
+            if end < out.len() {
+                out.select_nth_unstable_by(end, cmp);
+                out.truncate(end);
+            }
+            out.sort_unstable_by(cmp);
+        }
+        out.into_iter()
+            .skip(skip)
+            .take(take)
+            .map(|(_, r)| r)
+            .collect()
     }
 
     /// Creates a record from loose JSON, filling what is missing. Returns the created ids
@@ -802,5 +845,49 @@ fn cmp_json(a: Option<&Value>, b: Option<&Value>) -> std::cmp::Ordering {
             x.to_string().cmp(&y.to_string())
         }
         _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+#[cfg(test)]
+mod select_page_tests {
+    use super::*;
+
+    #[test]
+    fn a_page_equals_the_slice_of_the_sorted_selection() {
+        let store = crate::dataset::generate(7, 0.02, 1_767_225_600);
+        let by = |terms: &[(&str, bool)]| -> Vec<OrderTerm> {
+            terms
+                .iter()
+                .map(|(f, d)| OrderTerm {
+                    field: f.to_string(),
+                    desc: *d,
+                })
+                .collect()
+        };
+        let orders = [
+            by(&[("updated_at", false), ("id", false)]),
+            by(&[("updated_at", false)]),
+            by(&[("status", true)]),
+            by(&[]),
+        ];
+        for res in [Res::Tasks, Res::TimeEntries, Res::Invoices] {
+            for order in &orders {
+                let all = store.select(res, &[], order);
+                for (skip, take) in [(0, 7), (5, 40), (0, usize::MAX), (30, 1000), (1000, 5)] {
+                    let want: Vec<&str> = all
+                        .iter()
+                        .skip(skip)
+                        .take(take)
+                        .map(|r| r.id.as_str())
+                        .collect();
+                    let got: Vec<&str> = store
+                        .select_page(res, &[], order, skip, take)
+                        .iter()
+                        .map(|r| r.id.as_str())
+                        .collect();
+                    assert_eq!(got, want, "{res:?} {skip} {take}");
+                }
+            }
+        }
     }
 }
