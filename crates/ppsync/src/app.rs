@@ -82,13 +82,22 @@ pub async fn engine(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Engin
         cfg.require_credentials()?;
     }
     let (cfg, store) = open(cfg).await?;
-    engine_on(&cfg, store, clock)
+    engine_on(&cfg, store, clock).await
 }
 
 /// An engine over an open store (`cfg` already the firm's).
-pub fn engine_on(cfg: &Config, store: Store, clock: Arc<dyn Clock>) -> anyhow::Result<Engine> {
+pub async fn engine_on(
+    cfg: &Config,
+    store: Store,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Engine> {
     cfg.require_credentials()?;
     let client = client(cfg, &store, clock.clone())?;
+    // What this firm spent in the current window before this process (a restart, the CLI after
+    // the daemon, another instance before a hand-over) counts against the budget too.
+    let window = chrono::Duration::from_std(cfg.budget_window).unwrap_or_default();
+    let spent = store.requests_since(clock.now() - window).await?;
+    client.budget().prime(&spent).await;
     Ok(Engine {
         client,
         store,

@@ -192,7 +192,7 @@ async fn daemon(cfg: Config) -> anyhow::Result<i32> {
     if cfg.firm.is_some() || !home.firms().await?.is_empty() {
         return fleet(cfg, home, clock).await;
     }
-    let engine = app::engine_on(&cfg, home, clock.clone())?;
+    let engine = app::engine_on(&cfg, home, clock.clone()).await?;
     let shutdown = engine.shutdown.clone();
     let listener = match cfg.http_listen {
         Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
@@ -588,7 +588,7 @@ async fn sync(cfg: Config, args: SyncArgs) -> anyhow::Result<i32> {
     let (cfg, store) = app::open(&cfg).await?;
     let resources = select(&cfg, &args.resources)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let mut engine = app::engine_on(&cfg, store, clock)?;
+    let mut engine = app::engine_on(&cfg, store, clock).await?;
     let bars = Bars::new();
     engine.progress = Some(bars.clone());
     let report = engine.pass(&resources, args.full, "cli").await;

@@ -202,7 +202,7 @@ async fn serve_firm(task: FirmTask) {
             // Pages commit only while this instance still holds the firm.
             store = store.fenced(f);
         }
-        let mut engine = app::engine_on(&cfg, store, clock)?;
+        let mut engine = app::engine_on(&cfg, store, clock).await?;
         engine.instance = Some(instance);
         engine.shutdown = stop.clone();
         if let Ok(mut m) = serving.write() {

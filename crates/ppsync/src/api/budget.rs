@@ -100,6 +100,25 @@ impl Budget {
         }
     }
 
+    /// Counts requests made before this budget existed (by an earlier process or another
+    /// instance, from the run history) as sent at the given times, so a restart or a takeover
+    /// does not start with a full window. Only what still falls in the window counts.
+    pub async fn prime(&self, earlier: &[(DateTime<Utc>, u64)]) {
+        let mut s = self.state.lock().await;
+        let horizon = self.clock.now() - self.window;
+        let mut all: Vec<DateTime<Utc>> = s.sent.iter().copied().collect();
+        for (t, n) in earlier.iter().filter(|(t, _)| *t > horizon) {
+            all.extend(std::iter::repeat_n(
+                *t,
+                (*n).min(self.limit as u64) as usize,
+            ));
+        }
+        all.sort();
+        // Only the newest `limit` matter to the window.
+        let skip = all.len().saturating_sub(self.limit);
+        s.sent = all.into_iter().skip(skip).collect();
+    }
+
     /// Stops every request until `d` from now (a server's Retry-After).
     pub async fn pause_for(&self, d: Duration) {
         let mut s = self.state.lock().await;
@@ -192,6 +211,26 @@ mod tests {
         budget.acquire().await;
         assert_eq!(clock.now() - start, chrono::Duration::seconds(60));
         assert_eq!(budget.in_window().await, 3);
+    }
+
+    #[tokio::test]
+    async fn earlier_requests_count_until_they_leave_the_window() {
+        let start = crate::time::parse_api_time("2026-11-25T00:00:00").unwrap();
+        let clock = Arc::new(ManualClock(StdMutex::new(start)));
+        let budget = Budget::new(10, Duration::from_secs(60), clock.clone());
+        let ago = |s: i64| start - chrono::Duration::seconds(s);
+        // 8 requests 30 s ago count; 5 requests 90 s ago have left the window.
+        budget.prime(&[(ago(30), 8), (ago(90), 5)]).await;
+        assert_eq!(budget.in_window().await, 8);
+        budget.acquire().await;
+        budget.acquire().await;
+        assert_eq!(clock.now(), start, "two slots were left");
+        budget.acquire().await;
+        assert_eq!(
+            clock.now() - start,
+            chrono::Duration::seconds(30),
+            "the next waits until the earlier requests leave the window"
+        );
     }
 
     #[tokio::test]

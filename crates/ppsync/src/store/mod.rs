@@ -667,6 +667,22 @@ impl Store {
         })
     }
 
+    /// Requests of the passes that finished since `since` (token calls included), each at its
+    /// finish: what a new budget must count as already spent.
+    pub async fn requests_since(&self, since: DateTime<Utc>) -> Result<Vec<(DateTime<Utc>, u64)>> {
+        let sql = format!(
+            "SELECT finished_at, requests FROM {} WHERE finished_at >= $1 AND requests > 0",
+            self.t("sync_cycles")
+        );
+        on!(Db, &self.db, p => {
+            let rows: Vec<(Ts, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(Ts(since))
+                .fetch_all(p)
+                .await?;
+            Ok(rows.into_iter().map(|(t, n)| (t.0, n.max(0) as u64)).collect())
+        })
+    }
+
     /// The latest finished cycle, if any.
     pub async fn cycles_last(&self) -> Result<Option<CycleRow>> {
         Ok(self

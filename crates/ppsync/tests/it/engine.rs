@@ -399,6 +399,37 @@ async fn the_budget_is_never_exceeded_against_the_simulators_enforcement() {
 }
 
 #[tokio::test]
+async fn a_new_process_counts_what_the_last_one_spent_in_the_window() {
+    // Two `ppsync sync` processes back to back, 26 requests each, against 30 per 6 s at the
+    // simulator (29 on our side: the harness's own token redemption is in the simulator's window
+    // but in no pass). The second counts the first's requests (from the run history) and waits
+    // rather than drawing 429s.
+    let sim = ppsim::Sim::spawn(ppsim::SimConfig {
+        scale: 0.005,
+        budget_limit: 30,
+        budget_window: Duration::from_secs(6),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let app = app_with(sim, "[budget]\nrequests = 29\nwindow = \"6s\"").await;
+    app.sim.clear_journal();
+    for _ in 0..2 {
+        let (code, out, err) = app.cli(&["sync"]).await;
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let journal = app.sim.journal();
+    assert!(journal.len() >= 52, "two passes: {}", journal.len());
+    assert_eq!(
+        journal.iter().filter(|e| e.status == 429).count(),
+        0,
+        "never throttled across processes"
+    );
+    assert!(app.sim.max_requests_in_any_window() <= 30);
+    app.assert_equal_to_truth().await;
+}
+
+#[tokio::test]
 async fn two_hours_of_realistic_changes_with_deletions_end_equal_after_reconciliation() {
     let sim = ppsim::Sim::spawn(ppsim::SimConfig {
         scale: 0.02,
