@@ -23,6 +23,7 @@ use crate::record::{Row, Value};
 use crate::resource::{ColumnType, Resource};
 use crate::time::parse_api_time;
 
+mod bulk;
 mod types;
 pub use types::Ts;
 
@@ -270,6 +271,10 @@ impl Store {
             .map_err(|e| open_err(format!(
                     "not a ppsync database ({e}): point database_url at a ppsync database or a new file"
                 )))?;
+        // Indexes a killed first backfill had set aside (store/bulk.rs).
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        bulk::restore(&mut tx, None).await?;
+        tx.commit().await?;
         Ok(Store {
             db: Db::Sqlite(pool),
             schema: None,

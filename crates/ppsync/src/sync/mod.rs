@@ -398,6 +398,38 @@ impl Engine {
         stats: &mut RunStats,
         mode_out: &mut Mode,
     ) -> Result<(), Stop> {
+        // A first backfill fills its table with the secondary indexes set aside (one sort each at
+        // the end instead of random inserts into every index; SQLite only).
+        let bulk = listing.mode == Mode::Backfill;
+        if bulk {
+            let mut tx = self.store.begin().await?;
+            tx.defer_indexes(res).await?;
+            tx.commit().await?;
+        }
+        let result = self.list_pages_in(res, run, listing, stats, mode_out).await;
+        if bulk && result.is_err() && !self.shutdown.is_cancelled() {
+            // A backfill that stops early leaves the table indexed (the next one sets them aside
+            // again). On shutdown (or if this fails) the next start restores them instead.
+            let restored = async {
+                let mut tx = self.store.begin().await?;
+                tx.restore_indexes(res).await?;
+                tx.commit().await
+            };
+            if let Err(e) = restored.await {
+                tracing::warn!(resource = res.name, error = %e, "indexes not restored yet (the next start does)");
+            }
+        }
+        result
+    }
+
+    async fn list_pages_in(
+        &self,
+        res: &'static Resource,
+        run: i64,
+        listing: &mut Listing,
+        stats: &mut RunStats,
+        mode_out: &mut Mode,
+    ) -> Result<(), Stop> {
         let mut restarts = 0;
         loop {
             let Some((mut tx, page)) = self.fetch_with_policy(res, run, listing, mode_out).await?
@@ -457,8 +489,12 @@ impl Engine {
                 }
                 continue;
             }
-            // Complete: deletions (for a complete listing) and the cursor commit with the last page.
+            // Complete: deletions (for a complete listing) and the cursor commit with the last page,
+            // and a backfill's indexes come back in the same transaction.
             let mut refused = None;
+            if listing.mode == Mode::Backfill {
+                tx.restore_indexes(res).await?;
+            }
             if listing.mode.complete_listing() {
                 let unseen = tx.count_unseen(res, listing.first_run).await?;
                 let live = if unseen > 20 {

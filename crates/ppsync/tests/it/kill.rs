@@ -90,7 +90,38 @@ async fn sync_to_completion(app: &TestApp) -> Duration {
     let (code, out, err) = app.cli(&["sync"]).await;
     assert_eq!(code, 0, "the restarted pass must complete: {out}{err}");
     assert!(!err.contains("panicked"), "{err}");
-    started.elapsed()
+    let elapsed = started.elapsed();
+    assert_every_index_present(app).await;
+    elapsed
+}
+
+/// A completed pass leaves every index of the schema in place, whatever kills came before (a
+/// first backfill sets a table's secondary indexes aside while it fills it). Read on a connection
+/// of its own: opening a store would restore them itself.
+async fn assert_every_index_present(app: &TestApp) {
+    use sqlx::Connection as _;
+    if app.engine.store.sqlite_pool().is_none() {
+        return; // PostgreSQL keeps its indexes throughout.
+    }
+    let list =
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name";
+    let db = app.config_path.parent().unwrap().join("mirror.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let have: Vec<String> = sqlx::query_scalar(list).fetch_all(&mut conn).await.unwrap();
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = ppsync::store::Store::open(fresh_dir.path().join("f.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let want: Vec<String> = sqlx::query_scalar(list)
+        .fetch_all(fresh.sqlite_pool().unwrap())
+        .await
+        .unwrap();
+    fresh.close().await;
+    assert!(want.len() > 50, "the schema's indexes: {}", want.len());
+    assert_eq!(have, want, "every index is back after a completed pass");
+    let _ = conn.close().await;
 }
 
 /// Source deletions since the start, per API path (never cleared, unlike `pending_deletes`).

@@ -1,0 +1,99 @@
+//! Bulk loading for a first backfill on SQLite: secondary indexes set aside while the table fills
+//! and rebuilt by one sort at the end (random-order inserts into every index of a big table
+//! outgrow the page cache). PostgreSQL keeps its indexes (these are no-ops there).
+//!
+//! Invariant: an index is dropped only in a transaction that records its definition in
+//! `deferred_indexes`, and the row goes only with the transaction that recreates it; opening the
+//! store recreates whatever a killed process left set aside.
+
+use sqlx::{Executor as _, Row as _, SqliteConnection};
+
+use super::{Result, Tx, TxInner};
+use crate::resource::Resource;
+
+/// `CREATE [UNIQUE] INDEX name ...` as stored by SQLite, made idempotent.
+fn if_not_exists(sql: &str) -> String {
+    for prefix in ["CREATE UNIQUE INDEX ", "CREATE INDEX "] {
+        if let Some(rest) = sql.strip_prefix(prefix)
+            && !rest.starts_with("IF NOT EXISTS")
+        {
+            return format!("{prefix}IF NOT EXISTS {rest}");
+        }
+    }
+    sql.to_string()
+}
+
+/// Recreates the indexes set aside for `tbl` (every table: None).
+pub(super) async fn restore(conn: &mut SqliteConnection, tbl: Option<&str>) -> Result<u64> {
+    let rows = sqlx::query("SELECT name, sql FROM deferred_indexes WHERE $1 IS NULL OR tbl = $1")
+        .bind(tbl)
+        .fetch_all(&mut *conn)
+        .await?;
+    for r in &rows {
+        let name: String = r.try_get(0)?;
+        let sql: String = r.try_get(1)?;
+        conn.execute(sqlx::AssertSqlSafe(if_not_exists(&sql)))
+            .await?;
+        sqlx::query("DELETE FROM deferred_indexes WHERE name = $1")
+            .bind(name)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(rows.len() as u64)
+}
+
+impl Tx {
+    /// Drops the table's secondary indexes (the primary key stays), remembering their definitions.
+    pub async fn defer_indexes(&mut self, res: &Resource) -> Result<u64> {
+        let TxInner::Sqlite(tx) = &mut self.tx else {
+            return Ok(0);
+        };
+        let found = sqlx::query(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL",
+        )
+        .bind(res.name)
+        .fetch_all(&mut **tx)
+        .await?;
+        for r in &found {
+            let name: String = r.try_get(0)?;
+            let sql: String = r.try_get(1)?;
+            sqlx::query(
+                "INSERT INTO deferred_indexes (name, tbl, sql) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(&name)
+            .bind(res.name)
+            .bind(sql)
+            .execute(&mut **tx)
+            .await?;
+            // Index names come from sqlite_master; quoted all the same.
+            let drop = format!("DROP INDEX IF EXISTS \"{}\"", name.replace('"', "\"\""));
+            tx.execute(sqlx::AssertSqlSafe(drop)).await?;
+        }
+        Ok(found.len() as u64)
+    }
+
+    /// Recreates the indexes set aside for this table (one sort each).
+    pub async fn restore_indexes(&mut self, res: &Resource) -> Result<u64> {
+        match &mut self.tx {
+            TxInner::Sqlite(tx) => restore(tx, Some(res.name)).await,
+            TxInner::Pg(_) => Ok(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::if_not_exists;
+
+    #[test]
+    fn index_definitions_become_idempotent() {
+        assert_eq!(
+            if_not_exists("CREATE INDEX tasks_status ON tasks (status)"),
+            "CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status)"
+        );
+        assert_eq!(
+            if_not_exists("CREATE UNIQUE INDEX u ON t (a)"),
+            "CREATE UNIQUE INDEX IF NOT EXISTS u ON t (a)"
+        );
+    }
+}
