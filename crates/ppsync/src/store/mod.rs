@@ -250,10 +250,12 @@ impl Store {
             .foreign_keys(true)
             // Bulk writes (a backfill) spend most of their time in SQLite: 16 KiB pages hold ~8
             // records each and take a quarter of the write calls (applies to a new file only),
-            // statement journals stay in memory, and a 16 MiB page cache keeps the id and foreign
-            // key indexes hot, whose inserts land in random places.
+            // and an 8 MiB page cache per connection keeps the id index hot, whose inserts land in
+            // random places. Temporary data goes to files: rebuilding a big table's indexes after
+            // a backfill sorts on disk instead of growing the process (97 MB peak at scale 10
+            // against 118 MB with temp_store=memory, at the same speed).
             .page_size(16384)
-            .pragma("temp_store", "memory")
+            .pragma("temp_store", "file")
             .pragma("cache_size", "-8192");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
