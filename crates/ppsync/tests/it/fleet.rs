@@ -175,6 +175,22 @@ async fn three_instances_share_ten_firms_and_take_over_a_killed_ones_firms() {
         .await;
         assert_eq!(code, 0, "{out}{err}");
     }
+    // An eleventh firm whose credentials were never authorized: it fails every cycle, and the
+    // others must not notice.
+    let (code, out, err) = run_cli_async(
+        &config,
+        &[
+            "firm",
+            "add",
+            "broken",
+            "--client-id",
+            &sim.firm(0).client_id(),
+            "--client-secret",
+            &sim.firm(0).client_secret(),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
     let base = ppsync::config::Config::load(Some(&config)).unwrap();
     let home = ppsync::app::open_home(&base).await.unwrap();
     let mut stores = Vec::new();
@@ -229,7 +245,7 @@ async fn three_instances_share_ten_firms_and_take_over_a_killed_ones_firms() {
     );
     for firms in per_instance.values() {
         assert!(
-            firms.len() <= (FIRMS as usize).div_ceil(INSTANCES),
+            firms.len() <= (FIRMS as usize + 1).div_ceil(INSTANCES),
             "at most a fair share each: {per_instance:?}"
         );
     }
@@ -272,12 +288,19 @@ async fn three_instances_share_ten_firms_and_take_over_a_killed_ones_firms() {
             assert_eq!(st["resources"].as_array().unwrap().len(), 26);
         }
         let health = http.get(format!("{base}/healthz")).send().await.unwrap();
-        assert_eq!(
-            health.status(),
-            200,
-            "{n}: {}",
-            health.text().await.unwrap()
-        );
+        let status = health.status();
+        let body = health.text().await.unwrap();
+        if firms.contains("broken") {
+            // The instance serving the firm without credentials says so, naming only that firm.
+            assert_eq!(status, 503, "{n}: {body}");
+            assert!(
+                body.starts_with("behind: broken/")
+                    && body.trim().split(", ").all(|r| r.contains("broken/")),
+                "{n}: {body}"
+            );
+        } else {
+            assert_eq!(status, 200, "{n}: {body}");
+        }
         let other = (0..FIRMS)
             .map(firm_name)
             .find(|f| !firms.contains(f))
@@ -291,8 +314,8 @@ async fn three_instances_share_ten_firms_and_take_over_a_killed_ones_firms() {
     }
     assert_eq!(
         shown.len(),
-        FIRMS as usize,
-        "every firm on some instance's endpoint: {shown:?}"
+        FIRMS as usize + 1,
+        "every firm (the broken one too) on some instance's endpoint: {shown:?}"
     );
 
     // Phase 2: the busiest instance dies; its firms move; the firms keep changing meanwhile.
@@ -465,5 +488,20 @@ async fn three_instances_share_ten_firms_and_take_over_a_killed_ones_firms() {
     // Every firm's mirror equals its truth, whoever synced it last.
     for (k, (name, store)) in stores.iter().enumerate() {
         assert_store_equals_firm(store, &sim.firm(k as u32), name).await;
+    }
+    // The broken firm was served too (claimed, tried, failed), never successfully, and never
+    // stalled the others (their gaps are checked above).
+    let (_, broken) = ppsync::app::open_firm(&base, &home, "broken")
+        .await
+        .unwrap();
+    let tried = broken.cycles().await.unwrap();
+    assert!(!tried.is_empty(), "the broken firm was tried");
+    assert!(
+        tried.iter().all(|c| c.outcome != "ok"),
+        "the broken firm never synced: {:?}",
+        tried.iter().map(|c| &c.outcome).collect::<Vec<_>>()
+    );
+    for res in ppsync::resource::RESOURCES {
+        assert_eq!(broken.counts(res).await.unwrap(), (0, 0));
     }
 }
