@@ -138,17 +138,7 @@ impl TestApp {
 
     /// The mirror's live records of a resource, as stored (parsed), sorted by key.
     pub async fn mirror(&self, res: &Resource) -> Vec<Value> {
-        let mut out = Vec::new();
-        self.engine
-            .store
-            .export(res, false, |r| {
-                out.push(serde_json::from_str::<Value>(&r.data).unwrap());
-                Ok(())
-            })
-            .await
-            .unwrap();
-        sort_by_key(res, &mut out);
-        out
+        live_records(&self.engine.store, res).await
     }
 
     pub fn truth(&self, res: &Resource) -> Vec<Value> {
@@ -338,6 +328,20 @@ pub async fn count(store: &ppsync::store::Store, sql: &str) -> i64 {
     }
 }
 
+/// A store's live records of a resource, as stored (parsed), sorted by key.
+pub async fn live_records(store: &ppsync::store::Store, res: &Resource) -> Vec<Value> {
+    let mut out = Vec::new();
+    store
+        .export(res, false, |r| {
+            out.push(serde_json::from_str::<Value>(&r.data).unwrap());
+            Ok(())
+        })
+        .await
+        .unwrap();
+    sort_by_key(res, &mut out);
+    out
+}
+
 /// Asserts a store holds exactly a simulator firm's live records, every resource (no deletions
 /// pending). Returns the record count.
 pub async fn assert_store_equals_firm(
@@ -347,15 +351,7 @@ pub async fn assert_store_equals_firm(
 ) -> usize {
     let mut total = 0;
     for res in RESOURCES {
-        let mut mirror = Vec::new();
-        store
-            .export(res, false, |r| {
-                mirror.push(serde_json::from_str::<Value>(&r.data).unwrap());
-                Ok(())
-            })
-            .await
-            .unwrap();
-        sort_by_key(res, &mut mirror);
+        let mirror = live_records(store, res).await;
         let mut truth = firm.truth(res.path);
         sort_by_key(res, &mut truth);
         assert_eq!(
