@@ -341,7 +341,14 @@ impl Store {
                 Self::open_sqlite(&path.with_file_name(format!("{stem}.{name}{ext}"))).await
             }
             Db::Pg(pool) => {
-                let label = self.label.split(" (schema").next().unwrap_or_default();
+                let opts = self.pg_opts.as_deref().expect("a PostgreSQL store");
+                let label = format!(
+                    "postgres://{}@{}:{}/{}",
+                    opts.get_username(),
+                    opts.get_host(),
+                    opts.get_port(),
+                    opts.get_database().unwrap_or_default()
+                );
                 let store = Store {
                     db: Db::Pg(pool.clone()),
                     schema: Some(name.into()),
@@ -351,7 +358,7 @@ impl Store {
                     fence: None,
                 };
                 store.migrate_pg(name).await.map_err(|e| Error::Open {
-                    url: label.to_string(),
+                    url: label,
                     detail: format!("schema {name}: {e}"),
                 })?;
                 Ok(store)
