@@ -159,8 +159,41 @@ fn notification(
     now: DateTime<Utc>,
     suppressed: bool,
 ) -> Notification {
-    let record: Value = serde_json::from_str(row.data.get()).unwrap_or(Value::Null);
-    let payload = json!({
+    // A suppressed row (a first backfill's findings) is never delivered: it only keeps its id, so
+    // the deadline scan does not announce it later. Its payload says what it was without the
+    // record, which is not parsed again for it (a backfill of tasks records thousands).
+    let payload = if suppressed {
+        json!({
+            "id": id,
+            "kind": kind,
+            "resource": res.name,
+            "record_id": row.id,
+            "due": due.map(canonical),
+            "detected_at": canonical(now),
+        })
+    } else {
+        delivered_payload(res, row, kind, &id, due, now)
+    };
+    Notification {
+        id,
+        kind: kind.to_string(),
+        resource: res.name.to_string(),
+        record_id: row.id.clone(),
+        payload,
+        suppressed,
+    }
+}
+
+fn delivered_payload(
+    res: &Resource,
+    row: &Row,
+    kind: &str,
+    id: &str,
+    due: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Value {
+    let record: Value = serde_json::from_str(&row.data).unwrap_or(Value::Null);
+    json!({
         "id": id,
         "kind": kind,
         "resource": res.name,
@@ -171,15 +204,7 @@ fn notification(
         "matter_id": record.pointer("/matter_ref/id"),
         "detected_at": canonical(now),
         "record": record,
-    });
-    Notification {
-        id,
-        kind: kind.to_string(),
-        resource: res.name.to_string(),
-        record_id: row.id.clone(),
-        payload,
-        suppressed,
-    }
+    })
 }
 
 /// Enqueues deadlines that time alone brought into the window (no record changed): every open task
@@ -197,7 +222,7 @@ pub async fn deadline_scan(
             .due_between(res, rule.due_column, now, horizon, rule.due_kind)
             .await?;
         for raw in rows {
-            let row = crate::record::prepare(res, raw)?;
+            let row = crate::record::prepare(res, raw.get())?;
             if !is_open(res, &row) {
                 continue;
             }

@@ -4,7 +4,6 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
-use serde_json::value::RawValue;
 
 use crate::api::Error;
 use crate::resource::{ColumnType, Resource};
@@ -28,109 +27,221 @@ pub struct Row {
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     pub hash: i64,
-    pub data: Box<RawValue>,
+    /// The record's JSON exactly as received (checked to be a JSON object).
+    pub data: Box<str>,
     pub columns: Vec<Value>,
 }
 
-pub fn prepare(res: &Resource, raw: Box<RawValue>) -> Result<Row, Error> {
-    let v = match needed_fields(res, raw.get()) {
-        Some(v) => v,
-        None => serde_json::from_str(raw.get())
-            .map_err(|e| bad(res, "?", format!("unreadable record: {e}")))?,
-    };
-    if !v.is_object() {
-        return Err(bad(
+/// Reads a record's key, timestamps and typed columns from its JSON text. Invalid JSON is
+/// [`Error::Malformed`] (a transport problem: the page is retried); valid JSON of the wrong shape is
+/// [`Error::BadRecord`].
+pub fn prepare(res: &Resource, raw: &str) -> Result<Row, Error> {
+    Reader::new(res).prepare(raw)
+}
+
+/// What [`prepare`] needs to know about a resource's records, worked out once per listing.
+pub struct Reader<'r> {
+    res: &'r Resource,
+    /// The top-level fields read: the key, `created_at`, `updated_at`, then the first segment of
+    /// each column's pointer (each name once).
+    names: Vec<&'static str>,
+    /// Per column: which of `names` it starts at, and the segments below it.
+    columns: Vec<(usize, Vec<&'static str>)>,
+}
+
+const KEY: usize = 0;
+const CREATED_AT: usize = 1;
+const UPDATED_AT: usize = 2;
+
+impl<'r> Reader<'r> {
+    pub fn new(res: &'r Resource) -> Self {
+        let mut names = vec![res.key, "created_at", "updated_at"];
+        let columns = res
+            .columns
+            .iter()
+            .map(|c| {
+                let mut parts = segments(c.pointer);
+                let first = parts.next().unwrap_or("");
+                let at = match names.iter().position(|n| *n == first) {
+                    Some(i) => i,
+                    None => {
+                        names.push(first);
+                        names.len() - 1
+                    }
+                };
+                (at, parts.collect())
+            })
+            .collect();
+        Reader {
             res,
-            "?",
-            format!("expected an object, got {}", kind(&v)),
-        ));
-    }
-    let id = match v.get(res.key) {
-        Some(Json::String(s)) if !s.is_empty() => s.clone(),
-        Some(other) => {
-            return Err(bad(
-                res,
-                "?",
-                format!("`{}` is {}, expected a string", res.key, kind(other)),
-            ));
+            names,
+            columns,
         }
-        None => return Err(bad(res, "?", format!("the record has no `{}`", res.key))),
-    };
-    let created_at = time_field(res, &id, &v, "created_at")?;
-    let updated_at = time_field(res, &id, &v, "updated_at")?;
-    let mut columns = Vec::with_capacity(res.columns.len());
-    for c in res.columns {
-        let field = Field(c.pointer);
-        let found =
-            walk(&v, c.pointer).map_err(|detail| bad(res, &id, format!("`{field}`: {detail}")))?;
-        let value = match (found, c.ty) {
-            (None | Some(Json::Null), _) => Value::Null,
-            (Some(Json::String(s)), ColumnType::Text) => Value::Text(s.clone()),
-            (Some(Json::String(s)), ColumnType::Time) => match parse_api_time(s) {
-                Some(t) => Value::Time(t),
-                None => {
+    }
+
+    pub fn prepare(&self, raw: &str) -> Result<Row, Error> {
+        let res = self.res;
+        let fields = match self.needed_fields(raw) {
+            Some(f) => f,
+            // Not an object, or not JSON: a full parse says which.
+            None => match serde_json::from_str(raw).map_err(|e| malformed(e.to_string()))? {
+                Json::Object(mut m) => Fields(self.names.iter().map(|n| m.remove(*n)).collect()),
+                other => {
                     return Err(bad(
                         res,
-                        &id,
-                        format!("`{field}` is not a timestamp: {s:?}"),
+                        "?",
+                        format!("expected an object, got {}", kind(&other)),
                     ));
                 }
             },
-            (Some(Json::Number(n)), ColumnType::Int) => match n.as_i64() {
-                Some(i) => Value::Int(i),
-                None => return Err(bad(res, &id, format!("`{field}` is not an integer: {n}"))),
-            },
-            (Some(Json::Number(n)), ColumnType::Real) => {
-                Value::Real(n.as_f64().unwrap_or(f64::NAN))
-            }
-            (Some(Json::Bool(b)), ColumnType::Bool) => Value::Bool(*b),
-            (Some(other), ty) => {
+        };
+        let id = match fields.get(KEY) {
+            Some(Json::String(s)) if !s.is_empty() => s.clone(),
+            Some(other) => {
                 return Err(bad(
                     res,
-                    &id,
-                    format!("`{field}` is {}, expected {}", kind(other), expected(ty)),
+                    "?",
+                    format!("`{}` is {}, expected a string", res.key, kind(other)),
                 ));
             }
+            None => return Err(bad(res, "?", format!("the record has no `{}`", res.key))),
         };
-        columns.push(value);
+        let created_at = time_field(res, &id, fields.get(CREATED_AT), "created_at")?;
+        let updated_at = time_field(res, &id, fields.get(UPDATED_AT), "updated_at")?;
+        let mut columns = Vec::with_capacity(res.columns.len());
+        for (c, (at, below)) in res.columns.iter().zip(&self.columns) {
+            let field = Field(c.pointer);
+            let found = walk(fields.get(*at), below)
+                .map_err(|detail| bad(res, &id, format!("`{field}`: {detail}")))?;
+            let value = match (found, c.ty) {
+                (None | Some(Json::Null), _) => Value::Null,
+                (Some(Json::String(s)), ColumnType::Text) => Value::Text(s.clone()),
+                (Some(Json::String(s)), ColumnType::Time) => match parse_api_time(s) {
+                    Some(t) => Value::Time(t),
+                    None => {
+                        return Err(bad(
+                            res,
+                            &id,
+                            format!("`{field}` is not a timestamp: {s:?}"),
+                        ));
+                    }
+                },
+                (Some(Json::Number(n)), ColumnType::Int) => match n.as_i64() {
+                    Some(i) => Value::Int(i),
+                    None => {
+                        return Err(bad(res, &id, format!("`{field}` is not an integer: {n}")));
+                    }
+                },
+                (Some(Json::Number(n)), ColumnType::Real) => {
+                    Value::Real(n.as_f64().unwrap_or(f64::NAN))
+                }
+                (Some(Json::Bool(b)), ColumnType::Bool) => Value::Bool(*b),
+                (Some(other), ty) => {
+                    return Err(bad(
+                        res,
+                        &id,
+                        format!("`{field}` is {}, expected {}", kind(other), expected(ty)),
+                    ));
+                }
+            };
+            columns.push(value);
+        }
+        let hash = xxhash_rust::xxh3::xxh3_64(raw.as_bytes()) as i64;
+        Ok(Row {
+            id,
+            created_at,
+            updated_at,
+            hash,
+            data: raw.into(),
+            columns,
+        })
     }
-    let hash = xxhash_rust::xxh3::xxh3_64(raw.get().as_bytes()) as i64;
-    Ok(Row {
-        id,
-        created_at,
-        updated_at,
-        hash,
-        data: raw,
-        columns,
-    })
+
+    /// The fields `prepare` reads, in one parse of the record that checks all of it but
+    /// materializes only those values. `None` when the text is not a JSON object; the caller then
+    /// parses it whole (and reports whatever is wrong with it).
+    fn needed_fields(&self, raw: &str) -> Option<Fields> {
+        use serde::de::DeserializeSeed as _;
+        let mut de = serde_json::Deserializer::from_str(raw);
+        let fields = Needed(self).deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        Some(fields)
+    }
 }
 
-/// The top-level fields `prepare` reads (the key, the timestamps, each column's first segment) as
-/// a JSON object, parsed without building the whole record: only their values are materialized.
-/// `None` when the record is not a plain object of unescaped keys; the caller then parses it whole
-/// (and reports whatever is wrong with it).
-fn needed_fields(res: &Resource, raw: &str) -> Option<Json> {
-    let all: std::collections::HashMap<&str, &RawValue> = serde_json::from_str(raw).ok()?;
-    let mut out = serde_json::Map::with_capacity(res.columns.len() + 3);
-    let firsts = res.columns.iter().map(|c| {
-        c.pointer
-            .trim_start_matches('/')
-            .split('/')
-            .next()
-            .unwrap_or("")
-    });
-    for name in [res.key, "created_at", "updated_at"]
-        .into_iter()
-        .chain(firsts)
-    {
-        if out.contains_key(name) {
-            continue;
-        }
-        if let Some(value) = all.get(name) {
-            out.insert(name.to_string(), serde_json::from_str(value.get()).ok()?);
-        }
+/// The values of a [`Reader`]'s `names`, where present (the last of duplicate keys wins, as in a
+/// full parse).
+struct Fields(Vec<Option<Json>>);
+
+impl Fields {
+    fn get(&self, at: usize) -> Option<&Json> {
+        self.0.get(at).and_then(Option::as_ref)
     }
-    Some(Json::Object(out))
+}
+
+/// The segments of a column's pointer (`/account_ref/id` → `account_ref`, `id`).
+fn segments(pointer: &'static str) -> impl Iterator<Item = &'static str> {
+    pointer.trim_start_matches('/').split('/')
+}
+
+/// Deserializes an object keeping only the fields a [`Reader`] reads; the others are skipped,
+/// though still checked.
+struct Needed<'a, 'r>(&'a Reader<'r>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Needed<'_, '_> {
+    type Value = Fields;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Needed<'_, '_> {
+    type Value = Fields;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out: Vec<Option<Json>> = vec![None; self.0.names.len()];
+        while let Some(key) = map.next_key_seed(Key(self.0))? {
+            match key {
+                Some(at) => out[at] = Some(map.next_value::<Json>()?),
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Fields(out))
+    }
+}
+
+/// A key: `Some(index)` for one of the names a [`Reader`] reads, `None` for the rest.
+struct Key<'a, 'r>(&'a Reader<'r>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Key<'_, '_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Key<'_, '_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Self::Value, E> {
+        Ok(self.0.names.iter().position(|n| *n == name))
+    }
+}
+
+fn malformed(detail: String) -> Error {
+    crate::api::stream_malformed(detail)
 }
 
 /// A column's pointer shown as a dotted field name (`/account_ref/id` → `account_ref.id`).
@@ -138,7 +249,7 @@ struct Field(&'static str);
 
 impl std::fmt::Display for Field {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, part) in self.0.trim_start_matches('/').split('/').enumerate() {
+        for (i, part) in segments(self.0).enumerate() {
             if i > 0 {
                 f.write_str(".")?;
             }
@@ -151,10 +262,10 @@ impl std::fmt::Display for Field {
 fn time_field(
     res: &Resource,
     id: &str,
-    v: &Json,
+    value: Option<&Json>,
     name: &str,
 ) -> Result<Option<DateTime<Utc>>, Error> {
-    match v.get(name) {
+    match value {
         None | Some(Json::Null) => Ok(None),
         Some(Json::String(s)) => parse_api_time(s)
             .map(Some)
@@ -167,12 +278,15 @@ fn time_field(
     }
 }
 
-/// Follows a JSON pointer; an intermediate that is neither an object nor null is a type error.
-fn walk<'a>(v: &'a Json, pointer: &str) -> Result<Option<&'a Json>, String> {
-    let mut cur = v;
-    for part in pointer.trim_start_matches('/').split('/') {
+/// Follows the segments below a column's first one; an intermediate that is neither an object
+/// nor null is a type error.
+fn walk<'a>(top: Option<&'a Json>, below: &[&str]) -> Result<Option<&'a Json>, String> {
+    let Some(mut cur) = top else {
+        return Ok(None);
+    };
+    for part in below {
         match cur {
-            Json::Object(m) => match m.get(part) {
+            Json::Object(m) => match m.get(*part) {
                 Some(next) => cur = next,
                 None => return Ok(None),
             },
@@ -217,8 +331,8 @@ mod tests {
     use super::*;
     use crate::resource::find;
 
-    fn raw(s: &str) -> Box<RawValue> {
-        RawValue::from_string(s.to_string()).unwrap()
+    fn raw(s: &str) -> &str {
+        s
     }
 
     #[test]
@@ -240,7 +354,7 @@ mod tests {
         );
         assert_eq!(row.updated_at, parse_api_time("2026-11-02T10:00:00.25"));
         assert!(
-            row.data.get().contains("extra"),
+            row.data.contains("extra"),
             "unknown fields are kept in data"
         );
     }

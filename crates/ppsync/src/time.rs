@@ -11,12 +11,61 @@ use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 /// (practicepanther-api.md §4.1). Returns `None` for anything else.
 pub fn parse_api_time(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
+    if let Some(t) = parse_common(s.as_bytes()) {
+        return Some(t);
+    }
     if let Ok(d) = DateTime::parse_from_rfc3339(s) {
         return Some(d.with_timezone(&Utc));
     }
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-        .ok()
-        .map(|n| n.and_utc())
+    // Naive: `%Y-%m-%dT%H:%M:%S%.f` (chrono's own parser for this form). A space in place of `T`
+    // is refused.
+    if s.as_bytes().get(10) != Some(&b'T') {
+        return None;
+    }
+    s.parse::<NaiveDateTime>().ok().map(|n| n.and_utc())
+}
+
+/// The shapes the API sends (`2026-11-02T14:00:00`, `.1234567`, `Z`, `+05:30`), read directly: a
+/// backfill parses three timestamps per record, and chrono's general parser was a visible share of
+/// its time. Anything else (`None`) goes to chrono, which also judges what this one refuses.
+fn parse_common(s: &[u8]) -> Option<DateTime<Utc>> {
+    fn num(s: &[u8]) -> Option<u32> {
+        s.iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    }
+    if s.len() < 19
+        || s[4] != b'-'
+        || s[7] != b'-'
+        || s[10] != b'T'
+        || s[13] != b':'
+        || s[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (num(&s[0..4])?, num(&s[5..7])?, num(&s[8..10])?);
+    let (hour, min, sec) = (num(&s[11..13])?, num(&s[14..16])?, num(&s[17..19])?);
+    let mut i = 19;
+    let mut nanos = 0u32;
+    if s.get(i) == Some(&b'.') {
+        let digits = s[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if !(1..=9).contains(&digits) {
+            return None;
+        }
+        nanos = num(&s[i + 1..i + 1 + digits])? * 10u32.pow(9 - digits as u32);
+        i += 1 + digits;
+    }
+    let offset_secs = match &s[i..] {
+        [] | [b'Z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let secs = (num(&[*h1, *h2])? * 60 + num(&[*m1, *m2])?) as i32 * 60;
+            if *sign == b'-' { -secs } else { secs }
+        }
+        _ => return None,
+    };
+    let local = chrono::NaiveDate::from_ymd_opt(year as i32, month, day)?
+        .and_hms_nano_opt(hour, min, sec, nanos)?;
+    Some(local.and_utc() - chrono::Duration::seconds(i64::from(offset_secs)))
 }
 
 /// The canonical stored form: UTC, microseconds, `Z`. Fixed width, so text comparison on SQLite
@@ -90,6 +139,14 @@ mod tests {
                 "2026-04-04T06:20:36.393441Z",
             ),
             ("2026-04-04T01:20:36-05:00", "2026-04-04T06:20:36.000000Z"),
+            ("2026-04-04T11:50:36.5+05:30", "2026-04-04T06:20:36.500000Z"),
+            (
+                "2026-01-01T00:00:00.123456789Z",
+                "2026-01-01T00:00:00.123456Z",
+            ),
+            ("2024-02-29T23:59:59", "2024-02-29T23:59:59.000000Z"),
+            // Past the common shapes: chrono reads them.
+            ("2026-04-04t06:20:36z", "2026-04-04T06:20:36.000000Z"),
         ];
         for (input, want) in cases {
             assert_eq!(
@@ -103,6 +160,12 @@ mod tests {
             "yesterday",
             "2026-04-04",
             "2026-13-04T00:00:00",
+            "2025-02-29T00:00:00",
+            "2026-04-04T24:00:00",
+            "2026-04-04T06:20:36.",
+            "2026-04-04T06:20:36+5:30",
+            "2026-04-04T06:20:36 Z",
+            "2026-04-04 06:20:36",
             "1700000000",
         ] {
             assert_eq!(parse_api_time(bad), None, "{bad}");

@@ -22,6 +22,7 @@ pub use auth::{TokenStore, Tokens};
 pub use budget::Budget;
 pub use error::{Action, Class, Error};
 pub use stream::Listing;
+pub(crate) use stream::malformed as stream_malformed;
 
 use crate::time::Clock;
 
@@ -230,10 +231,20 @@ impl Client {
         }
     }
 
-    /// Starts a streamed listing of `/api/v2/{path}`.
-    pub async fn list(&self, path: &str, query: &[(String, String)]) -> Result<Listing, Error> {
+    /// Starts a streamed listing of `/api/v2/{path}`; `each` turns every record's JSON text into
+    /// a `T` on the decoding thread (see [`Listing::start`]).
+    pub async fn list<T, F>(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+        each: F,
+    ) -> Result<Listing<T>, Error>
+    where
+        T: Send + 'static,
+        F: FnMut(&str) -> Result<T, Error> + Send + 'static,
+    {
         let resp = self.get(path, query).await?;
-        Listing::start(resp)
+        Listing::start(resp, each)
     }
 
     fn backoff(&self) -> backon::ExponentialBackoff {

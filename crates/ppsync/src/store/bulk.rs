@@ -44,12 +44,17 @@ pub(super) async fn restore(conn: &mut SqliteConnection, tbl: Option<&str>) -> R
 
 impl Tx {
     /// Drops the table's secondary indexes (the primary key stays), remembering their definitions.
+    /// Kept are the indexes a backfill fills in order, at their right edge: `seen_run` (one value
+    /// for the whole pass) and `updated_at` (pages come in its order); rebuilding one costs a scan
+    /// of the whole table, keeping it costs next to nothing.
     pub async fn defer_indexes(&mut self, res: &Resource) -> Result<u64> {
         let TxInner::Sqlite(tx) = &mut self.tx else {
             return Ok(0);
         };
         let found = sqlx::query(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL",
+            "SELECT m.name, m.sql FROM sqlite_master m WHERE m.type = 'index' AND m.tbl_name = $1 \
+             AND m.sql IS NOT NULL \
+             AND ((SELECT group_concat(i.name) FROM pragma_index_info(m.name) i) NOT IN ('seen_run', 'updated_at'))",
         )
         .bind(res.name)
         .fetch_all(&mut **tx)

@@ -24,6 +24,8 @@ use crate::resource::{ColumnType, Resource};
 use crate::time::parse_api_time;
 
 mod bulk;
+#[allow(unsafe_code)] // the one exception: see the module's docs
+mod sqlite_write;
 mod types;
 pub use types::Ts;
 
@@ -35,6 +37,8 @@ pub enum Error {
     Open { url: String, detail: String },
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored sync state for {resource} is unreadable: {detail}")]
@@ -78,6 +82,10 @@ pub struct Store {
     path: Option<PathBuf>,
     pg_opts: Option<Arc<PgConnectOptions>>,
     fence: Option<Fence>,
+    /// SQLite: the one connection page transactions run on (see `open_sqlite`).
+    writer: Option<SqlitePool>,
+    /// SQLite: wakes the checkpointer after a page commits (`checkpoints`).
+    wal: Option<tokio::sync::mpsc::Sender<()>>,
 }
 
 /// An advisory lock that must still be held, by the session `pid`, for a page to commit.
@@ -212,6 +220,8 @@ impl Store {
                 path: None,
                 pg_opts: Some(Arc::new(opts)),
                 fence: None,
+                writer: None,
+                wal: None,
             };
             store.migrate_pg(schema).await.map_err(|e| {
                 open_err(format!(
@@ -256,12 +266,31 @@ impl Store {
             // against 118 MB with temp_store=memory, at the same speed).
             .page_size(16384)
             .pragma("temp_store", "file")
-            .pragma("cache_size", "-8192");
+            .pragma("cache_size", "-8192")
+            // The WAL file is cut back to 64 MiB when it starts over (a backfill grows it).
+            .pragma("journal_size_limit", "67108864");
+        // Checkpoints are the `checkpoints` task's alone: a small write on another connection
+        // would otherwise run one inline whenever the WAL has grown past 1000 pages.
+        let opts = opts.pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .connect_with(opts.clone())
+            .await
+            .map_err(|e| open_err(format!("cannot open: {e}")))?;
+        // Page transactions always run on one connection of their own. SQLite keeps a page cache
+        // per connection and drops it when another connection has written: a pool handing out
+        // its connections in turn would start every page with a cold cache (re-reading the id
+        // index from the file) and fill four caches instead of one.
+        // It leaves checkpoints (copying the WAL into the database file, a third of a commit's
+        // work in a backfill) to the `checkpoints` task, which runs them on the pool's connections,
+        // on another core, while the writer goes on with the next page.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
             .connect_with(opts)
             .await
             .map_err(|e| open_err(format!("cannot open: {e}")))?;
+        let wal = checkpoints(pool.clone());
         restrict_permissions(path);
         let mut conn = pool
             .acquire()
@@ -284,6 +313,8 @@ impl Store {
             path: Some(path.to_path_buf()),
             pg_opts: None,
             fence: None,
+            writer: Some(writer),
+            wal: Some(wal),
         })
     }
 
@@ -356,6 +387,8 @@ impl Store {
                     path: None,
                     pg_opts: self.pg_opts.clone(),
                     fence: None,
+                    writer: None,
+                    wal: None,
                 };
                 store.migrate_pg(name).await.map_err(|e| Error::Open {
                     url: label,
@@ -421,6 +454,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(w) = &self.writer {
+            w.close().await;
+        }
         on!(Db, &self.db, p => p.close().await)
     }
 
@@ -463,13 +499,14 @@ impl Store {
 
     pub async fn begin(&self) -> Result<Tx> {
         let tx = match &self.db {
-            Db::Sqlite(p) => TxInner::Sqlite(p.begin().await?),
+            Db::Sqlite(p) => TxInner::Sqlite(self.writer.as_ref().unwrap_or(p).begin().await?),
             Db::Pg(p) => TxInner::Pg(p.begin().await?),
         };
         Ok(Tx {
             tx,
             schema: self.schema.clone(),
             fence: self.fence,
+            wal: self.wal.clone(),
         })
     }
 
@@ -1031,6 +1068,7 @@ pub struct Tx {
     tx: TxInner,
     schema: Option<Arc<str>>,
     fence: Option<Fence>,
+    wal: Option<tokio::sync::mpsc::Sender<()>>,
 }
 
 impl Tx {
@@ -1041,6 +1079,9 @@ impl Tx {
     /// Upserts rows (idempotent: replaying changes nothing) and marks every row seen by `run`.
     /// Returns the records that were new or changed (by content hash) or came back from deletion,
     /// each with the value its `watch` column had before (None: the record is new).
+    ///
+    /// `only_this_run`: every row the table holds was written by `run` (it was empty when the run
+    /// began). Stored rows are then not looked up first, and a changed one reports no prior value.
     pub async fn upsert(
         &mut self,
         res: &Resource,
@@ -1048,11 +1089,27 @@ impl Tx {
         run: i64,
         now: DateTime<Utc>,
         watch: Option<&str>,
+        only_this_run: bool,
     ) -> Result<Vec<Fresh>> {
         // The last copy of an id wins: a later read is never older than an earlier one in a pass.
         dedup_keep_last(rows);
-        let mut changed = Vec::new();
         let table = self.t(res.name);
+        let tx = match &mut self.tx {
+            TxInner::Sqlite(tx) => {
+                let mut handle = tx.lock_handle().await?;
+                let write = sqlite_write::Write {
+                    table: &table,
+                    res,
+                    run,
+                    now,
+                    watch,
+                    only_this_run,
+                };
+                return blocking(|| write.rows(&mut handle, rows));
+            }
+            TxInner::Pg(tx) => tx,
+        };
+        let mut changed = Vec::new();
         let mut insert = format!(
             "INSERT INTO {table} (id, created_at, updated_at, deleted_at, synced_at, hash, seen_run, data"
         );
@@ -1071,7 +1128,7 @@ impl Tx {
         }
         let touch = format!("UPDATE {table} SET seen_run = ");
         for chunk in rows.chunks(BATCH) {
-            let known = self.known_hashes(res, chunk, watch).await?;
+            let known = known_hashes_pg(tx, &table, chunk, watch).await?;
             let (fresh, same): (Vec<&Row>, Vec<&Row>) = chunk.iter().partition(|r| {
                 known
                     .get(r.id.as_str())
@@ -1083,97 +1140,59 @@ impl Tx {
                     id: r.id.clone(),
                     prior: known.get(r.id.as_str()).map(|k| k.2.clone()),
                 }));
-                on!(TxInner, &mut self.tx, tx => {
-                    let mut q = QueryBuilder::<Dialect>::new(insert.as_str());
-                    q.push_values(&fresh, |mut b, r| {
-                        b.push_bind(r.id.as_str())
-                            .push_bind(r.created_at.map(Ts))
-                            .push_bind(r.updated_at.map(Ts))
-                            .push_bind(None::<Ts>)
-                            .push_bind(Ts(now))
-                            .push_bind(r.hash)
-                            .push_bind(run)
-                            .push_bind(&*r.data);
-                        for (v, c) in r.columns.iter().zip(res.columns) {
-                            match v {
-                                // A NULL typed as its column (PostgreSQL checks).
-                                Value::Null => match c.ty {
-                                    ColumnType::Text => b.push_bind(None::<String>),
-                                    ColumnType::Time => b.push_bind(None::<Ts>),
-                                    ColumnType::Int => b.push_bind(None::<i64>),
-                                    ColumnType::Real => b.push_bind(None::<f64>),
-                                    ColumnType::Bool => b.push_bind(None::<bool>),
-                                },
-                                Value::Text(s) => b.push_bind(s.as_str()),
-                                Value::Int(i) => b.push_bind(*i),
-                                Value::Real(f) => b.push_bind(*f),
-                                Value::Bool(x) => b.push_bind(*x),
-                                Value::Time(t) => b.push_bind(Ts(*t)),
-                            };
-                        }
-                    });
-                    q.push(on_conflict.as_str());
-                    q.build().persistent(persistent).execute(&mut **tx).await?.rows_affected()
+                let mut q = QueryBuilder::<Postgres>::new(insert.as_str());
+                q.push_values(&fresh, |mut b, r| {
+                    b.push_bind(r.id.as_str())
+                        .push_bind(r.created_at.map(Ts))
+                        .push_bind(r.updated_at.map(Ts))
+                        .push_bind(None::<Ts>)
+                        .push_bind(Ts(now))
+                        .push_bind(r.hash)
+                        .push_bind(run)
+                        // The record's text, checked JSON already: PostgreSQL parses it once more.
+                        .push_bind(&*r.data)
+                        .push_unseparated("::jsonb");
+                    for (v, c) in r.columns.iter().zip(res.columns) {
+                        match v {
+                            // A NULL typed as its column (PostgreSQL checks).
+                            Value::Null => match c.ty {
+                                ColumnType::Text => b.push_bind(None::<String>),
+                                ColumnType::Time => b.push_bind(None::<Ts>),
+                                ColumnType::Int => b.push_bind(None::<i64>),
+                                ColumnType::Real => b.push_bind(None::<f64>),
+                                ColumnType::Bool => b.push_bind(None::<bool>),
+                            },
+                            Value::Text(s) => b.push_bind(s.as_str()),
+                            Value::Int(i) => b.push_bind(*i),
+                            Value::Real(f) => b.push_bind(*f),
+                            Value::Bool(x) => b.push_bind(*x),
+                            Value::Time(t) => b.push_bind(Ts(*t)),
+                        };
+                    }
                 });
+                q.push(on_conflict.as_str());
+                q.build().persistent(persistent).execute(&mut **tx).await?;
             }
             if !same.is_empty() {
-                on!(TxInner, &mut self.tx, tx => {
-                    let mut q = QueryBuilder::<Dialect>::new(touch.as_str());
-                    q.push_bind(run).push(" WHERE id IN (");
-                    let mut sep = q.separated(", ");
-                    for r in same {
-                        sep.push_bind(r.id.as_str());
-                    }
-                    q.push(")");
-                    q.build().persistent(persistent).execute(&mut **tx).await?.rows_affected()
-                });
+                let mut q = QueryBuilder::<Postgres>::new(touch.as_str());
+                q.push_bind(run).push(" WHERE id IN (");
+                let mut sep = q.separated(", ");
+                for r in same {
+                    sep.push_bind(r.id.as_str());
+                }
+                q.push(")");
+                q.build().persistent(persistent).execute(&mut **tx).await?;
             }
         }
         Ok(changed)
     }
 
-    /// (hash, deleted, watched column) of the rows already stored.
-    async fn known_hashes(
-        &mut self,
-        res: &Resource,
-        rows: &[Row],
-        watch: Option<&str>,
-    ) -> Result<std::collections::HashMap<String, (i64, bool, Option<String>)>> {
-        let watched = watch.unwrap_or("NULL");
-        let head = format!(
-            "SELECT id, hash, deleted_at IS NOT NULL, {watched} FROM {} WHERE id IN (",
-            self.t(res.name)
-        );
-        on!(TxInner, &mut self.tx, tx => {
-            let mut q = QueryBuilder::<Dialect>::new(head);
-            let mut sep = q.separated(", ");
-            for r in rows {
-                sep.push_bind(r.id.as_str());
-            }
-            q.push(")");
-            let found = q
-                .build()
-                .persistent(rows.len() == BATCH)
-                .fetch_all(&mut **tx)
-                .await?;
-            found
-                .iter()
-                .map(|r| {
-                    Ok((
-                        r.try_get::<String, _>(0)?,
-                        (
-                            r.try_get::<i64, _>(1)?,
-                            r.try_get::<bool, _>(2)?,
-                            // An instant (due dates) as canonical text; any other column as is.
-                            match r.try_get::<Option<Ts>, _>(3) {
-                                Ok(t) => t.map(Ts::text),
-                                Err(_) => r.try_get::<Option<String>, _>(3)?,
-                            },
-                        ),
-                    ))
-                })
-                .collect()
-        })
+    /// Whether the resource's table holds no row at all.
+    pub async fn is_empty(&mut self, res: &Resource) -> Result<bool> {
+        let sql = format!("SELECT NOT EXISTS (SELECT 1 FROM {})", self.t(res.name));
+        Ok(on!(TxInner, &mut self.tx, tx => {
+            sqlx::query_scalar::<_, bool>(sqlx::AssertSqlSafe(sql)).fetch_one(&mut **tx).await?
+        }))
     }
 
     /// How many live records were not seen by runs since `first_run` (what a reconciliation would mark).
@@ -1282,6 +1301,10 @@ impl Tx {
     pub async fn enqueue(&mut self, items: &[Notification], now: DateTime<Utc>) -> Result<u64> {
         // Multi-row statements (a backfill of tasks enqueues one row per task); rows are inserted in
         // order, so a duplicate id within a statement is left alone like one already stored.
+        if let TxInner::Sqlite(tx) = &mut self.tx {
+            let mut handle = tx.lock_handle().await?;
+            return blocking(|| sqlite_write::enqueue(&mut handle, items, now));
+        }
         let mut n = 0;
         let head = format!(
             "INSERT INTO {} (id, kind, resource, record_id, payload, created_at, status, next_attempt_at, delivered_at) ",
@@ -1322,7 +1345,13 @@ impl Tx {
 
     pub async fn commit(self) -> Result<()> {
         match self.tx {
-            TxInner::Sqlite(t) => t.commit().await?,
+            TxInner::Sqlite(t) => {
+                t.commit().await?;
+                if let Some(wal) = &self.wal {
+                    // Full: a checkpoint is already due, which covers this commit too.
+                    let _ = wal.try_send(());
+                }
+            }
             TxInner::Pg(mut t) => {
                 if let Some(f) = self.fence {
                     // The fencing check: the claim session still holds the firm's lock. Checked
@@ -1366,6 +1395,80 @@ pub struct Notification {
     pub payload: serde_json::Value,
     /// Recorded but never delivered (first backfill).
     pub suppressed: bool,
+}
+
+/// (hash, deleted, watched column) of the rows already stored (PostgreSQL; SQLite looks them up
+/// one by one in `sqlite_write`).
+async fn known_hashes_pg(
+    tx: &mut sqlx::Transaction<'static, Postgres>,
+    table: &str,
+    rows: &[Row],
+    watch: Option<&str>,
+) -> Result<std::collections::HashMap<String, (i64, bool, Option<String>)>> {
+    let watched = watch.unwrap_or("NULL");
+    let head =
+        format!("SELECT id, hash, deleted_at IS NOT NULL, {watched} FROM {table} WHERE id IN (");
+    let mut q = QueryBuilder::<Postgres>::new(head);
+    let mut sep = q.separated(", ");
+    for r in rows {
+        sep.push_bind(r.id.as_str());
+    }
+    q.push(")");
+    let found = q
+        .build()
+        .persistent(rows.len() == BATCH)
+        .fetch_all(&mut **tx)
+        .await?;
+    found
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<String, _>(0)?,
+                (
+                    r.try_get::<i64, _>(1)?,
+                    r.try_get::<bool, _>(2)?,
+                    // An instant (due dates) as canonical text; any other column as is.
+                    match r.try_get::<Option<Ts>, _>(3) {
+                        Ok(t) => t.map(Ts::text),
+                        Err(_) => r.try_get::<Option<String>, _>(3)?,
+                    },
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// The checkpointer of a SQLite store: after each page's commit (and every minute), copies what
+/// the WAL holds into the database file (PASSIVE: it never blocks the writer, and the writer's
+/// next transaction starts the WAL over once everything is copied). Ends when the pool closes.
+fn checkpoints(pool: SqlitePool) -> tokio::sync::mpsc::Sender<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    tokio::spawn(async move {
+        loop {
+            // Also now and then: writes outside page transactions (run history, the outbox)
+            // go to the WAL too.
+            let woken = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await;
+            if matches!(woken, Ok(None)) || pool.is_closed() {
+                break;
+            }
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                tracing::debug!(error = %e, "WAL checkpoint deferred");
+            }
+        }
+    });
+    tx
+}
+
+/// Runs `f`, which blocks on the database, without stalling the other tasks of a multi-threaded
+/// runtime (a single-threaded one, as in unit tests, just runs it).
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 fn dedup_keep_last(rows: &mut Vec<Row>) {

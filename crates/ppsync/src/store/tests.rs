@@ -1,7 +1,6 @@
 use super::*;
 use crate::record::prepare;
 use crate::resource::{RESOURCES, find};
-use serde_json::value::RawValue;
 
 /// A fresh store on each backend: a SQLite file, and a new PostgreSQL database.
 async fn stores() -> Vec<(Option<tempfile::TempDir>, Store)> {
@@ -15,7 +14,7 @@ async fn stores() -> Vec<(Option<tempfile::TempDir>, Store)> {
 }
 
 fn row(res: &Resource, json: &str) -> Row {
-    prepare(res, RawValue::from_string(json.to_string()).unwrap()).unwrap()
+    prepare(res, json).unwrap()
 }
 
 #[tokio::test]
@@ -96,19 +95,33 @@ async fn upsert_is_idempotent_and_counts_changes() {
         let b = r#"{"id":"t2","subject":"B","updated_at":"2026-11-25T11:00:00"}"#;
         let mut tx = store.begin().await.unwrap();
         assert_eq!(
-            tx.upsert(tasks, &mut vec![row(tasks, a), row(tasks, b)], 1, now, None)
-                .await
-                .unwrap()
-                .len(),
+            tx.upsert(
+                tasks,
+                &mut vec![row(tasks, a), row(tasks, b)],
+                1,
+                now,
+                None,
+                false
+            )
+            .await
+            .unwrap()
+            .len(),
             2
         );
         tx.commit().await.unwrap();
         let mut tx = store.begin().await.unwrap();
         assert_eq!(
-            tx.upsert(tasks, &mut vec![row(tasks, a), row(tasks, b)], 2, now, None)
-                .await
-                .unwrap()
-                .len(),
+            tx.upsert(
+                tasks,
+                &mut vec![row(tasks, a), row(tasks, b)],
+                2,
+                now,
+                None,
+                false
+            )
+            .await
+            .unwrap()
+            .len(),
             0
         );
         let a2 = r#"{"id":"t1","subject":"A2","updated_at":"2026-11-25T11:05:00"}"#;
@@ -120,6 +133,7 @@ async fn upsert_is_idempotent_and_counts_changes() {
                 2,
                 now,
                 Some("subject"),
+                false,
             )
             .await
             .unwrap();
@@ -152,12 +166,19 @@ async fn reconciliation_marks_only_unseen_and_revives_returning_records() {
         let users = find("users").unwrap();
         let u = |id: &str| row(users, &format!(r#"{{"id":"{id}","display_name":"{id}"}}"#));
         let mut tx = store.begin().await.unwrap();
-        tx.upsert(users, &mut vec![u("a"), u("b"), u("c")], 1, now, None)
-            .await
-            .unwrap();
+        tx.upsert(
+            users,
+            &mut vec![u("a"), u("b"), u("c")],
+            1,
+            now,
+            None,
+            false,
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
         let mut tx = store.begin().await.unwrap();
-        tx.upsert(users, &mut vec![u("a"), u("c")], 5, now, None)
+        tx.upsert(users, &mut vec![u("a"), u("c")], 5, now, None, false)
             .await
             .unwrap();
         assert_eq!(tx.count_unseen(users, 5).await.unwrap(), 1);
@@ -167,7 +188,7 @@ async fn reconciliation_marks_only_unseen_and_revives_returning_records() {
         assert_eq!(store.counts(users).await.unwrap(), (2, 1));
         let mut tx = store.begin().await.unwrap();
         assert_eq!(
-            tx.upsert(users, &mut vec![u("b")], 6, now, None)
+            tx.upsert(users, &mut vec![u("b")], 6, now, None, false)
                 .await
                 .unwrap()
                 .len(),
@@ -258,13 +279,13 @@ async fn a_fenced_store_commits_only_while_the_claim_holds() {
         // Another key held by the same session does not count.
         let other = store.clone().fenced(Fence { pid, key: key ^ 1 });
         let mut tx = other.begin().await.unwrap();
-        tx.upsert(users, &mut vec![u("x")], 1, now, None)
+        tx.upsert(users, &mut vec![u("x")], 1, now, None, false)
             .await
             .unwrap();
         assert!(matches!(tx.commit().await, Err(Error::Fenced)));
 
         let mut tx = fenced.begin().await.unwrap();
-        tx.upsert(users, &mut vec![u(&format!("a{key}"))], 1, now, None)
+        tx.upsert(users, &mut vec![u(&format!("a{key}"))], 1, now, None, false)
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -275,7 +296,7 @@ async fn a_fenced_store_commits_only_while_the_claim_holds() {
             .await
             .unwrap();
         let mut tx = fenced.begin().await.unwrap();
-        tx.upsert(users, &mut vec![u(&format!("b{key}"))], 2, now, None)
+        tx.upsert(users, &mut vec![u(&format!("b{key}"))], 2, now, None, false)
             .await
             .unwrap();
         assert!(

@@ -105,6 +105,11 @@ struct Listing {
     #[serde(default)]
     prev_first: Option<String>,
     pages: u32,
+    /// The table was empty when this process began the listing (a first backfill): whatever it
+    /// holds is this run's, so writes need not look up what is stored. Never saved: a resumed
+    /// listing checks again.
+    #[serde(skip)]
+    new_table: bool,
 }
 
 /// What happened to one resource in a pass.
@@ -221,6 +226,7 @@ fn new_listing(mode: Mode, since: Option<DateTime<Utc>>, first_run: i64) -> List
         anchor: None,
         prev_first: None,
         pages: 0,
+        new_table: false,
     }
 }
 
@@ -404,6 +410,7 @@ impl Engine {
         if bulk {
             let mut tx = self.store.begin().await?;
             tx.defer_indexes(res).await?;
+            listing.new_table = tx.is_empty(res).await?;
             tx.commit().await?;
         }
         let result = self.list_pages_in(res, run, listing, stats, mode_out).await;
@@ -431,8 +438,12 @@ impl Engine {
         mode_out: &mut Mode,
     ) -> Result<(), Stop> {
         let mut restarts = 0;
+        // The next page's response, requested while the previous page committed.
+        let mut ahead = None;
         loop {
-            let Some((mut tx, page)) = self.fetch_with_policy(res, run, listing, mode_out).await?
+            let Some((mut tx, page)) = self
+                .fetch_with_policy(res, run, listing, mode_out, ahead.take())
+                .await?
             else {
                 continue; // the listing was re-planned (rejected cursor): start it
             };
@@ -479,8 +490,20 @@ impl Engine {
                 listing.prev_first = page.first_id.clone();
                 self.advance(listing, &page);
                 let progress = serde_json::to_value(&*listing).expect("a listing serializes");
-                tx.set_listing(res, Some(&progress), now).await?;
-                tx.commit().await?;
+                let commit = async {
+                    tx.set_listing(res, Some(&progress), now).await?;
+                    tx.commit().await
+                };
+                // The next page is requested as this one commits (its query is known now), so its
+                // first records arrive meanwhile. Not on shutdown: that request would be wasted.
+                if self.shutdown.is_cancelled() {
+                    commit.await?;
+                } else {
+                    let query = self.page_query(res, listing);
+                    let (committed, next) = tokio::join!(commit, self.list(res, &query));
+                    committed?;
+                    ahead = Some(next);
+                }
                 if self.shutdown.is_cancelled() {
                     return Err(Stop::Skip(format!(
                         "{}: stopped by shutdown; the next start resumes",
@@ -552,12 +575,16 @@ impl Engine {
         run: i64,
         listing: &mut Listing,
         mode_out: &mut Mode,
+        mut ahead: Option<Result<api::Listing<Row>, api::Error>>,
     ) -> Result<Option<(store::Tx, PageInfo)>, Stop> {
         let query = self.page_query(res, listing);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let err = match self.fetch_page(res, run, &query, listing).await {
+            let err = match self
+                .fetch_page(res, run, &query, listing, ahead.take())
+                .await
+            {
                 Ok(done) => return Ok(Some(done)),
                 Err(PageError::Store(e)) => return Err(Stop::Fatal(e.to_string())),
                 Err(PageError::Api(e)) => e,
@@ -607,19 +634,33 @@ impl Engine {
         q
     }
 
-    /// Streams one page into a transaction (not yet committed).
+    /// Requests a page of `res`; its records are parsed and prepared on the decoding thread, beside
+    /// the writes of the page before.
+    async fn list(
+        &self,
+        res: &'static Resource,
+        query: &[(String, String)],
+    ) -> Result<api::Listing<Row>, api::Error> {
+        let reader = record::Reader::new(res);
+        self.client
+            .list(res.path, query, move |raw| reader.prepare(raw))
+            .await
+    }
+
+    /// Streams one page (already requested: `ahead`) into a transaction (not yet committed).
     async fn fetch_page(
         &self,
         res: &'static Resource,
         run: i64,
         query: &[(String, String)],
         listing: &Listing,
+        ahead: Option<Result<api::Listing<Row>, api::Error>>,
     ) -> Result<(store::Tx, PageInfo), PageError> {
-        let mut stream = self
-            .client
-            .list(res.path, query)
-            .await
-            .map_err(PageError::Api)?;
+        let mut stream = match ahead {
+            Some(requested) => requested,
+            None => self.list(res, query).await,
+        }
+        .map_err(PageError::Api)?;
         let mut tx = self.store.begin().await?;
         let mut info = PageInfo {
             received: 0,
@@ -635,8 +676,7 @@ impl Engine {
         let now = self.clock.now();
         loop {
             let next = stream.next().await.map_err(PageError::Api)?;
-            let Some(raw) = next else { break };
-            let row = record::prepare(res, raw).map_err(PageError::Api)?;
+            let Some(row) = next else { break };
             if let Some(t) = row.updated_at {
                 if info.last_updated_at.is_some_and(|prev| t < prev) {
                     info.sorted_by_updated_at = false;
@@ -684,7 +724,14 @@ impl Engine {
     ) -> Result<u64, PageError> {
         let rule = crate::notify::rule(res);
         let fresh = tx
-            .upsert(res, batch, run, now, rule.map(|r| r.due_column))
+            .upsert(
+                res,
+                batch,
+                run,
+                now,
+                rule.map(|r| r.due_column),
+                listing.new_table,
+            )
             .await?;
         if rule.is_some() && !fresh.is_empty() {
             let suppressed = listing.mode == Mode::Backfill;
