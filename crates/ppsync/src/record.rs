@@ -383,6 +383,29 @@ mod tests {
     }
 
     #[test]
+    fn broken_json_is_malformed_not_a_bad_record() {
+        // Broken JSON is a transport fault (the page is retried); valid JSON of the wrong shape
+        // is the record's fault.
+        let tasks = find("tasks").unwrap();
+        for input in [
+            r#"{"id":"t1","subject":}"#,
+            r#"{"id":"t1"} x"#,
+            r#"{"id":"t1""#,
+        ] {
+            match prepare(tasks, raw(input)) {
+                Err(Error::Malformed { .. }) => {}
+                other => panic!("{input}: {other:?}"),
+            }
+        }
+        match prepare(tasks, raw(r#""just a string""#)) {
+            Err(Error::BadRecord { detail, .. }) => {
+                assert!(detail.contains("a string"), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn escaped_keys_and_duplicates_read_like_a_full_parse() {
         let tasks = find("tasks").unwrap();
         // An escaped key defeats the borrowed fast path; the full parse reads the same fields.
