@@ -1081,7 +1081,8 @@ impl Tx {
     /// each with the value its `watch` column had before (None: the record is new).
     ///
     /// `only_this_run`: every row the table holds was written by `run` (it was empty when the run
-    /// began). Stored rows are then not looked up first, and a changed one reports no prior value.
+    /// began). SQLite then skips looking stored rows up first (a changed one reports no prior
+    /// value); PostgreSQL ignores it.
     pub async fn upsert(
         &mut self,
         res: &Resource,
