@@ -101,9 +101,9 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Rows per multi-row statement: well under SQLite's 32,766 bound variables. Only full-size
-/// statements stay prepared in the connection's cache (a compiled 400-row statement is large, and
-/// every shorter tail would otherwise be cached as a statement of its own).
+/// Rows per multi-row statement (PostgreSQL; SQLite writes row by row in `sqlite_write`): well
+/// under the 65,535 bound parameters of one statement. Only full-size statements stay prepared in
+/// the connection's cache (every shorter tail would otherwise be cached as a statement of its own).
 const BATCH: usize = 400;
 
 /// Which database engine holds the mirror.
@@ -1300,12 +1300,12 @@ impl Tx {
 
     /// Enqueues notifications; an id already in the outbox is left alone (stable ids dedupe).
     pub async fn enqueue(&mut self, items: &[Notification], now: DateTime<Utc>) -> Result<u64> {
-        // Multi-row statements (a backfill of tasks enqueues one row per task); rows are inserted in
-        // order, so a duplicate id within a statement is left alone like one already stored.
         if let TxInner::Sqlite(tx) = &mut self.tx {
             let mut handle = tx.lock_handle().await?;
             return blocking(|| sqlite_write::enqueue(&mut handle, items, now));
         }
+        // PostgreSQL: multi-row statements (a backfill of tasks enqueues one row per task); rows are
+        // inserted in order, so a duplicate id within a statement is left alone like one stored.
         let mut n = 0;
         let head = format!(
             "INSERT INTO {} (id, kind, resource, record_id, payload, created_at, status, next_attempt_at, delivered_at) ",
