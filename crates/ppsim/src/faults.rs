@@ -16,6 +16,9 @@ pub enum Fault {
     RateLimitStorm { count: u32, retry_after_secs: u64 },
     /// Every request (API, token, authorize) is delayed by `ms` of real time until cleared.
     Latency { ms: u64 },
+    /// The next `count` requests (API, token, authorize) are delayed by `ms` of real time before
+    /// the server sees them (and counts them in its budget): a slow connection now and then.
+    SlowRequests { count: u32, ms: u64 },
     /// The next `count` list responses: status 200, body cut off in the middle of a record
     /// in the middle of the array (well-formed HTTP, malformed JSON).
     TruncateBody { count: u32 },
@@ -89,6 +92,7 @@ impl Faults {
             | Fault::RateLimitStorm { count, .. }
             | Fault::TruncateBody { count }
             | Fault::HtmlError { count, .. }
+            | Fault::SlowRequests { count, .. }
             | Fault::EditDuringListing { count, .. } => {
                 *count -= 1;
                 *count
@@ -101,15 +105,23 @@ impl Faults {
         out
     }
 
+    /// The delay of the request arriving now (uses up one `SlowRequests`).
     pub(crate) fn latency_ms(&self) -> u64 {
-        self.lock()
+        let slow = self
+            .take(|f| match f {
+                Fault::SlowRequests { ms, .. } => Some(*ms),
+                _ => None,
+            })
+            .unwrap_or(0);
+        slow + self
+            .lock()
             .list
             .iter()
             .map(|f| match f {
                 Fault::Latency { ms } => *ms,
                 _ => 0,
             })
-            .sum()
+            .sum::<u64>()
     }
 
     /// `(date_header_secs, stamps_secs)`.
@@ -130,6 +142,7 @@ fn counted(f: &Fault) -> Option<u32> {
         | Fault::RateLimitStorm { count, .. }
         | Fault::TruncateBody { count }
         | Fault::HtmlError { count, .. }
+        | Fault::SlowRequests { count, .. }
         | Fault::EditDuringListing { count, .. } => Some(*count),
         Fault::Latency { .. } | Fault::ClockSkew { .. } => None,
     }

@@ -81,6 +81,22 @@ async fn latency_delays_until_cleared() {
 }
 
 #[tokio::test]
+async fn slow_requests_delay_only_the_next_ones() {
+    let sim = spawn(quiet()).await;
+    let tok = &access(&sim).await;
+    sim.faults().add(Fault::SlowRequests { count: 2, ms: 300 });
+    for _ in 0..2 {
+        let t = Instant::now();
+        assert_eq!(get(&sim, tok, "/api/v2/items").await.status, StatusCode::OK);
+        assert!(t.elapsed() >= Duration::from_millis(300));
+    }
+    assert!(sim.faults().active().is_empty(), "used up");
+    let t = Instant::now();
+    get(&sim, tok, "/api/v2/items").await;
+    assert!(t.elapsed() < Duration::from_millis(300));
+}
+
+#[tokio::test]
 async fn truncated_body_is_200_and_cut_mid_record() {
     let sim = spawn(quiet()).await;
     let tok = &access(&sim).await;

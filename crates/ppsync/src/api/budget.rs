@@ -5,13 +5,12 @@
 //! demo runs a simulated day in seconds on the simulator's clock), because the limit is "N per
 //! window" rather than GCRA's burst model, and because a server 429 must pause it (rust-stack.md §3).
 
-use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::Mutex;
+use tokio::sync::Notify;
 
 use crate::time::Clock;
 
@@ -19,17 +18,59 @@ pub struct Budget {
     limit: usize,
     window: chrono::Duration,
     clock: Arc<dyn Clock>,
+    /// Never held across an await (so a [`Sent`] can settle itself in `drop`).
     state: Mutex<State>,
+    /// Woken when a request in flight settles (only waits on requests in flight need it).
+    settled: Notify,
     used: AtomicU64,
     waited_ms: AtomicU64,
 }
 
 #[derive(Default)]
 struct State {
-    /// When each of the last `limit` requests was sent.
-    sent: VecDeque<DateTime<Utc>>,
+    /// The requests that may still count at the server: those in flight (`None`) and those
+    /// answered within the window, by when they were answered.
+    sent: Vec<(u64, Option<DateTime<Utc>>)>,
+    next: u64,
     /// A server-imposed pause (Retry-After).
     paused_until: Option<DateTime<Utc>>,
+}
+
+/// A request let through the budget. It counts from the moment it is dropped: when its answer
+/// has arrived (or the attempt was given up), the latest instant at which the server can have
+/// counted it. The server counts a request when it arrives, some time between our send and its
+/// answer; counting from the answer means no delay in transit (a slow first connection, a loaded
+/// machine) can ever put more than `limit` requests in one of the server's windows, where
+/// counting from the send could by a few milliseconds at a window's edge.
+/// What an acquire does next.
+enum Wait {
+    Go(u64),
+    Sleep(chrono::Duration),
+    /// Every slot is held by a request in flight.
+    Settle,
+}
+
+#[must_use = "a request counts from when its Sent is dropped"]
+pub struct Sent<'a> {
+    budget: &'a Budget,
+    id: u64,
+}
+
+impl Drop for Sent<'_> {
+    fn drop(&mut self) {
+        let now = self.budget.clock.now();
+        if let Some(e) = self
+            .budget
+            .lock()
+            .sent
+            .iter_mut()
+            .rev()
+            .find(|e| e.0 == self.id)
+        {
+            e.1 = Some(now);
+        }
+        self.budget.settled.notify_waiters();
+    }
 }
 
 impl Budget {
@@ -39,51 +80,71 @@ impl Budget {
             window: chrono::Duration::from_std(window).unwrap_or(chrono::Duration::minutes(5)),
             clock,
             state: Mutex::new(State::default()),
+            settled: Notify::new(),
             used: AtomicU64::new(0),
             waited_ms: AtomicU64::new(0),
         }
     }
 
-    /// Waits until one more request fits in the window, then records it as sent.
-    pub async fn acquire(&self) {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No code panics while holding it; a poisoned state is still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until one more request fits in the window; it counts until its [`Sent`] is dropped
+    /// and for a window after that.
+    pub async fn acquire(&self) -> Sent<'_> {
         self.acquire_leaving(0).await
     }
 
     /// For background work (reconciliation): waits until a request fits while still leaving a
     /// fifth of the window free, so the 15-minute tier is never starved.
-    pub async fn acquire_background(&self) {
+    pub async fn acquire_background(&self) -> Sent<'_> {
         self.acquire_leaving(self.limit / 5).await
     }
 
-    async fn acquire_leaving(&self, reserve: usize) {
+    async fn acquire_leaving(&self, reserve: usize) -> Sent<'_> {
         let cap = self.limit.saturating_sub(reserve).max(1);
         loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            // Registered before the state is read, so a settle in between is not missed.
+            settled.as_mut().enable();
             let wait = {
-                let mut s = self.state.lock().await;
+                let mut s = self.lock();
                 let now = self.clock.now();
                 let horizon = now - self.window;
-                while s.sent.front().is_some_and(|t| *t <= horizon) {
-                    s.sent.pop_front();
-                }
+                s.sent.retain(|e| e.1.is_none_or(|t| t > horizon));
                 match s.paused_until {
-                    Some(p) if p > now => Some(p - now),
+                    Some(p) if p > now => Wait::Sleep(p - now),
                     _ if s.sent.len() >= cap => {
-                        // The request that frees a slot leaves the window at `its time + window`.
-                        Some(s.sent[s.sent.len() - cap] + self.window - now)
+                        // A slot frees when enough answered requests leave the window: the
+                        // (len - cap + 1)-th oldest answer + window. Requests in flight never
+                        // leave it, so with too many of them only a settle can help (None).
+                        let mut answered: Vec<DateTime<Utc>> =
+                            s.sent.iter().filter_map(|e| e.1).collect();
+                        answered.sort_unstable();
+                        match answered.get(s.sent.len() - cap) {
+                            Some(t) => Wait::Sleep(*t + self.window - now),
+                            None => Wait::Settle,
+                        }
                     }
                     _ => {
                         s.paused_until = None;
-                        s.sent.push_back(now);
-                        None
+                        let id = s.next;
+                        s.next += 1;
+                        s.sent.push((id, None));
+                        Wait::Go(id)
                     }
                 }
             };
             match wait {
-                None => {
+                Wait::Go(id) => {
                     self.used.fetch_add(1, Ordering::Relaxed);
-                    return;
+                    return Sent { budget: self, id };
                 }
-                Some(d) => {
+                Wait::Settle => settled.await,
+                Wait::Sleep(d) => {
                     let d = d
                         .to_std()
                         .unwrap_or(Duration::from_millis(1))
@@ -104,9 +165,9 @@ impl Budget {
     /// instance, from the run history) as sent at the given times, so a restart or a takeover
     /// does not start with a full window. Only what still falls in the window counts.
     pub async fn prime(&self, earlier: &[(DateTime<Utc>, u64)]) {
-        let mut s = self.state.lock().await;
+        let mut s = self.lock();
         let horizon = self.clock.now() - self.window;
-        let mut all: Vec<DateTime<Utc>> = s.sent.iter().copied().collect();
+        let mut all: Vec<DateTime<Utc>> = Vec::new();
         for (t, n) in earlier.iter().filter(|(t, _)| *t > horizon) {
             all.extend(std::iter::repeat_n(
                 *t,
@@ -114,23 +175,31 @@ impl Budget {
             ));
         }
         all.sort();
-        // Only the newest `limit` matter to the window.
+        // Only the newest `limit` matter to the window (beside this process's own).
         let skip = all.len().saturating_sub(self.limit);
-        s.sent = all.into_iter().skip(skip).collect();
+        let mut earlier: Vec<(u64, Option<DateTime<Utc>>)> = Vec::new();
+        for t in all.into_iter().skip(skip) {
+            earlier.push((s.next, Some(t)));
+            s.next += 1;
+        }
+        s.sent.splice(0..0, earlier);
     }
 
     /// Stops every request until `d` from now (a server's Retry-After).
     pub async fn pause_for(&self, d: Duration) {
-        let mut s = self.state.lock().await;
+        let mut s = self.lock();
         let until = self.clock.now() + chrono::Duration::from_std(d).unwrap_or_default();
         s.paused_until = Some(s.paused_until.map_or(until, |p| p.max(until)));
     }
 
-    /// Requests sent in the current window.
+    /// Requests that count in the current window (those in flight included).
     pub async fn in_window(&self) -> usize {
-        let s = self.state.lock().await;
+        let s = self.lock();
         let horizon = self.clock.now() - self.window;
-        s.sent.iter().filter(|t| **t > horizon).count()
+        s.sent
+            .iter()
+            .filter(|e| e.1.is_none_or(|t| t > horizon))
+            .count()
     }
 
     /// Requests sent since the process started.
@@ -173,7 +242,7 @@ mod tests {
         let budget = Budget::new(5, Duration::from_secs(60), clock.clone());
         let mut times = Vec::new();
         for _ in 0..23 {
-            budget.acquire().await;
+            let _ = budget.acquire().await;
             times.push(clock.now());
         }
         for (i, t) in times.iter().enumerate() {
@@ -197,18 +266,18 @@ mod tests {
         let clock = Arc::new(ManualClock(StdMutex::new(start)));
         let budget = Budget::new(10, Duration::from_secs(60), clock.clone());
         for _ in 0..8 {
-            budget.acquire_background().await;
+            let _ = budget.acquire_background().await;
         }
         assert_eq!(clock.now(), start, "8 of 10 fit at once");
-        budget.acquire_background().await;
+        let _ = budget.acquire_background().await;
         assert_eq!(
             clock.now() - start,
             chrono::Duration::seconds(60),
             "the 9th waits for the window"
         );
         // Scheduled work still gets the reserved slots at once.
-        budget.acquire().await;
-        budget.acquire().await;
+        let _ = budget.acquire().await;
+        let _ = budget.acquire().await;
         assert_eq!(clock.now() - start, chrono::Duration::seconds(60));
         assert_eq!(budget.in_window().await, 3);
     }
@@ -222,10 +291,10 @@ mod tests {
         // 8 requests 30 s ago count; 5 requests 90 s ago have left the window.
         budget.prime(&[(ago(30), 8), (ago(90), 5)]).await;
         assert_eq!(budget.in_window().await, 8);
-        budget.acquire().await;
-        budget.acquire().await;
+        let _ = budget.acquire().await;
+        let _ = budget.acquire().await;
         assert_eq!(clock.now(), start, "two slots were left");
-        budget.acquire().await;
+        let _ = budget.acquire().await;
         assert_eq!(
             clock.now() - start,
             chrono::Duration::seconds(30),
@@ -239,7 +308,48 @@ mod tests {
         let clock = Arc::new(ManualClock(StdMutex::new(start)));
         let budget = Budget::new(100, Duration::from_secs(300), clock.clone());
         budget.pause_for(Duration::from_secs(7)).await;
-        budget.acquire().await;
+        let _ = budget.acquire().await;
         assert_eq!(clock.now() - start, chrono::Duration::seconds(7));
+    }
+
+    #[tokio::test]
+    async fn a_request_counts_from_its_answer_and_holds_its_slot_while_in_flight() {
+        let start = crate::time::parse_api_time("2026-11-25T00:00:00").unwrap();
+        let clock = Arc::new(ManualClock(StdMutex::new(start)));
+        let budget = Arc::new(Budget::new(2, Duration::from_secs(60), clock.clone()));
+        let slow = budget.acquire().await;
+        // Answered 10 s after it was sent: the server may have counted it as late as that.
+        clock.sleep(Duration::from_secs(10)).await;
+        drop(slow);
+        let _ = budget.acquire().await;
+        assert_eq!(budget.in_window().await, 2);
+        let _ = budget.acquire().await;
+        assert_eq!(
+            clock.now() - start,
+            chrono::Duration::seconds(70),
+            "the third waits a window from the first one's answer, not from its send"
+        );
+
+        // Two in flight fill a budget of two: the next waits for an answer, then a window.
+        let budget = Arc::new(Budget::new(2, Duration::from_secs(60), clock.clone()));
+        let (a, b) = (budget.acquire().await, budget.acquire().await);
+        let before = clock.now();
+        let third = tokio::spawn({
+            let budget = budget.clone();
+            async move {
+                let _ = budget.acquire().await;
+            }
+        });
+        tokio::task::yield_now().await;
+        assert!(!third.is_finished(), "no slot while both are in flight");
+        assert_eq!(
+            clock.now(),
+            before,
+            "nothing to sleep on: it waits for an answer"
+        );
+        drop(a);
+        third.await.unwrap();
+        assert_eq!(clock.now() - before, chrono::Duration::seconds(60));
+        drop(b);
     }
 }

@@ -102,7 +102,7 @@ impl Client {
         }
     }
 
-    async fn acquire(&self) {
+    async fn acquire(&self) -> budget::Sent<'_> {
         if self.background {
             self.inner.budget.acquire_background().await
         } else {
@@ -155,7 +155,7 @@ impl Client {
         let mut auth_attempt = 0u32;
         loop {
             attempt += 1;
-            self.acquire().await;
+            let slot = self.acquire().await;
             inner.requests.fetch_add(1, Ordering::Relaxed);
             let sent = inner
                 .http
@@ -163,6 +163,8 @@ impl Client {
                 .bearer_auth(token.expose_secret())
                 .send()
                 .await;
+            // Answered (or failed): it counts in the window from now.
+            drop(slot);
             let resp = match sent {
                 Ok(r) => r,
                 Err(source) => {
@@ -282,9 +284,10 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            inner.budget.acquire().await;
+            let slot = inner.budget.acquire().await;
             inner.requests.fetch_add(1, Ordering::Relaxed);
             let sent = inner.http.post(url.clone()).form(form).send().await;
+            drop(slot);
             let resp = match sent {
                 Ok(r) => r,
                 Err(source) => {

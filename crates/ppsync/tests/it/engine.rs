@@ -399,6 +399,50 @@ async fn the_budget_is_never_exceeded_against_the_simulators_enforcement() {
 }
 
 #[tokio::test]
+async fn a_request_slow_in_transit_never_puts_one_too_many_in_the_servers_window() {
+    // The server counts a request when it arrives. The first one here takes 600 ms to get there;
+    // the ones after it are quick. A budget counting from the sends would let the fifth request
+    // go exactly one window after the first was sent: it would arrive within one window of the
+    // first's arrival, the fifth in that window, and draw a 429. Counting from the answers, it
+    // waits until one window after the first was answered.
+    let sim = ppsim::Sim::spawn(ppsim::SimConfig {
+        scale: 0.01,
+        budget_limit: 4,
+        budget_window: Duration::from_secs(2),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let app = app_with(
+        sim,
+        "[budget]\nrequests = 4\nwindow = \"2s\"\n[sync]\npage_size = 40",
+    )
+    .await;
+    app.sim.clear_journal();
+    app.sim
+        .faults()
+        .add(ppsim::Fault::SlowRequests { count: 1, ms: 600 });
+    assert_clean(&app.pass_of(&["tasks"], false).await);
+    let tasks = ppsync::resource::find("tasks").unwrap();
+    let (mut mirror, mut truth) = (app.mirror(tasks).await, app.truth(tasks));
+    sort_by_key(tasks, &mut mirror);
+    sort_by_key(tasks, &mut truth);
+    assert_eq!(mirror, truth);
+    let journal = app.sim.journal();
+    assert!(
+        journal.len() >= 6,
+        "enough requests to wait: {}",
+        journal.len()
+    );
+    assert_eq!(
+        journal.iter().filter(|e| e.status == 429).count(),
+        0,
+        "never throttled"
+    );
+    assert!(app.sim.max_requests_in_any_window() <= 4);
+}
+
+#[tokio::test]
 async fn a_new_process_counts_what_the_last_one_spent_in_the_window() {
     // Two `ppsync sync` processes back to back, 26 requests each, against 30 per 6 s at the
     // simulator (29 on our side: the harness's own token redemption is in the simulator's window
