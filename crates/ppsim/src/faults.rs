@@ -19,9 +19,14 @@ pub enum Fault {
     /// The next `count` requests (API, token, authorize) are delayed by `ms` of real time before
     /// the server sees them (and counts them in its budget): a slow connection now and then.
     SlowRequests { count: u32, ms: u64 },
-    /// The next `count` list responses: status 200, body cut off in the middle of a record
-    /// in the middle of the array (well-formed HTTP, malformed JSON).
-    TruncateBody { count: u32 },
+    /// The next `count` list responses, after `after` more have been served whole: status 200,
+    /// body cut off in the middle of a record in the middle of the array (well-formed HTTP,
+    /// malformed JSON).
+    TruncateBody {
+        count: u32,
+        #[serde(default)]
+        after: u32,
+    },
     /// The next `count` `/api/v2` requests answer an HTML error page (`text/html`) with `status`
     /// (200 allowed).
     HtmlError { count: u32, status: u16 },
@@ -88,9 +93,14 @@ impl Faults {
             .position(|f| counted(f).is_some_and(|c| c > 0) && pick(f).is_some())?;
         let out = pick(&st.list[i]);
         let left = match &mut st.list[i] {
+            Fault::TruncateBody { after, .. } if *after > 0 => {
+                // Not yet: this response is served whole.
+                *after -= 1;
+                return None;
+            }
             Fault::ServerErrors { count, .. }
             | Fault::RateLimitStorm { count, .. }
-            | Fault::TruncateBody { count }
+            | Fault::TruncateBody { count, .. }
             | Fault::HtmlError { count, .. }
             | Fault::SlowRequests { count, .. }
             | Fault::EditDuringListing { count, .. } => {
@@ -140,7 +150,7 @@ fn counted(f: &Fault) -> Option<u32> {
     match f {
         Fault::ServerErrors { count, .. }
         | Fault::RateLimitStorm { count, .. }
-        | Fault::TruncateBody { count }
+        | Fault::TruncateBody { count, .. }
         | Fault::HtmlError { count, .. }
         | Fault::SlowRequests { count, .. }
         | Fault::EditDuringListing { count, .. } => Some(*count),

@@ -101,7 +101,7 @@ async fn truncated_body_is_200_and_cut_mid_record() {
     let sim = spawn(quiet()).await;
     let tok = &access(&sim).await;
     let full = get(&sim, tok, "/api/v2/matters").await;
-    sim.faults().add(Fault::TruncateBody { count: 1 });
+    sim.faults().add(Fault::TruncateBody { count: 1, after: 0 });
     let cut = get(&sim, tok, "/api/v2/matters").await;
     assert_eq!(cut.status, StatusCode::OK);
     assert!(cut.body.len() < full.body.len() * 3 / 4 && cut.body.len() > full.body.len() / 4);
@@ -111,6 +111,15 @@ async fn truncated_body_is_200_and_cut_mid_record() {
     );
     assert!(serde_json::from_slice::<Value>(&cut.body).is_err());
     assert!(!cut.body.ends_with(b"}"), "cut inside a record");
+    assert_eq!(get(&sim, tok, "/api/v2/matters").await.body, full.body);
+    // `after`: that many are served whole first.
+    sim.faults().add(Fault::TruncateBody { count: 1, after: 2 });
+    for _ in 0..2 {
+        assert_eq!(get(&sim, tok, "/api/v2/matters").await.body, full.body);
+    }
+    assert!(
+        serde_json::from_slice::<Value>(&get(&sim, tok, "/api/v2/matters").await.body).is_err()
+    );
     assert_eq!(get(&sim, tok, "/api/v2/matters").await.body, full.body);
 }
 

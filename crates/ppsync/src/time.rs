@@ -88,6 +88,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         None => (s, "s"),
     };
     let n: u64 = num.parse().ok()?;
+    if matches!(unit, "ms" | "msec" | "msecs") {
+        return Some(Duration::from_millis(n));
+    }
     let secs = match unit {
         "s" | "sec" | "secs" => n,
         "m" | "min" | "mins" => n.checked_mul(60)?,
@@ -184,6 +187,7 @@ mod tests {
         assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
         assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172800)));
         assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
+        assert_eq!(parse_duration("50ms"), Some(Duration::from_millis(50)));
         assert_eq!(parse_duration("5 weeks"), None);
         assert_eq!(parse_duration("m"), None);
     }

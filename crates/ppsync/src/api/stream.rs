@@ -15,6 +15,8 @@
 //! all syntax is checked.
 
 use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
@@ -45,6 +47,9 @@ pub struct Listing<T> {
     chunk: std::vec::IntoIter<T>,
     received: u64,
     finished: bool,
+    /// Set by the decoding thread once every element of a complete array has gone through
+    /// `each`, while the consumer may still be records behind.
+    decoded: Arc<AtomicBool>,
 }
 
 impl<T: Send + 'static> Listing<T> {
@@ -69,6 +74,7 @@ impl<T: Send + 'static> Listing<T> {
             .unwrap_or("")
             .to_string();
         let (tx, rx) = mpsc::channel(DEPTH);
+        let decoded = Arc::new(AtomicBool::new(false));
         if !content_type.is_empty() && !content_type.contains("json") {
             // An HTML error page (a proxy, maintenance) where JSON was expected.
             let path2 = path.clone();
@@ -94,7 +100,8 @@ impl<T: Send + 'static> Listing<T> {
             let body = resp.bytes_stream().map_err(std::io::Error::other);
             let reader = SyncIoBridge::new(StreamReader::new(body));
             let path2 = path.clone();
-            tokio::task::spawn_blocking(move || decode(reader, tx, path2, each));
+            let done = decoded.clone();
+            tokio::task::spawn_blocking(move || decode(reader, tx, path2, each, &done));
         }
         Ok(Listing {
             server_date,
@@ -103,7 +110,14 @@ impl<T: Send + 'static> Listing<T> {
             chunk: Vec::new().into_iter(),
             received: 0,
             finished: false,
+            decoded,
         })
+    }
+
+    /// Whether the whole array has been received and every element prepared (the consumer may
+    /// still have records to take). False for a body that failed.
+    pub fn decoded(&self) -> bool {
+        self.decoded.load(Ordering::Acquire)
     }
 
     /// The next record, `Ok(None)` at the end of a complete array, or the error that cut it short.
@@ -142,8 +156,13 @@ enum Stop {
     Failed(Error),
 }
 
-fn decode<R, T, F>(reader: R, tx: mpsc::Sender<Item<T>>, path: String, mut each: F)
-where
+fn decode<R, T, F>(
+    reader: R,
+    tx: mpsc::Sender<Item<T>>,
+    path: String,
+    mut each: F,
+    decoded: &AtomicBool,
+) where
     R: Read,
     F: FnMut(&str) -> Result<T, Error>,
 {
@@ -161,6 +180,10 @@ where
         }
         Ok(())
     });
+    if result.is_ok() {
+        // Before the last chunk is sent: that send waits for room if the consumer lags.
+        decoded.store(true, Ordering::Release);
+    }
     // What was decoded before the end (or before an error) goes out first, in order.
     if !chunk.is_empty() && tx.blocking_send(Item::Records(chunk)).is_err() {
         return;

@@ -29,6 +29,15 @@ pub struct SyncConfig {
     pub max_catch_up: Duration,
     /// `$top` of every listing; a page this long (or a round number) means "maybe more".
     pub page_size: u32,
+    /// Most records one transaction holds when pages commit together.
+    pub commit_records: u64,
+    /// How long a transaction holding pages stays open waiting for the next page's answer. If the
+    /// answer comes within it, that page joins the same transaction (up to `commit_records`): a
+    /// backfill from a fast server commits every few pages instead of every page, which on
+    /// SQLite spares rewriting most of the id index (random GUIDs) at every commit. Kept short
+    /// because the request may need the database: a token refresh commits the rotated token on
+    /// another connection, which waits for this transaction (well within its 30 s busy timeout).
+    pub commit_wait: Duration,
     /// First run: look back this far instead of a full backfill (None = full backfill).
     pub initial_lookback: Option<Duration>,
     /// Tries of a page whose body failed (cut off, HTML) before the resource is skipped.
@@ -46,6 +55,8 @@ impl Default for SyncConfig {
             overlap: Duration::from_secs(15 * 60),
             max_catch_up: Duration::from_secs(7 * 24 * 3600),
             page_size: 2500,
+            commit_records: 25_000,
+            commit_wait: Duration::from_millis(50),
             initial_lookback: None,
             max_page_attempts: 4,
             max_delete_fraction: 0.5,
@@ -209,10 +220,43 @@ enum PageError {
     Store(store::Error),
 }
 
+/// Pages written and not yet committed: their transaction, and the listing as of the last commit
+/// (where a failure inside the group returns to, its pages rolled back).
+struct Group {
+    tx: store::Tx,
+    /// Records written in it.
+    records: u64,
+    /// What its pages added to the run's counts (taken back on a rollback).
+    seen: u64,
+    changed: u64,
+    committed: Listing,
+}
+
+impl Group {
+    async fn commit(self) -> Result<(), store::Error> {
+        self.tx.commit().await
+    }
+}
+
 impl From<store::Error> for PageError {
     fn from(e: store::Error) -> Self {
         PageError::Store(e)
     }
+}
+
+/// Commits the open transaction, if any.
+async fn commit(group: &mut Option<Group>) -> Result<(), store::Error> {
+    match group.take() {
+        Some(g) => g.commit().await,
+        None => Ok(()),
+    }
+}
+
+fn shutdown_stop(res: &Resource) -> Stop {
+    Stop::Skip(format!(
+        "{}: stopped by shutdown; the next start resumes",
+        res.name
+    ))
 }
 
 fn new_listing(mode: Mode, since: Option<DateTime<Utc>>, first_run: i64) -> Listing {
@@ -438,15 +482,33 @@ impl Engine {
         mode_out: &mut Mode,
     ) -> Result<(), Stop> {
         let mut restarts = 0;
-        // The next page's response, requested while the previous page committed.
+        // The next page's response, requested while the previous page committed (or was held).
         let mut ahead = None;
+        // The open transaction; it always holds whole pages between iterations.
+        let mut group: Option<Group> = None;
+        // Pages join a group until one fails inside it; from then on each commits alone.
+        let mut grouping = true;
         loop {
-            let Some((mut tx, page)) = self
-                .fetch_with_policy(res, run, listing, mode_out, ahead.take())
+            let Some(page) = self
+                .fetch_with_policy(
+                    res,
+                    run,
+                    listing,
+                    stats,
+                    mode_out,
+                    ahead.take(),
+                    &mut group,
+                    &mut grouping,
+                )
                 .await?
             else {
-                continue; // the listing was re-planned (rejected cursor): start it
+                continue; // re-planned (rejected cursor) or returned to the last commit
             };
+            let g = group
+                .as_mut()
+                .expect("a fetched page leaves its transaction open");
+            g.seen += page.received;
+            g.changed += page.changed;
             stats.records_seen += page.received;
             stats.records_changed += page.changed;
             if let Some(p) = &self.progress {
@@ -468,7 +530,7 @@ impl Engine {
             if !repeated && listing.skip > 0 && listing.anchor.is_some() && !page.anchor_found {
                 // Records shifted under `$skip` (deletions mid-scan): what this page held is
                 // committed (it is true data), but the listing starts again so nothing is missed.
-                tx.commit().await?;
+                commit(&mut group).await?;
                 restarts += 1;
                 if restarts > 2 {
                     return Err(Stop::Skip(format!(
@@ -490,30 +552,49 @@ impl Engine {
                 listing.prev_first = page.first_id.clone();
                 self.advance(listing, &page);
                 let progress = serde_json::to_value(&*listing).expect("a listing serializes");
-                let commit = async {
-                    tx.set_listing(res, Some(&progress), now).await?;
-                    tx.commit().await
-                };
-                // The next page is requested as this one commits (its query is known now), so its
-                // first records arrive meanwhile. Not on shutdown: that request would be wasted.
+                g.tx.set_listing(res, Some(&progress), now).await?;
+                // Not on shutdown: the next request would be wasted.
                 if self.shutdown.is_cancelled() {
-                    commit.await?;
+                    commit(&mut group).await?;
+                    return Err(shutdown_stop(res));
+                }
+                // The next page is requested now (its query is known), as this one commits.
+                let query = self.page_query(res, listing);
+                let next = self.list(res, &query);
+                if grouping
+                    && g.records < self.cfg.commit_records
+                    && !self.cfg.commit_wait.is_zero()
+                {
+                    // Held open briefly: if the answer is already here, that page joins this
+                    // transaction; if not, it commits while the request goes on.
+                    tokio::pin!(next);
+                    match tokio::time::timeout(self.cfg.commit_wait, &mut next).await {
+                        Ok(Ok(stream)) => ahead = Some(Ok(stream)),
+                        Ok(Err(e)) => {
+                            commit(&mut group).await?;
+                            ahead = Some(Err(e));
+                        }
+                        Err(_) => {
+                            commit(&mut group).await?;
+                            ahead = Some(next.await);
+                        }
+                    }
                 } else {
-                    let query = self.page_query(res, listing);
-                    let (committed, next) = tokio::join!(commit, self.list(res, &query));
+                    let g = group.take().expect("the page's transaction");
+                    let (committed, next) = tokio::join!(g.commit(), next);
                     committed?;
                     ahead = Some(next);
                 }
                 if self.shutdown.is_cancelled() {
-                    return Err(Stop::Skip(format!(
-                        "{}: stopped by shutdown; the next start resumes",
-                        res.name
-                    )));
+                    commit(&mut group).await?;
+                    return Err(shutdown_stop(res));
                 }
                 continue;
             }
             // Complete: deletions (for a complete listing) and the cursor commit with the last page,
             // and a backfill's indexes come back in the same transaction.
+            let mut g = group.take().expect("the page's transaction");
+            let tx = &mut g.tx;
             let mut refused = None;
             if listing.mode == Mode::Backfill {
                 tx.restore_indexes(res).await?;
@@ -550,7 +631,7 @@ impl Engine {
                 .unwrap_or(now);
             tx.set_cursor(res, signpost, listing.mode.complete_listing(), now)
                 .await?;
-            tx.commit().await?;
+            g.commit().await?;
             if let Some(msg) = refused {
                 return Err(Stop::Skip(msg));
             }
@@ -567,32 +648,77 @@ impl Engine {
         }
     }
 
-    /// Fetches the listing's next page, applying the error policy. `None`: the listing was
-    /// re-planned as a full listing and should start over.
+    /// Fetches the listing's next page into the open transaction (`group`, begun if there is
+    /// none), applying the error policy. `None`: the listing was re-planned (a full listing after
+    /// a rejected cursor, or returned to its last commit) and its next query must be built again.
+    ///
+    /// A failure never leaves part of a page in the transaction: if the page had written rows,
+    /// the transaction is rolled back with every page it held, the listing returns to its last
+    /// commit and pages commit one by one from then on (so a page that keeps failing is retried
+    /// and given up as it would be alone); if it had not, the whole pages before it commit.
+    #[allow(clippy::too_many_arguments)]
     async fn fetch_with_policy(
         &self,
         res: &'static Resource,
         run: i64,
         listing: &mut Listing,
+        stats: &mut RunStats,
         mode_out: &mut Mode,
         mut ahead: Option<Result<api::Listing<Row>, api::Error>>,
-    ) -> Result<Option<(store::Tx, PageInfo)>, Stop> {
+        group: &mut Option<Group>,
+        grouping: &mut bool,
+    ) -> Result<Option<PageInfo>, Stop> {
         let query = self.page_query(res, listing);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let err = match self
-                .fetch_page(res, run, &query, listing, ahead.take())
+            if group.is_none() {
+                *group = Some(Group {
+                    tx: self.store.begin().await?,
+                    records: 0,
+                    seen: 0,
+                    changed: 0,
+                    committed: listing.clone(),
+                });
+            }
+            let g = group.as_mut().expect("begun above");
+            let (err, touched) = match self
+                .fetch_page(res, run, &query, listing, ahead.take(), &mut g.tx)
                 .await
             {
-                Ok(done) => return Ok(Some(done)),
-                Err(PageError::Store(e)) => return Err(Stop::Fatal(e.to_string())),
-                Err(PageError::Api(e)) => e,
+                Ok(info) => {
+                    g.records += info.received;
+                    return Ok(Some(info));
+                }
+                Err((PageError::Store(e), _)) => return Err(Stop::Fatal(e.to_string())),
+                Err((PageError::Api(e), touched)) => (e, touched),
             };
+            let mut returned = false;
+            if touched {
+                let lost = group.take().expect("the open transaction");
+                stats.records_seen -= lost.seen;
+                stats.records_changed -= lost.changed;
+                if lost.records > 0 {
+                    tracing::warn!(
+                        resource = res.name,
+                        pages_lost = listing.pages - lost.committed.pages,
+                        "a page failed inside a transaction of several: they are read again, one commit each"
+                    );
+                    *listing = lost.committed;
+                    *grouping = false;
+                    returned = true;
+                }
+                // Dropped: rolled back.
+            } else {
+                commit(group).await?;
+            }
             match api::error::action(err.class(), attempt, self.cfg.max_page_attempts) {
                 Action::BackoffAndRetry | Action::WaitAndRetry => {
                     tracing::warn!(resource = res.name, error = %err, attempt, "page failed; retrying");
                     self.client.page_backoff(attempt).await;
+                    if returned {
+                        return Ok(None);
+                    }
                 }
                 Action::Relist if listing.mode == Mode::Incremental => {
                     tracing::warn!(resource = res.name, error = %err, "the API rejected the incremental query: re-listing fully");
@@ -647,7 +773,8 @@ impl Engine {
             .await
     }
 
-    /// Streams one page (already requested: `ahead`) into a transaction (not yet committed).
+    /// Streams one page (already requested: `ahead`) into `tx` (not committed). On failure, says
+    /// whether any of the page's rows had been written into `tx`.
     async fn fetch_page(
         &self,
         res: &'static Resource,
@@ -655,13 +782,13 @@ impl Engine {
         query: &[(String, String)],
         listing: &Listing,
         ahead: Option<Result<api::Listing<Row>, api::Error>>,
-    ) -> Result<(store::Tx, PageInfo), PageError> {
+        tx: &mut store::Tx,
+    ) -> Result<PageInfo, (PageError, bool)> {
         let mut stream = match ahead {
             Some(requested) => requested,
             None => self.list(res, query).await,
         }
-        .map_err(PageError::Api)?;
-        let mut tx = self.store.begin().await?;
+        .map_err(|e| (PageError::Api(e), false))?;
         let mut info = PageInfo {
             received: 0,
             first_id: None,
@@ -674,8 +801,12 @@ impl Engine {
         };
         let mut batch: Vec<Row> = Vec::with_capacity(WRITE_BATCH);
         let now = self.clock.now();
+        let mut touched = false;
         loop {
-            let next = stream.next().await.map_err(PageError::Api)?;
+            let next = stream
+                .next()
+                .await
+                .map_err(|e| (PageError::Api(e), touched))?;
             let Some(row) = next else { break };
             if let Some(t) = row.updated_at {
                 if info.last_updated_at.is_some_and(|prev| t < prev) {
@@ -697,19 +828,22 @@ impl Engine {
             if batch.len() >= WRITE_BATCH {
                 // The last id is taken per batch, not cloned per record.
                 info.last_id = batch.last().map(|r| r.id.clone());
+                touched = true;
                 info.changed += self
-                    .write_batch(&mut tx, res, &mut batch, run, now, listing)
-                    .await?;
+                    .write_batch(tx, res, &mut batch, run, now, listing)
+                    .await
+                    .map_err(|e| (e, true))?;
                 batch.clear();
             }
         }
         if !batch.is_empty() {
             info.last_id = batch.last().map(|r| r.id.clone());
             info.changed += self
-                .write_batch(&mut tx, res, &mut batch, run, now, listing)
-                .await?;
+                .write_batch(tx, res, &mut batch, run, now, listing)
+                .await
+                .map_err(|e| (e, true))?;
         }
-        Ok((tx, info))
+        Ok(info)
     }
 
     /// Upserts a batch and enqueues the notifications it causes, in the page's transaction.

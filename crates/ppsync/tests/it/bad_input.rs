@@ -307,9 +307,10 @@ async fn every_bad_input_is_one_named_error_and_changes_nothing() {
     unchanged("names").await;
 
     // --- What the network sends ---
-    app.sim
-        .faults()
-        .add(ppsim::Fault::TruncateBody { count: 10 });
+    app.sim.faults().add(ppsim::Fault::TruncateBody {
+        count: 10,
+        after: 0,
+    });
     let r = app.cli(&["sync", "--resource", "matters"]).await;
     app.sim.faults().clear();
     assert_skipped("truncated JSON", &r, "matters", &["matters", "cut off"]);

@@ -194,7 +194,7 @@ async fn a_5xx_burst_and_cut_bodies_and_html_pages_are_retried() {
     });
     app.sim
         .faults()
-        .add(ppsim::Fault::TruncateBody { count: 2 });
+        .add(ppsim::Fault::TruncateBody { count: 2, after: 0 });
     app.sim.faults().add(ppsim::Fault::HtmlError {
         count: 1,
         status: 502,
@@ -208,6 +208,37 @@ async fn a_5xx_burst_and_cut_bodies_and_html_pages_are_retried() {
 }
 
 #[tokio::test]
+async fn a_page_cut_inside_a_transaction_of_several_rolls_them_back_and_reads_them_again() {
+    // 5,000 tasks in pages of 2,500: the second page joins the first's transaction (its answer
+    // comes well within commit_wait), and its body is cut after more than 1,000 of its records
+    // were written into it. Nothing of either page may stay: the transaction is rolled back,
+    // the listing returns to its last commit (its start) and reads both pages again, one commit
+    // each. So the journal shows the first page twice, and the counts are those of a clean run.
+    let app = app(0.25, "[sync]\ncommit_wait = \"30s\"").await;
+    let tasks = ppsync::resource::find("tasks").unwrap();
+    let truth = app.truth(tasks);
+    assert_eq!(truth.len(), 5000);
+    app.sim.clear_journal();
+    app.sim
+        .faults()
+        .add(ppsim::Fault::TruncateBody { count: 1, after: 1 });
+    let report = app.pass_of(&["tasks"], false).await;
+    assert_clean(&report);
+    let queries: Vec<String> = app.api_requests().iter().map(|e| e.query.clone()).collect();
+    assert_eq!(queries.len(), 5, "pages 1, 2 (cut), 1, 2, 3: {queries:#?}");
+    assert_eq!(queries[0], queries[2], "the first page is read again");
+    assert_eq!(queries[1], queries[3], "then the second");
+    assert_eq!(report.outcomes[0].stats.records_changed, 5000);
+    let (mut mirror, mut truth) = (app.mirror(tasks).await, truth);
+    sort_by_key(tasks, &mut mirror);
+    sort_by_key(tasks, &mut truth);
+    assert_eq!(mirror, truth);
+    // The listing completed: a cursor, no resume point left.
+    let state = app.engine.store.state(tasks).await.unwrap();
+    assert!(state.cursor.is_some() && state.listing.is_none());
+}
+
+#[tokio::test]
 async fn a_resource_that_keeps_failing_is_skipped_and_the_others_go_on() {
     let app = app(0.01, "[sync]\nmax_attempts = 2").await;
     assert_clean(&app.pass().await);
@@ -217,7 +248,7 @@ async fn a_resource_that_keeps_failing_is_skipped_and_the_others_go_on() {
     app.advance(Duration::from_secs(15 * 60));
     app.sim
         .faults()
-        .add(ppsim::Fault::TruncateBody { count: 2 });
+        .add(ppsim::Fault::TruncateBody { count: 2, after: 0 });
     let report = app.pass_of(&["matters", "accounts"], false).await;
     assert_eq!(report.exit_code(), 1);
     assert!(
