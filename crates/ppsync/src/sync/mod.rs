@@ -203,7 +203,9 @@ impl From<store::Error> for Stop {
     }
 }
 
-/// What one page held.
+/// What one page held. All but `changed` and `server_date` is noted on the decoding thread as
+/// records are prepared, so it is known once the page is received, before it is written.
+#[derive(Clone, Debug)]
 struct PageInfo {
     received: u64,
     first_id: Option<String>,
@@ -213,6 +215,107 @@ struct PageInfo {
     sorted_by_updated_at: bool,
     anchor_found: bool,
     server_date: Option<DateTime<Utc>>,
+}
+
+impl PageInfo {
+    fn new() -> Self {
+        PageInfo {
+            received: 0,
+            first_id: None,
+            changed: 0,
+            last_id: None,
+            last_updated_at: None,
+            sorted_by_updated_at: true,
+            anchor_found: false,
+            server_date: None,
+        }
+    }
+
+    /// Takes the next record of the page into account. `anchor`: the last id of the page
+    /// before, when paging by `$skip`.
+    fn observe(&mut self, row: &Row, anchor: Option<&str>) {
+        if let Some(t) = row.updated_at {
+            if self.last_updated_at.is_some_and(|prev| t < prev) {
+                self.sorted_by_updated_at = false;
+            }
+            self.last_updated_at = Some(t);
+        }
+        if !self.anchor_found && self.received < SKIP_OVERLAP + 1 && anchor == Some(row.id.as_str())
+        {
+            self.anchor_found = true;
+        }
+        self.received += 1;
+        if self.first_id.is_none() {
+            self.first_id = Some(row.id.clone());
+        }
+        // The buffer is reused: no allocation per record.
+        let last = self.last_id.get_or_insert_with(String::new);
+        last.clear();
+        last.push_str(&row.id);
+    }
+}
+
+/// A page's response: its records as they are decoded, and what the decoding thread noted.
+struct Incoming {
+    stream: api::Listing<Row>,
+    seen: Arc<std::sync::Mutex<PageInfo>>,
+}
+
+/// A page requested on a task of its own (aborted if dropped unused).
+struct Ahead {
+    query: Vec<(String, String)>,
+    task: Option<tokio::task::JoinHandle<Result<Incoming, api::Error>>>,
+    answer: Option<Result<Incoming, api::Error>>,
+}
+
+impl Ahead {
+    /// Waits at most `limit` for the answer (the response's head, or the request's failure).
+    /// True when it is here: the request needs neither the budget nor the token store any more.
+    async fn answered_within(&mut self, limit: Duration) -> bool {
+        if let Some(task) = self.task.as_mut() {
+            match tokio::time::timeout(limit, task).await {
+                Ok(joined) => {
+                    self.task = None;
+                    self.answer = Some(join(joined));
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    async fn answer(mut self) -> Result<Incoming, api::Error> {
+        if let Some(a) = self.answer.take() {
+            return a;
+        }
+        match self.task.take() {
+            Some(task) => join(task.await),
+            None => unreachable!("an Ahead is pending or answered"),
+        }
+    }
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A request task's result; a panic in it (a bug) goes on unwinding here.
+fn join<T>(r: Result<T, tokio::task::JoinError>) -> T {
+    r.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// Where a listing goes after a page.
+enum Step {
+    /// Records shifted under `$skip` (deletions mid-scan): start the listing again.
+    Restart,
+    /// The page was the last.
+    Complete,
+    /// More pages: the listing as advanced to the next one.
+    Next(Listing),
 }
 
 enum PageError {
@@ -482,14 +585,14 @@ impl Engine {
         mode_out: &mut Mode,
     ) -> Result<(), Stop> {
         let mut restarts = 0;
-        // The next page's response, requested while the previous page committed (or was held).
-        let mut ahead = None;
+        // The next page, requested as soon as the one before was received in full.
+        let mut ahead: Option<Ahead> = None;
         // The open transaction; it always holds whole pages between iterations.
         let mut group: Option<Group> = None;
         // Pages join a group until one fails inside it; from then on each commits alone.
         let mut grouping = true;
         loop {
-            let Some(page) = self
+            let Some((page, early)) = self
                 .fetch_with_policy(
                     res,
                     run,
@@ -524,33 +627,37 @@ impl Engine {
                 });
                 listing.signpost = Some(canonical(t));
             }
-            // The same page again: the endpoint ignores `$skip` and sent everything the first time.
-            let repeated =
-                listing.skip > 0 && page.first_id.is_some() && page.first_id == listing.prev_first;
-            if !repeated && listing.skip > 0 && listing.anchor.is_some() && !page.anchor_found {
-                // Records shifted under `$skip` (deletions mid-scan): what this page held is
-                // committed (it is true data), but the listing starts again so nothing is missed.
-                commit(&mut group).await?;
-                restarts += 1;
-                if restarts > 2 {
-                    return Err(Stop::Skip(format!(
-                        "{}: records kept shifting under paging; the next pass retries",
-                        res.name
-                    )));
+            let next = match self.step(res, listing, &page) {
+                Step::Restart => {
+                    // What this page held is committed (it is true data), but the listing starts
+                    // again so nothing is missed.
+                    drop(early);
+                    commit(&mut group).await?;
+                    restarts += 1;
+                    if restarts > 2 {
+                        return Err(Stop::Skip(format!(
+                            "{}: records kept shifting under paging; the next pass retries",
+                            res.name
+                        )));
+                    }
+                    tracing::warn!(
+                        resource = res.name,
+                        "records shifted during paging: restarting the listing"
+                    );
+                    let since = listing.since.as_deref().and_then(parse_api_time);
+                    *listing = new_listing(listing.mode, since, listing.first_run);
+                    continue;
                 }
-                tracing::warn!(
-                    resource = res.name,
-                    "records shifted during paging: restarting the listing"
-                );
-                let since = listing.since.as_deref().and_then(parse_api_time);
-                *listing = new_listing(listing.mode, since, listing.first_run);
-                continue;
-            }
+                Step::Complete => None,
+                Step::Next(next) => Some(next),
+            };
             listing.pages += 1;
             let now = self.clock.now();
-            if !repeated && res.incremental != Incremental::FullListing && self.has_more(&page) {
-                listing.prev_first = page.first_id.clone();
-                self.advance(listing, &page);
+            if let Some(next) = next {
+                *listing = Listing {
+                    pages: listing.pages,
+                    ..next
+                };
                 let progress = serde_json::to_value(&*listing).expect("a listing serializes");
                 g.tx.set_listing(res, Some(&progress), now).await?;
                 // Not on shutdown: the next request would be wasted.
@@ -558,33 +665,21 @@ impl Engine {
                     commit(&mut group).await?;
                     return Err(shutdown_stop(res));
                 }
-                // The next page is requested now (its query is known), as this one commits.
+                // Usually requested already, while this page's last records were written.
                 let query = self.page_query(res, listing);
-                let next = self.list(res, &query);
-                if grouping
+                let mut next_page = match early {
+                    Some(a) if a.query == query => a,
+                    _ => self.request(res, query, listing.anchor.clone()),
+                };
+                let hold = grouping
                     && g.records < self.cfg.commit_records
-                    && !self.cfg.commit_wait.is_zero()
-                {
-                    // Held open briefly: if the answer is already here, that page joins this
-                    // transaction; if not, it commits while the request goes on.
-                    tokio::pin!(next);
-                    match tokio::time::timeout(self.cfg.commit_wait, &mut next).await {
-                        Ok(Ok(stream)) => ahead = Some(Ok(stream)),
-                        Ok(Err(e)) => {
-                            commit(&mut group).await?;
-                            ahead = Some(Err(e));
-                        }
-                        Err(_) => {
-                            commit(&mut group).await?;
-                            ahead = Some(next.await);
-                        }
-                    }
-                } else {
-                    let g = group.take().expect("the page's transaction");
-                    let (committed, next) = tokio::join!(g.commit(), next);
-                    committed?;
-                    ahead = Some(next);
+                    && !self.cfg.commit_wait.is_zero();
+                // Held open briefly: if the next answer is here, that page joins this
+                // transaction; if not, it commits while the request goes on.
+                if !hold || !next_page.answered_within(self.cfg.commit_wait).await {
+                    commit(&mut group).await?;
                 }
+                ahead = Some(next_page);
                 if self.shutdown.is_cancelled() {
                     commit(&mut group).await?;
                     return Err(shutdown_stop(res));
@@ -664,10 +759,10 @@ impl Engine {
         listing: &mut Listing,
         stats: &mut RunStats,
         mode_out: &mut Mode,
-        mut ahead: Option<Result<api::Listing<Row>, api::Error>>,
+        mut ahead: Option<Ahead>,
         group: &mut Option<Group>,
         grouping: &mut bool,
-    ) -> Result<Option<PageInfo>, Stop> {
+    ) -> Result<Option<(PageInfo, Option<Ahead>)>, Stop> {
         let query = self.page_query(res, listing);
         let mut attempt = 0;
         loop {
@@ -682,13 +777,16 @@ impl Engine {
                 });
             }
             let g = group.as_mut().expect("begun above");
+            let requested = ahead
+                .take()
+                .unwrap_or_else(|| self.request(res, query.clone(), listing.anchor.clone()));
             let (err, touched) = match self
-                .fetch_page(res, run, &query, listing, ahead.take(), &mut g.tx)
+                .fetch_page(res, run, listing, requested, &mut g.tx)
                 .await
             {
-                Ok(info) => {
+                Ok((info, next)) => {
                     g.records += info.received;
-                    return Ok(Some(info));
+                    return Ok(Some((info, next)));
                 }
                 Err((PageError::Store(e), _)) => return Err(Stop::Fatal(e.to_string())),
                 Err((PageError::Api(e), touched)) => (e, touched),
@@ -760,76 +858,100 @@ impl Engine {
         q
     }
 
-    /// Requests a page of `res`; its records are parsed and prepared on the decoding thread, beside
-    /// the writes of the page before.
-    async fn list(
+    /// Requests a page of `res` on a task of its own. Its records are parsed and prepared on the
+    /// decoding thread, beside the writes of the page before, and noted there (`PageInfo`), so
+    /// the page after can be requested as soon as this one is received in full.
+    fn request(
         &self,
         res: &'static Resource,
-        query: &[(String, String)],
-    ) -> Result<api::Listing<Row>, api::Error> {
-        let reader = record::Reader::new(res);
-        self.client
-            .list(res.path, query, move |raw| reader.prepare(raw))
-            .await
+        query: Vec<(String, String)>,
+        anchor: Option<String>,
+    ) -> Ahead {
+        let client = self.client.clone();
+        let q = query.clone();
+        let task = tokio::spawn(async move {
+            let reader = record::Reader::new(res);
+            let seen = Arc::new(std::sync::Mutex::new(PageInfo::new()));
+            let noted = seen.clone();
+            let stream = client
+                .list(res.path, &q, move |raw| {
+                    let row = reader.prepare(raw)?;
+                    noted
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .observe(&row, anchor.as_deref());
+                    Ok(row)
+                })
+                .await?;
+            Ok(Incoming { stream, seen })
+        });
+        Ahead {
+            query,
+            task: Some(task),
+            answer: None,
+        }
     }
 
-    /// Streams one page (already requested: `ahead`) into `tx` (not committed). On failure, says
-    /// whether any of the page's rows had been written into `tx`.
+    /// Where the listing goes after `page`.
+    fn step(&self, res: &Resource, listing: &Listing, page: &PageInfo) -> Step {
+        // The same page again: the endpoint ignores `$skip` and sent everything the first time.
+        let repeated =
+            listing.skip > 0 && page.first_id.is_some() && page.first_id == listing.prev_first;
+        if !repeated && listing.skip > 0 && listing.anchor.is_some() && !page.anchor_found {
+            return Step::Restart;
+        }
+        if !repeated && res.incremental != Incremental::FullListing && self.has_more(page) {
+            let mut next = listing.clone();
+            next.prev_first = page.first_id.clone();
+            self.advance(&mut next, page);
+            return Step::Next(next);
+        }
+        Step::Complete
+    }
+
+    /// Streams one page into `tx` (not committed). Once the page is received in full, the page
+    /// after it (if any) is requested, while its last records are still being written; it is
+    /// returned beside the page's info. On failure, says whether any of the page's rows had
+    /// been written into `tx`.
     async fn fetch_page(
         &self,
         res: &'static Resource,
         run: i64,
-        query: &[(String, String)],
         listing: &Listing,
-        ahead: Option<Result<api::Listing<Row>, api::Error>>,
+        requested: Ahead,
         tx: &mut store::Tx,
-    ) -> Result<PageInfo, (PageError, bool)> {
-        let mut stream = match ahead {
-            Some(requested) => requested,
-            None => self.list(res, query).await,
-        }
-        .map_err(|e| (PageError::Api(e), false))?;
-        let mut info = PageInfo {
-            received: 0,
-            first_id: None,
-            changed: 0,
-            last_id: None,
-            last_updated_at: None,
-            sorted_by_updated_at: true,
-            anchor_found: false,
-            server_date: stream.server_date,
+    ) -> Result<(PageInfo, Option<Ahead>), (PageError, bool)> {
+        let Incoming { mut stream, seen } = requested
+            .answer()
+            .await
+            .map_err(|e| (PageError::Api(e), false))?;
+        let info = |seen: &std::sync::Mutex<PageInfo>| {
+            seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
         };
+        let mut next = None;
+        let mut asked = false;
         let mut batch: Vec<Row> = Vec::with_capacity(WRITE_BATCH);
         let now = self.clock.now();
         let mut touched = false;
+        let mut changed = 0;
         loop {
-            let next = stream
+            if !asked && stream.decoded() {
+                asked = true;
+                if !self.shutdown.is_cancelled()
+                    && let Step::Next(l) = self.step(res, listing, &info(&seen))
+                {
+                    next = Some(self.request(res, self.page_query(res, &l), l.anchor.clone()));
+                }
+            }
+            let row = stream
                 .next()
                 .await
                 .map_err(|e| (PageError::Api(e), touched))?;
-            let Some(row) = next else { break };
-            if let Some(t) = row.updated_at {
-                if info.last_updated_at.is_some_and(|prev| t < prev) {
-                    info.sorted_by_updated_at = false;
-                }
-                info.last_updated_at = Some(t);
-            }
-            if !info.anchor_found
-                && info.received < SKIP_OVERLAP + 1
-                && listing.anchor.as_deref() == Some(row.id.as_str())
-            {
-                info.anchor_found = true;
-            }
-            info.received += 1;
-            if info.first_id.is_none() {
-                info.first_id = Some(row.id.clone());
-            }
+            let Some(row) = row else { break };
             batch.push(row);
             if batch.len() >= WRITE_BATCH {
-                // The last id is taken per batch, not cloned per record.
-                info.last_id = batch.last().map(|r| r.id.clone());
                 touched = true;
-                info.changed += self
+                changed += self
                     .write_batch(tx, res, &mut batch, run, now, listing)
                     .await
                     .map_err(|e| (e, true))?;
@@ -837,13 +959,15 @@ impl Engine {
             }
         }
         if !batch.is_empty() {
-            info.last_id = batch.last().map(|r| r.id.clone());
-            info.changed += self
+            changed += self
                 .write_batch(tx, res, &mut batch, run, now, listing)
                 .await
                 .map_err(|e| (e, true))?;
         }
-        Ok(info)
+        let mut info = info(&seen);
+        info.changed = changed;
+        info.server_date = stream.server_date;
+        Ok((info, next))
     }
 
     /// Upserts a batch and enqueues the notifications it causes, in the page's transaction.

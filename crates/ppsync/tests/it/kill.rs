@@ -11,13 +11,13 @@ use ppsync::resource::RESOURCES;
 
 use crate::support::*;
 
-/// Small pages, so a backfill takes many requests and transactions and kills land mid-listing;
-/// transactions of up to three pages (the simulator answers fast, so pages commit together), so
-/// kills also land inside a transaction of several pages. The budget is lifted on both sides:
+/// Small pages, so a backfill takes many requests and transactions and kills land mid-listing,
+/// in transactions of up to two pages (the simulator answers fast, so pages commit together:
+/// kills also land inside a transaction of several pages). The budget is lifted on both sides:
 /// each restart counts the requests of the passes before it (and the simulator counts every
 /// process's), so dozens of restarts within five minutes would otherwise wait out the window
 /// (the budget has tests of its own).
-const CONFIG: &str = "[sync]\npage_size = 50\ncommit_records = 120\n[budget]\nrequests = 1000000";
+const CONFIG: &str = "[sync]\npage_size = 20\ncommit_records = 30\n[budget]\nrequests = 1000000";
 
 /// A deterministic pseudo-random sequence (SplitMix64): the same kill delays on every run.
 struct Rng(u64);
@@ -351,12 +351,13 @@ async fn killed_at_random_instants_then_restarted_equals_truth_every_time() {
     let backfill_time = started.elapsed();
 
     // Incremental passes over a firm that keeps changing (15 minutes to an hour between them),
-    // with pages of 5 so that the changes of one interval take several pages (and transactions) too.
+    // with pages of 5 so that the changes of one interval take several pages too, each its own
+    // transaction (so kills land between them as often as possible).
     let text = std::fs::read_to_string(&app.config_path).unwrap();
     std::fs::write(
         &app.config_path,
-        text.replace("page_size = 50", "page_size = 5")
-            .replace("commit_records = 120", "commit_records = 12"),
+        text.replace("page_size = 20", "page_size = 5")
+            .replace("commit_records = 30", "commit_records = 5"),
     )
     .unwrap();
     advance(&app, Duration::from_secs(15 * 60), &mut all_deleted);
