@@ -43,6 +43,10 @@ struct Measured {
     truth: u64,
     elapsed: Duration,
     peak_kb: u64,
+    /// CPU seconds of the ppsync process.
+    cpu: f64,
+    /// Share of the machine's CPU taken by other tenants during the run.
+    steal: f64,
     requests: u64,
     sim_requests: usize,
     slowest: Vec<(String, f64, i64)>,
@@ -85,12 +89,21 @@ fn main() {
     }
     println!();
     println!(
-        "{:>10} {:>6} {:>10} {:>8} {:>10} {:>8} {:>9} {:>9}",
-        "backend", "scale", "records", "secs", "records/s", "peak MB", "requests", "sim build"
+        "{:>10} {:>6} {:>10} {:>8} {:>10} {:>8} {:>9} {:>8} {:>6} {:>9}",
+        "backend",
+        "scale",
+        "records",
+        "secs",
+        "records/s",
+        "peak MB",
+        "requests",
+        "cpu s",
+        "steal",
+        "sim build"
     );
     for m in &results {
         println!(
-            "{:>10} {:>6} {:>10} {:>8.2} {:>10.0} {:>8.1} {:>9} {:>8.1}s",
+            "{:>10} {:>6} {:>10} {:>8.2} {:>10.0} {:>8.1} {:>9} {:>8.2} {:>5.0}% {:>8.1}s",
             m.backend,
             m.scale,
             m.records,
@@ -98,6 +111,8 @@ fn main() {
             rate(m),
             mb(m.peak_kb),
             m.requests,
+            m.cpu,
+            m.steal * 100.0,
             m.build.as_secs_f64()
         );
     }
@@ -154,6 +169,11 @@ fn print_one(m: &Measured) {
         mb(m.peak_kb),
         m.requests,
         m.sim_requests
+    );
+    println!(
+        "  ppsync CPU {:.2}s (user + system); CPU stolen by other tenants of the machine meanwhile: {:.0}%",
+        m.cpu,
+        m.steal * 100.0
     );
     for s in &m.skipped {
         println!("  WARNING {s}");
@@ -216,7 +236,7 @@ async fn measure(bin: &Path, scale: f64, pg: bool) -> Measured {
 
     let bin2 = bin.to_path_buf();
     let cfg2 = config.clone();
-    let (code, stdout, stderr, elapsed, peak_kb) =
+    let (code, stdout, stderr, elapsed, cost) =
         tokio::task::spawn_blocking(move || run_measured(&bin2, &cfg2))
             .await
             .expect("sync thread");
@@ -263,7 +283,9 @@ async fn measure(bin: &Path, scale: f64, pg: bool) -> Measured {
         rows,
         truth,
         elapsed,
-        peak_kb,
+        peak_kb: cost.peak_kb,
+        cpu: cost.cpu,
+        steal: cost.steal,
         requests,
         sim_requests,
         slowest,
@@ -292,9 +314,21 @@ fn write_config(dir: &Path, sim: &SimHandle, db: &str) -> std::path::PathBuf {
     path
 }
 
+/// What a measured run cost besides its wall time.
+struct Cost {
+    peak_kb: u64,
+    /// CPU seconds of the child (user + system).
+    cpu: f64,
+    /// Share of the machine's CPU time the hypervisor gave to other tenants meanwhile (steal):
+    /// on a shared VM the same binary can run 1.5x slower when it is high.
+    steal: f64,
+}
+
 /// Runs `ppsync sync` and polls its peak resident set until it exits.
-/// Returns (exit code, stdout, stderr, wall time, peak kB).
-fn run_measured(bin: &Path, config: &Path) -> (i32, String, String, Duration, u64) {
+/// Returns (exit code, stdout, stderr, wall time, cost).
+fn run_measured(bin: &Path, config: &Path) -> (i32, String, String, Duration, Cost) {
+    let machine_before = machine_cpu();
+    let children_before = children_cpu();
     let start = Instant::now();
     let mut child = Command::new(bin)
         .arg("--config")
@@ -331,8 +365,46 @@ fn run_measured(bin: &Path, config: &Path) -> (i32, String, String, Duration, u6
         std::thread::sleep(Duration::from_millis(10));
     };
     let elapsed = start.elapsed();
+    let cpu = children_cpu() - children_before;
+    let (steal, total) = machine_cpu();
+    let steal = (steal - machine_before.0) as f64 / (total - machine_before.1).max(1) as f64;
     let (stdout, stderr) = reader.join().expect("output reader");
-    (status.code().unwrap_or(-1), stdout, stderr, elapsed, peak)
+    let cost = Cost {
+        peak_kb: peak,
+        cpu,
+        steal,
+    };
+    (status.code().unwrap_or(-1), stdout, stderr, elapsed, cost)
+}
+
+/// (steal, total) clock ticks of all CPUs so far, from the first line of /proc/stat.
+fn machine_cpu() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...; guest time is already in user.
+    let total = ticks.iter().take(8).sum();
+    (ticks.get(7).copied().unwrap_or(0), total)
+}
+
+/// CPU seconds of this process's children that were waited for (cutime + cstime of
+/// /proc/self/stat, in clock ticks of 1/100 s, the value Linux uses on every architecture).
+fn children_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // cutime and cstime are fields 16 and 17: indexes 13 and 14 after the name.
+    (f.get(13).copied().unwrap_or(0) + f.get(14).copied().unwrap_or(0)) as f64 / 100.0
 }
 
 fn vm_hwm_kb(status: &str) -> Option<u64> {
