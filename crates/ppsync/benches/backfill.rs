@@ -43,6 +43,8 @@ struct Measured {
     truth: u64,
     elapsed: Duration,
     peak_kb: u64,
+    /// The highest resident set by the end of each quarter of the run (kB).
+    quarters: [u64; 4],
     /// CPU seconds of the ppsync process.
     cpu: f64,
     /// Share of the machine's CPU taken by other tenants during the run.
@@ -175,6 +177,11 @@ fn print_one(m: &Measured) {
         m.cpu,
         m.steal * 100.0
     );
+    let q = m.quarters.map(|kb| format!("{:.1}", mb(kb)));
+    println!(
+        "  resident MB by the end of each quarter of the run: {} / {} / {} / {}",
+        q[0], q[1], q[2], q[3]
+    );
     for s in &m.skipped {
         println!("  WARNING {s}");
     }
@@ -284,6 +291,7 @@ async fn measure(bin: &Path, scale: f64, pg: bool) -> Measured {
         truth,
         elapsed,
         peak_kb: cost.peak_kb,
+        quarters: cost.quarters,
         cpu: cost.cpu,
         steal: cost.steal,
         requests,
@@ -322,6 +330,8 @@ struct Cost {
     /// Share of the machine's CPU time the hypervisor gave to other tenants meanwhile (steal):
     /// on a shared VM the same binary can run 1.5x slower when it is high.
     steal: f64,
+    /// The highest resident set (kB) seen by the end of each quarter of the run.
+    quarters: [u64; 4],
 }
 
 /// Runs `ppsync sync` and polls its peak resident set until it exits.
@@ -352,12 +362,17 @@ fn run_measured(bin: &Path, config: &Path) -> (i32, String, String, Duration, Co
         (o, t.join().unwrap_or_default())
     });
     let mut peak = 0u64;
+    // (elapsed, resident kB) samples: where the peak is reached shows whether memory grows with
+    // the records written or levels off.
+    let mut rss = Vec::new();
     let status = loop {
-        if let Some(kb) = std::fs::read_to_string(&status_path)
-            .ok()
-            .and_then(|s| vm_hwm_kb(&s))
-        {
-            peak = peak.max(kb);
+        if let Ok(s) = std::fs::read_to_string(&status_path) {
+            if let Some(kb) = status_kb(&s, "VmHWM:") {
+                peak = peak.max(kb);
+            }
+            if let Some(kb) = status_kb(&s, "VmRSS:") {
+                rss.push((start.elapsed(), kb));
+            }
         }
         if let Some(status) = child.try_wait().expect("wait on ppsync") {
             break status;
@@ -369,10 +384,19 @@ fn run_measured(bin: &Path, config: &Path) -> (i32, String, String, Duration, Co
     let (steal, total) = machine_cpu();
     let steal = (steal - machine_before.0) as f64 / (total - machine_before.1).max(1) as f64;
     let (stdout, stderr) = reader.join().expect("output reader");
+    // The highest resident set by each quarter of the run.
+    let quarters = [1, 2, 3, 4].map(|q| {
+        rss.iter()
+            .filter(|(t, _)| *t <= elapsed.mul_f64(q as f64 / 4.0))
+            .map(|(_, kb)| *kb)
+            .max()
+            .unwrap_or(0)
+    });
     let cost = Cost {
         peak_kb: peak,
         cpu,
         steal,
+        quarters,
     };
     (status.code().unwrap_or(-1), stdout, stderr, elapsed, cost)
 }
@@ -407,8 +431,9 @@ fn children_cpu() -> f64 {
     (f.get(13).copied().unwrap_or(0) + f.get(14).copied().unwrap_or(0)) as f64 / 100.0
 }
 
-fn vm_hwm_kb(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+/// A `kB` line of /proc/<pid>/status (`VmHWM:`, the peak resident set; `VmRSS:`, the current).
+fn status_kb(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
