@@ -399,24 +399,34 @@ async fn a_rejected_timestamp_relists_instead_of_jumping_forward() {
 
 #[tokio::test]
 async fn the_budget_is_never_exceeded_against_the_simulators_enforcement() {
+    let app = budgeted_app(30, 4).await;
+    assert_clean(&app.pass().await);
+    app.assert_equal_to_truth().await;
+    assert_never_throttled(&app, 45, 30);
+    assert!(app.engine.client.budget().total_waited_ms() > 0);
+}
+
+/// A scale-0.01 firm with `limit` requests per `secs` seconds on both sides, pages of 40.
+async fn budgeted_app(limit: u32, secs: u64) -> TestApp {
     let sim = ppsim::Sim::spawn(ppsim::SimConfig {
         scale: 0.01,
-        budget_limit: 30,
-        budget_window: Duration::from_secs(4),
+        budget_limit: limit,
+        budget_window: Duration::from_secs(secs),
         ..Default::default()
     })
     .await
     .unwrap();
-    let app = app_with(
-        sim,
-        "[budget]\nrequests = 30\nwindow = \"4s\"\n[sync]\npage_size = 40",
-    )
-    .await;
-    assert_clean(&app.pass().await);
-    app.assert_equal_to_truth().await;
+    let extra =
+        format!("[budget]\nrequests = {limit}\nwindow = \"{secs}s\"\n[sync]\npage_size = 40");
+    app_with(sim, &extra).await
+}
+
+/// More than `more_than` requests reached the simulator, none drew a 429, and none of its
+/// windows held more than `limit`.
+fn assert_never_throttled(app: &TestApp, more_than: usize, limit: u32) {
     let journal = app.sim.journal();
     assert!(
-        journal.len() > 45,
+        journal.len() > more_than,
         "enough requests to need waiting: {}",
         journal.len()
     );
@@ -425,8 +435,7 @@ async fn the_budget_is_never_exceeded_against_the_simulators_enforcement() {
         0,
         "never throttled"
     );
-    assert!(app.sim.max_requests_in_any_window() <= 30);
-    assert!(app.engine.client.budget().total_waited_ms() > 0);
+    assert!(app.sim.max_requests_in_any_window() <= limit);
 }
 
 #[tokio::test]
@@ -436,19 +445,7 @@ async fn a_request_slow_in_transit_never_puts_one_too_many_in_the_servers_window
     // go exactly one window after the first was sent: it would arrive within one window of the
     // first's arrival, the fifth in that window, and draw a 429. Counting from the answers, it
     // waits until one window after the first was answered.
-    let sim = ppsim::Sim::spawn(ppsim::SimConfig {
-        scale: 0.01,
-        budget_limit: 4,
-        budget_window: Duration::from_secs(2),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let app = app_with(
-        sim,
-        "[budget]\nrequests = 4\nwindow = \"2s\"\n[sync]\npage_size = 40",
-    )
-    .await;
+    let app = budgeted_app(4, 2).await;
     app.sim.clear_journal();
     app.sim
         .faults()
@@ -459,18 +456,7 @@ async fn a_request_slow_in_transit_never_puts_one_too_many_in_the_servers_window
     sort_by_key(tasks, &mut mirror);
     sort_by_key(tasks, &mut truth);
     assert_eq!(mirror, truth);
-    let journal = app.sim.journal();
-    assert!(
-        journal.len() >= 6,
-        "enough requests to wait: {}",
-        journal.len()
-    );
-    assert_eq!(
-        journal.iter().filter(|e| e.status == 429).count(),
-        0,
-        "never throttled"
-    );
-    assert!(app.sim.max_requests_in_any_window() <= 4);
+    assert_never_throttled(&app, 5, 4);
 }
 
 #[tokio::test]
