@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::dataset::{AccRef, Builder, Ctx, MatRef, new_uuid, stamp_precision};
+use crate::dataset::{AccRef, Builder, Ctx, MatRef, contact_ref, new_uuid, s, stamp_precision};
 use crate::model::Res;
 use crate::store::Store;
 use crate::time::TICKS_PER_SEC;
@@ -229,10 +229,46 @@ fn draw(rng: &mut ChaCha8Rng, r: Rate, frac: f64) -> u32 {
     whole as u32 + u32::from(extra)
 }
 
+/// What the generator reads of the firm to make changes (who can be assigned, what a new record
+/// can refer to, which records can be edited), kept from one advance to the next: building it reads
+/// some 40,000 records scattered over the heap, ~120 ms at the seed's scale, which was most of an
+/// advance and most of a simulated day's time. It holds while the store is at the version it was
+/// stamped with: a change made anywhere else (the control API, a test, a request) has it rebuilt.
+#[derive(Default)]
+pub struct Memo {
+    version: Option<u64>,
+    ctx: Ctx,
+    /// Per resource, ids drawn from the whole table (a deleted one is dropped when drawn).
+    keys: HashMap<Res, Vec<String>>,
+}
+
+impl Memo {
+    /// The context, rebuilt if the store changed since it was last stamped.
+    pub fn ctx(&mut self, store: &Store) -> &mut Ctx {
+        if self.version != Some(store.version()) {
+            self.ctx = Ctx::from_store(store);
+            self.keys.clear();
+            self.version = Some(store.version());
+        }
+        &mut self.ctx
+    }
+
+    /// The memo saw every change made since [`Memo::ctx`]: it holds for the store as it is now.
+    pub fn stamp(&mut self, store: &Store) {
+        self.version = Some(store.version());
+    }
+
+    /// A change the memo cannot follow: the next use rebuilds it.
+    fn forget(&mut self) {
+        self.version = None;
+    }
+}
+
 /// Runs the generator over `(old, new]`. `skew` is added to every stamp (the ClockSkew fault).
 pub fn run(
     store: &mut Store,
     rng: &mut ChaCha8Rng,
+    memo: &mut Memo,
     rates: &ChangeRates,
     old: i64,
     new: i64,
@@ -277,8 +313,12 @@ pub fn run(
     if plan.is_empty() {
         return tally.summary();
     }
-    let mut ctx = Ctx::from_store(store);
-    let mut keys: HashMap<Res, Vec<String>> = HashMap::new();
+    memo.ctx(store);
+    let Memo { ctx, keys, .. } = memo;
+    // A deleted account, matter, contact or task may still be in the context: it stays in it
+    // to the end of this advance (a create naming it is refused and skipped), then the
+    // context is rebuilt.
+    let mut ctx_outdated = false;
     let mut idrng_seed = [0u8; 32];
     rng.fill(&mut idrng_seed);
     let mut idrng = <ChaCha8Rng as rand::SeedableRng>::from_seed(idrng_seed);
@@ -287,7 +327,7 @@ pub fn run(
         let stamp = stamp_precision(rng, at + skew, old + skew);
         match kind {
             Kind::Create => {
-                let Some(made) = create_one(store, rng, &mut ctx, res, stamp, &mut new_id) else {
+                let Some(made) = create_one(store, rng, ctx, res, stamp, &mut new_id) else {
                     continue;
                 };
                 for (r, id) in made {
@@ -300,21 +340,22 @@ pub fn run(
                 }
             }
             Kind::Edit => {
-                let Some(id) = pick_live(store, rng, &mut keys, res) else {
+                let Some(id) = pick_live(store, rng, keys, res) else {
                     continue;
                 };
-                if let Ok(touched) = edit_one(store, rng, &mut ctx, res, &id, stamp) {
+                if let Ok(touched) = edit_one(store, rng, ctx, res, &id, stamp) {
                     for (r, id) in touched {
                         tally.edited(r, &id);
                     }
                 }
             }
             Kind::Delete => {
-                let Some(id) = pick_live(store, rng, &mut keys, res) else {
+                let Some(id) = pick_live(store, rng, keys, res) else {
                     continue;
                 };
                 if let Ok((deleted, edited)) = store.delete(res, &id, stamp) {
                     for (r, id) in deleted {
+                        ctx_outdated |= Ctx::REFERS_TO.contains(&r);
                         tally.deleted(r, &id);
                     }
                     for (r, id) in edited {
@@ -323,6 +364,11 @@ pub fn run(
                 }
             }
         }
+    }
+    if ctx_outdated {
+        memo.forget();
+    } else {
+        memo.stamp(store);
     }
     tally.summary()
 }
@@ -372,7 +418,14 @@ pub fn create_one(
         _ => Builder { rng, ctx }.activity(res, stamp, Some(stamp)).0,
     };
     let made = store.create(res, value, stamp, new_id).ok()?;
-    // Later changes in this advance may refer to what was just made.
+    // Later changes may refer to what was just made (the context is kept across advances).
+    for (r, id) in made.iter().skip(1) {
+        if *r == Res::Contacts
+            && let Some(rec) = store.get(Res::Contacts, id)
+        {
+            ctx.contacts.push(contact_ref(rec));
+        }
+    }
     if let Some((_, id)) = made.first()
         && let Some(rec) = store.get(res, id)
     {
@@ -399,6 +452,9 @@ pub fn create_one(
                     });
                 }
             }
+            Res::Tasks if ctx.tasks.len() < Ctx::TASKS => {
+                ctx.tasks.push((id.clone(), s(&rec.data, "subject")));
+            }
             _ => {}
         }
     }
@@ -420,4 +476,82 @@ pub fn edit_one(
         .clone();
     let patch = Builder { rng, ctx }.edit_patch(res, &rec, stamp);
     store.edit(res, id, patch, stamp)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use serde_json::json;
+
+    use super::*;
+    use crate::dataset::generate;
+
+    const START: i64 = 1_700_000_000 * TICKS_PER_SEC;
+
+    /// Ids the context names, per kind, sorted (its order may differ from a fresh build's).
+    fn names(ctx: &Ctx) -> [Vec<String>; 4] {
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        [
+            sorted(ctx.accounts.iter().map(|a| a.id.clone()).collect()),
+            sorted(ctx.matters.iter().map(|m| m.id.clone()).collect()),
+            sorted(
+                ctx.contacts
+                    .iter()
+                    .map(|c| c["id"].as_str().unwrap_or_default().to_owned())
+                    .collect(),
+            ),
+            sorted(ctx.users.iter().map(|u| u["id"].to_string()).collect()),
+        ]
+    }
+
+    #[test]
+    fn the_memo_follows_the_generators_changes_and_is_rebuilt_after_any_other() {
+        let mut store = generate(7, 0.02, START);
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let mut memo = Memo::default();
+        let busy = ChangeRates {
+            deletions_per_hour: 0.0,
+            ..ChangeRates::default()
+        };
+        // Hours of creations and edits, no deletions: the kept context names exactly what a
+        // fresh one would, new accounts' contacts included.
+        let mut t = START;
+        for _ in 0..8 {
+            let s = run(&mut store, &mut rng, &mut memo, &busy, t, t + HOUR, 0);
+            assert!(s.created.get("accounts").is_some_and(|n| *n > 0), "{s:?}");
+            t += HOUR;
+            let before = memo.version;
+            assert_eq!(names(memo.ctx(&store)), names(&Ctx::from_store(&store)));
+            assert_eq!(memo.version, before, "the memo was kept, not rebuilt");
+        }
+        // A change from outside the generator: the next use rebuilds the context.
+        let made = store
+            .create(
+                Res::Accounts,
+                json!({"display_name": "Outside, Inc."}),
+                t,
+                &mut || Uuid::new_v4(),
+            )
+            .expect("create an account");
+        let ctx = memo.ctx(&store);
+        assert!(ctx.accounts.iter().any(|a| a.id == made[0].1));
+        assert_eq!(names(ctx), names(&Ctx::from_store(&store)));
+        // Deletions of what the context names: forgotten at the end of the advance.
+        let deleting = ChangeRates {
+            deletions_per_hour: 400.0,
+            ..ChangeRates::none()
+        };
+        let s = run(&mut store, &mut rng, &mut memo, &deleting, t, t + HOUR, 0);
+        assert!(
+            Ctx::REFERS_TO
+                .iter()
+                .any(|r| s.deleted.contains_key(r.name())),
+            "{s:?}"
+        );
+        assert_eq!(memo.version, None);
+        assert_eq!(names(memo.ctx(&store)), names(&Ctx::from_store(&store)));
+    }
 }

@@ -576,11 +576,17 @@ pub struct Ctx {
     pub next_payment_number: i64,
 }
 
-fn s(v: &Map<String, Value>, k: &str) -> String {
+/// `v[k]` as a string ("" when absent).
+pub fn s(v: &Map<String, Value>, k: &str) -> String {
     v.get(k).and_then(Value::as_str).unwrap_or("").to_owned()
 }
 
 impl Ctx {
+    /// The resources whose records the context names: deleting one of them outdates it.
+    pub const REFERS_TO: [Res; 4] = [Res::Accounts, Res::Matters, Res::Contacts, Res::Tasks];
+    /// How many tasks a new record may be attached to.
+    pub const TASKS: usize = 2000;
+
     pub fn from_store(st: &Store) -> Ctx {
         let mut c = Ctx {
             next_account_number: 1000,
@@ -646,7 +652,7 @@ impl Ctx {
                 ));
             }
         }
-        for r in st.table(Res::Tasks).values().take(2000) {
+        for r in st.table(Res::Tasks).values().take(Ctx::TASKS) {
             c.tasks.push((r.id.clone(), s(&r.data, "subject")));
         }
         for r in st.table(Res::Payments).values() {

@@ -131,6 +131,8 @@ pub(crate) struct World {
     pub store: Store,
     pub rng: ChaCha8Rng,
     pub ids: ChaCha8Rng,
+    /// What the change generator read of `store`, kept between advances.
+    pub memo: changes::Memo,
 }
 
 /// One simulated firm: its data, credentials, tokens, budget and faults. The clock is shared.
@@ -275,8 +277,10 @@ impl Shared {
             .zip(worlds.iter_mut())
             .map(|(f, w)| {
                 let skew = f.faults.skew().1 * TICKS_PER_SEC;
-                let World { store, rng, .. } = &mut **w;
-                changes::run(store, rng, &self.cfg.rates, old, new, skew)
+                let World {
+                    store, rng, memo, ..
+                } = &mut **w;
+                changes::run(store, rng, memo, &self.cfg.rates, old, new, skew)
             })
             .collect()
     }
@@ -412,6 +416,7 @@ impl Sim {
                 store,
                 rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(1)),
                 ids: ChaCha8Rng::seed_from_u64(seed.wrapping_add(2)),
+                memo: changes::Memo::default(),
             }),
             faults: Faults {
                 state: Arc::default(),

@@ -532,9 +532,12 @@ fn list(sh: &Firm, res: Res, query: &str) -> Response {
         if hit.is_some() {
             let stamp = sh.stamp_now();
             let mut w = sh.world();
-            let crate::World { store, rng, .. } = &mut *w;
-            let mut ctx = crate::dataset::Ctx::from_store(store);
-            let _ = crate::changes::edit_one(store, rng, &mut ctx, res, &id, stamp);
+            let crate::World {
+                store, rng, memo, ..
+            } = &mut *w;
+            let _ = crate::changes::edit_one(store, rng, memo.ctx(store), res, &id, stamp);
+            // An edit names nothing new: what the generator knows still holds.
+            memo.stamp(store);
         }
     }
     let len: usize = chunks.iter().map(Bytes::len).sum::<usize>() + chunks.len() + 2;

@@ -79,6 +79,8 @@ pub struct Store {
     /// `$orderby=updated_at` is then a binary search and a walk, where a scan of the whole table
     /// per page made a paged listing of a big collection quadratic (20 ms a page at 250k records).
     by_updated: Vec<OnceLock<ByUpdated>>,
+    /// Bumped by every change to any table (what the change generator's memo is checked against).
+    version: u64,
 }
 
 impl Store {
@@ -86,12 +88,19 @@ impl Store {
         Store {
             tables: Res::ALL.iter().map(|_| BTreeMap::new()).collect(),
             by_updated: Res::ALL.iter().map(|_| OnceLock::new()).collect(),
+            version: 0,
         }
+    }
+
+    /// Changes with every change to the records (not with re-rendering them).
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// The table, to change: its `updated_at` order is rebuilt at the next listing that needs it.
     fn table_mut(&mut self, res: Res) -> &mut BTreeMap<Vec<u8>, Rec> {
         self.by_updated[res.idx()] = OnceLock::new();
+        self.version += 1;
         &mut self.tables[res.idx()]
     }
 
