@@ -177,7 +177,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Report { last } => {
             let (cfg, store) = app::open(&load(&at)?).await?;
             let text = report::render(&store, &cfg, last).await?;
-            print!("{text}");
+            write!(std::io::stdout().lock(), "{text}")?;
             Ok(0)
         }
         Command::Demo(args) => crate::demo::run(args).await,
@@ -269,7 +269,7 @@ async fn firm_command(cfg: Config, cmd: FirmCommand) -> anyhow::Result<i32> {
                 );
             }
             let store = home.firm(&name).await?;
-            println!(
+            outln!(
                 "registered firm {name} (mirror: {}); next: ppsync --firm {name} auth login (or auth import --refresh-token T)",
                 store.location()
             );
@@ -296,19 +296,22 @@ async fn firm_command(cfg: Config, cmd: FirmCommand) -> anyhow::Result<i32> {
                 }));
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                outln!("{}", serde_json::to_string_pretty(&out)?);
             } else if out.is_empty() {
-                println!(
+                outln!(
                     "no firms registered: `ppsync firm add NAME --client-id ID --client-secret SECRET`"
                 );
             } else {
-                println!(
+                outln!(
                     "{:<20} {:<24} {:<12} {:<28} instance",
-                    "firm", "client_id", "credentials", "last cycle"
+                    "firm",
+                    "client_id",
+                    "credentials",
+                    "last cycle"
                 );
                 for f in &out {
                     let last = &f["last_cycle"];
-                    println!(
+                    outln!(
                         "{:<20} {:<24} {:<12} {:<28} {}",
                         f["name"].as_str().unwrap_or(""),
                         f["client_id"].as_str().unwrap_or(""),
@@ -338,7 +341,7 @@ async fn firm_command(cfg: Config, cmd: FirmCommand) -> anyhow::Result<i32> {
                     "firm `{name}` is not registered: `ppsync firm list` shows the registered ones"
                 );
             }
-            println!(
+            outln!(
                 "unregistered firm {name}; its mirror is kept ({}): drop it yourself when no longer needed",
                 match home.backend() {
                     crate::store::Backend::Postgres => format!("schema {name}"),
@@ -429,14 +432,14 @@ async fn deadlines(cfg: Config, days: u32, json: bool) -> anyhow::Result<i32> {
         .deadlines(now, now + chrono::Duration::days(i64::from(days)))
         .await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(0);
     }
     if list.is_empty() {
-        println!("nothing open comes due in the next {days} days");
+        outln!("nothing open comes due in the next {days} days");
     }
     for d in &list {
-        println!(
+        outln!(
             "{}  {:<5} {:<12} {:<50} {}",
             d.due.get(..16).unwrap_or(&d.due),
             d.kind,
@@ -479,7 +482,7 @@ fn init(path: Option<PathBuf>, force: bool) -> anyhow::Result<i32> {
     }
     std::fs::write(&path, config::TEMPLATE)
         .with_context(|| format!("writing {}", path.display()))?;
-    println!(
+    outln!(
         "wrote {}: set client_id and client_secret, then run `ppsync auth login`",
         path.display()
     );
@@ -494,7 +497,7 @@ async fn auth(cfg: Config, cmd: AuthCommand) -> anyhow::Result<i32> {
         AuthCommand::Status => match store.token_status().await? {
             Some((expires, saved)) => {
                 let left = expires - clock.now();
-                println!(
+                outln!(
                     "credentials stored (saved {saved}); access token {} {}",
                     if left > chrono::Duration::zero() {
                         "expires"
@@ -517,7 +520,7 @@ async fn auth(cfg: Config, cmd: AuthCommand) -> anyhow::Result<i32> {
             let client = app::client(&cfg, &store, clock)?;
             let tokens = client.redeem_refresh_token(refresh_token.trim()).await?;
             store.save(&tokens).await?;
-            println!(
+            outln!(
                 "refresh token accepted and stored; access token valid until {}",
                 tokens.expires_at.to_rfc3339()
             );
@@ -540,7 +543,7 @@ async fn auth(cfg: Config, cmd: AuthCommand) -> anyhow::Result<i32> {
             };
             let tokens = client.exchange_code(&code, &cfg.redirect_uri).await?;
             store.save(&tokens).await?;
-            println!("authorized; credentials stored in {}", store.location());
+            outln!("authorized; credentials stored in {}", store.location());
             Ok(0)
         }
     }
@@ -592,7 +595,8 @@ async fn sync(cfg: Config, args: SyncArgs) -> anyhow::Result<i32> {
     let bars = Bars::new();
     engine.progress = Some(bars.clone());
     let report = engine.pass(&resources, args.full, "cli").await;
-    print_pass(&report);
+    // The pass is committed: a closed stdout must not keep its errors off stderr or the store open.
+    let printed = print_pass(&report);
     if let Some(f) = &report.fatal {
         eprintln!("error: {f}");
     }
@@ -606,14 +610,15 @@ async fn sync(cfg: Config, args: SyncArgs) -> anyhow::Result<i32> {
         }
     }
     engine.store.close().await;
+    printed?;
     Ok(report.exit_code())
 }
 
-pub fn print_pass(report: &PassReport) {
+pub fn print_pass(report: &PassReport) -> std::io::Result<()> {
     let changed = report.records_changed();
     let seen = report.records_seen();
     let skipped = report.outcomes.iter().filter(|o| o.error.is_some()).count();
-    println!(
+    outln!(
         "pass {}: {} resources, {} requests, {} records received, {} new or changed, {} deleted{}",
         report.cycle,
         report.outcomes.len(),
@@ -631,6 +636,7 @@ pub fn print_pass(report: &PassReport) {
             String::new()
         }
     );
+    Ok(())
 }
 
 async fn status(cfg: Config, json: bool) -> anyhow::Result<i32> {
@@ -657,12 +663,17 @@ async fn status(cfg: Config, json: bool) -> anyhow::Result<i32> {
         }));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(0);
     }
-    println!(
+    outln!(
         "{:<22} {:<6} {:>8} {:>7}  {:<27} {:<10}",
-        "resource", "tier", "records", "deleted", "cursor", "last run"
+        "resource",
+        "tier",
+        "records",
+        "deleted",
+        "cursor",
+        "last run"
     );
     for r in &rows {
         let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
@@ -676,12 +687,12 @@ async fn status(cfg: Config, json: bool) -> anyhow::Result<i32> {
                 )
             })
             .unwrap_or_else(|| "never".into());
-        println!(
+        outln!(
             "{:<22} {:<6} {:>8} {:>7}  {:<27} {}",
             s("resource"),
             s("tier"),
-            r["records"],
-            r["deleted"],
+            r["records"].as_i64().unwrap_or(0),
+            r["deleted"].as_i64().unwrap_or(0),
             s("cursor"),
             last
         );
@@ -728,7 +739,7 @@ async fn export(cfg: Config, args: ExportArgs) -> anyhow::Result<i32> {
             let mut header = vec!["id", "created_at", "updated_at", "deleted_at"];
             header.extend(res.columns.iter().map(|c| c.name));
             header.push("data");
-            w.write_record(&header)?;
+            w.write_record(&header).map_err(csv_io)?;
             store
                 .export(res, args.include_deleted, |r| {
                     let mut rec = vec![
@@ -739,7 +750,7 @@ async fn export(cfg: Config, args: ExportArgs) -> anyhow::Result<i32> {
                     ];
                     rec.extend(r.columns.iter().map(|c| c.clone().unwrap_or_default()));
                     rec.push(r.data);
-                    w.write_record(&rec).map_err(std::io::Error::other)
+                    w.write_record(&rec).map_err(csv_io)
                 })
                 .await?;
             w.flush()?;
@@ -747,6 +758,17 @@ async fn export(cfg: Config, args: ExportArgs) -> anyhow::Result<i32> {
     }
     out.flush()?;
     Ok(0)
+}
+
+/// A CSV error as the I/O error it wraps, if it is one (a closed pipe must stay recognisable).
+fn csv_io(e: csv::Error) -> std::io::Error {
+    if !e.is_io_error() {
+        return std::io::Error::other(e);
+    }
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        other => std::io::Error::other(format!("{other:?}")),
+    }
 }
 
 /// Progress bars on a terminal (hidden when stderr is not one).

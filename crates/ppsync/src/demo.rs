@@ -57,9 +57,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         p.push(suffix);
         let _ = std::fs::remove_file(PathBuf::from(p));
     }
-    println!(
+    outln!(
         "ppsync demo: a simulated PracticePanther firm (seed {}, scale {})",
-        args.seed, args.scale
+        args.seed,
+        args.scale
     );
     let started = Instant::now();
     let sim = ppsim::Sim::spawn(ppsim::SimConfig {
@@ -70,7 +71,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     .await
     .context("starting the simulator")?;
     let total: usize = sim.counts().values().sum();
-    println!(
+    outln!(
         "  simulator at {} with {total} records, built in {:.1}s",
         sim.url(),
         started.elapsed().as_secs_f64()
@@ -88,7 +89,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let tokens = engine.client.redeem_refresh_token(&sim.grant()).await?;
     engine.store.save(&tokens).await?;
 
-    println!("\n1. Backfill: every resource, complete");
+    outln!("\n1. Backfill: every resource, complete");
     let bars = crate::cli::Bars::new();
     engine.progress = Some(bars);
     let t0 = Instant::now();
@@ -96,8 +97,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let backfill = engine.pass(&all, false, "backfill").await;
     let secs = t0.elapsed().as_secs_f64();
     engine.progress = None;
-    crate::cli::print_pass(&backfill);
-    println!(
+    crate::cli::print_pass(&backfill)?;
+    outln!(
         "  {} records in {secs:.1}s ({:.0} records/s), {} requests",
         backfill.records_seen(),
         backfill.records_seen() as f64 / secs.max(1e-9),
@@ -107,14 +108,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         anyhow::bail!("the backfill stopped: {f}");
     }
     for o in backfill.outcomes.iter().filter(|o| o.error.is_some()) {
-        println!(
+        outln!(
             "  skipped {}: {} (the daemon retries it)",
             o.resource,
             o.error.as_deref().unwrap_or("")
         );
     }
 
-    println!(
+    outln!(
         "\n2. The daemon for {} simulated hours (15-minute, hourly and daily tiers, reconciliation at 03:00 UTC)",
         args.hours
     );
@@ -133,36 +134,34 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         .iter()
         .filter(|c| !c.outcomes.is_empty())
         .collect();
-    println!(
+    outln!(
         "  {} cycles and {} reconciliation in {:.1}s of real time",
         scheduled.len(),
         summary.reconciliations,
         t1.elapsed().as_secs_f64()
     );
 
-    println!("\n3. The report (from the run history)\n");
+    outln!("\n3. The report (from the run history)\n");
     print!(
         "{}",
         crate::report::render(&engine.store, &cfg, Some(12)).await?
     );
 
-    println!(
-        "\n4. What it caught (notifications in the outbox; the backfill's own are suppressed)"
-    );
+    outln!("\n4. What it caught (notifications in the outbox; the backfill's own are suppressed)");
     for (kind, n) in engine.store.outbox_counts().await? {
-        println!("  {kind:<28} {n}");
+        outln!("  {kind:<28} {n}");
     }
     let now = clock.now();
     let soon = engine
         .store
         .deadlines(now, now + chrono::Duration::days(7))
         .await?;
-    println!(
+    outln!(
         "\n  coming due in the next 7 days: {} (first 5)",
         soon.len()
     );
     for d in soon.iter().take(5) {
-        println!(
+        outln!(
             "  {}  {:<5} {:<40} {}",
             d.due.get(..16).unwrap_or(&d.due),
             d.kind,
@@ -175,7 +174,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
             d.matter.as_deref().unwrap_or("")
         );
     }
-    println!(
+    outln!(
         "\nThe mirror is in {} (sqlite3 {} 'select status, count(*) from matters group by 1').",
         args.database.display(),
         args.database.display()

@@ -9,6 +9,15 @@
 //! - [`daemon`]: one firm's schedule; [`fleet`]: many firms over many instances (advisory locks).
 //! - [`config`], [`cli`], [`demo`]: the application shell.
 
+/// `println!` for a command's output, returning the write's error instead of panicking: a reader
+/// that stops early (`ppsync status | head`) closes the pipe, and `main` ends quietly on that.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 pub mod api;
 pub mod app;
 pub mod cli;

@@ -38,6 +38,13 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(ppsync::cli::run(cli)) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        // The reader of our output went away (`ppsync status | head`): its choice, not a failure.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>().map(std::io::Error::kind)
+                == Some(std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             let msg = format!("{e:#}");
             eprintln!(

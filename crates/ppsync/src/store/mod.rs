@@ -24,6 +24,7 @@ use crate::resource::{ColumnType, Resource};
 use crate::time::parse_api_time;
 
 mod bulk;
+mod migrations;
 #[allow(unsafe_code)] // the one exception: see the module's docs
 mod sqlite_write;
 mod types;
@@ -296,7 +297,7 @@ impl Store {
             .acquire()
             .await
             .map_err(|e| open_err(format!("cannot open: {e}")))?;
-        sqlx::migrate!("./migrations/sqlite")
+        migrations::migrator(migrations::SQLITE)
             .run_direct(None, &mut *conn, false)
             .await
             .map_err(|e| open_err(format!(
@@ -344,7 +345,7 @@ impl Store {
             .await?;
             // `run_direct`: `run` takes an `Acquire` whose future is not `Send` for every lifetime,
             // and a firm's store is opened inside a spawned task.
-            sqlx::migrate!("./migrations/postgres")
+            migrations::migrator(migrations::POSTGRES)
                 .run_direct(None, &mut conn, false)
                 .await
                 .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;

@@ -36,6 +36,45 @@ async fn sync_then_export_from_the_cli_equals_truth() {
         out.contains("a full pull of the 26 enabled resources now"),
         "{out}"
     );
+    // The table's counts line up under their headers.
+    let (code, out, _) = app.cli(&["status"]).await;
+    assert_eq!(code, 0);
+    let mut lines = out.lines();
+    let header = lines.next().unwrap();
+    let end = header.find("records").unwrap() + "records".len();
+    let row = lines.find(|l| l.starts_with("matters ")).unwrap();
+    let n = app.truth(matters).len().to_string();
+    assert_eq!(&row[end - n.len()..end], n, "{out}");
+
+    // A reader that stops early (`ppsync export matters | head`): a quiet, successful end.
+    for args in [
+        &["export", "accounts"][..],
+        &["export", "accounts", "--format", "csv"],
+        &["status"],
+        &["report"],
+    ] {
+        let config = app.config_path.clone();
+        let (code, stderr) = tokio::task::spawn_blocking(move || {
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ppsync"))
+                .arg("--config")
+                .arg(&config)
+                .args(args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            drop(child.stdout.take()); // closed before the first write
+            let out = child.wait_with_output().unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
 }
 
 #[tokio::test]
