@@ -315,9 +315,9 @@ pub fn run(
     }
     memo.ctx(store);
     let Memo { ctx, keys, .. } = memo;
-    // A deleted account, matter, contact or task may still be in the context: it stays in it
-    // to the end of this advance (a create naming it is refused and skipped), then the
-    // context is rebuilt.
+    // A deleted account, matter, contact or task stays in the context to the end of this
+    // advance (a record made later in it may name it, as staff's work crosses a deletion), then
+    // the context is rebuilt.
     let mut ctx_outdated = false;
     let mut idrng_seed = [0u8; 32];
     rng.fill(&mut idrng_seed);
