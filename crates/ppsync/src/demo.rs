@@ -2,6 +2,7 @@
 //! of the daemon's cycles in seconds, and the report — requests and records per cycle against a
 //! full pull, and what it caught. The mirror file stays behind.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -142,10 +143,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     );
 
     outln!("\n3. The report (from the run history)\n");
-    print!(
-        "{}",
-        crate::report::render(&engine.store, &cfg, Some(12)).await?
-    );
+    let report = crate::report::render(&engine.store, &cfg, Some(12)).await?;
+    write!(std::io::stdout().lock(), "{report}")?;
 
     outln!("\n4. What it caught (notifications in the outbox; the backfill's own are suppressed)");
     for (kind, n) in engine.store.outbox_counts().await? {
