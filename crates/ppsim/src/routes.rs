@@ -510,7 +510,7 @@ fn list(sh: &Firm, res: Res, query: &str) -> Response {
             .store
             .select_page(res, &q.conds, &q.order, q.skip, take)
             .into_iter()
-            .map(|r| (r.id.as_str(), r.bytes.clone()))
+            .map(|r| (r.id, r.bytes))
             .collect();
         let target = if page.is_empty() {
             None
