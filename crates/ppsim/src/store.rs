@@ -1007,7 +1007,13 @@ mod select_page_tests {
         ];
         let mut store = store;
         for round in 0..2 {
-            for res in [Res::Tasks, Res::TimeEntries, Res::Invoices, Res::Contacts] {
+            for res in [
+                Res::Tasks,
+                Res::TimeEntries,
+                Res::Invoices,
+                Res::Contacts,
+                Res::Accounts,
+            ] {
                 // The median `updated_at`, and a stamp many records share (ties at the bound).
                 let mut stamps: Vec<i64> = store.table(res).values().map(|r| r.updated).collect();
                 stamps.sort_unstable();
@@ -1024,17 +1030,16 @@ mod select_page_tests {
                         for (skip, take) in
                             [(0, 7), (5, 40), (0, usize::MAX), (30, 1000), (1000, 5)]
                         {
-                            let want: Vec<&str> = all
+                            // Ids and what is sent: the order caches the rendered bytes.
+                            let want: Vec<(&str, &[u8])> = all
                                 .iter()
                                 .skip(skip)
                                 .take(take)
-                                .map(|r| r.id.as_str())
+                                .map(|r| (r.id.as_str(), &r.bytes[..]))
                                 .collect();
-                            let got: Vec<&str> = store
-                                .select_page(res, cond, order, skip, take)
-                                .iter()
-                                .map(|r| r.id)
-                                .collect();
+                            let page = store.select_page(res, cond, order, skip, take);
+                            let got: Vec<(&str, &[u8])> =
+                                page.iter().map(|r| (r.id, &r.bytes[..])).collect();
                             assert_eq!(got, want, "{res:?} {cond:?} {order:?} {skip} {take}");
                         }
                     }
@@ -1060,6 +1065,25 @@ mod select_page_tests {
                     store
                         .delete(res, &ids[1], late)
                         .expect("an existing record");
+                }
+                // A contact's edit re-renders its account (which embeds it), whose listed bytes
+                // must follow.
+                let contacts: Vec<String> = store
+                    .table(Res::Contacts)
+                    .values()
+                    .filter(|c| c.ref_id("account_ref").is_some())
+                    .step_by(5)
+                    .map(|c| c.id.clone())
+                    .collect();
+                for id in &contacts {
+                    store
+                        .edit(
+                            Res::Contacts,
+                            id,
+                            serde_json::json!({"email": "moved@example.com"}),
+                            1_767_225_601,
+                        )
+                        .expect("an existing contact");
                 }
             }
         }
