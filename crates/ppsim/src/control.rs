@@ -20,6 +20,9 @@
 //! | POST | `/_sim/records/{resource}` | create → the rendered record |
 //! | PATCH / DELETE | `/_sim/records/{resource}/{id}` or `/_sim/records/{resource}?id=ID` | edit (merge) / delete |
 //! | POST | `/_sim/updated-at` | `{"resource", "id", "at"}` |
+//! | GET | `/_sim/dialect` | `{"endpoints": {"matters": Dialect, ...}, "retry_after", "budget": {"limit", "window_secs"}}` |
+//! | POST | `/_sim/dialect` | `{"endpoint"?, ...DialectPatch, "retry_after"?, "budget_limit"?, "budget_window_secs"?}` → as GET |
+//! | DELETE | `/_sim/dialect` | every endpoint to its default, `Retry-After` on, the configured budget → as GET |
 
 // Handlers return a finished error response early (`Err(Response)`); boxing it buys nothing.
 #![allow(clippy::result_large_err)]
@@ -29,6 +32,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use crate::dialect::DialectPatch;
 use crate::faults::Fault;
 use crate::model::Res;
 use crate::routes::json_response;
@@ -120,7 +124,7 @@ pub async fn handle(sh: &Shared, req: Request, lower: &str, query: &str) -> Resp
             let now = sh.clock.now();
             let mut b = sh.budget();
             Ok(ok(json!({
-                "limit": shared.cfg.budget_limit,
+                "limit": b.limit(),
                 "in_window": b.in_window(now),
                 "max_in_any_window": b.max_in_any_window(),
             })))
@@ -157,6 +161,12 @@ pub async fn handle(sh: &Shared, req: Request, lower: &str, query: &str) -> Resp
                 .map_err(|e| err(StatusCode::NOT_FOUND, e))?;
             Ok(ok(json!({})))
         }),
+        (&Method::GET, "/dialect") => Ok(ok(sh.dialect_json())),
+        (&Method::POST, "/dialect") => json_body().and_then(|b| set_dialect(sh, b)),
+        (&Method::DELETE, "/dialect") => {
+            sh.reset_dialect(&shared.cfg);
+            Ok(ok(sh.dialect_json()))
+        }
         (&Method::GET, r) if r.starts_with("/truth/") => {
             match Res::from_name(&r["/truth/".len()..]) {
                 Some(res) => {
@@ -184,6 +194,73 @@ pub async fn handle(sh: &Shared, req: Request, lower: &str, query: &str) -> Resp
         )),
     };
     result.unwrap_or_else(|e| e)
+}
+
+/// `POST /_sim/dialect`: checks the whole body before changing anything.
+fn set_dialect(sh: &Firm, body: Value) -> Result<Response, Response> {
+    let bad = |msg: String| err(StatusCode::BAD_REQUEST, msg);
+    let Value::Object(mut b) = body else {
+        return Err(bad("the body must be a JSON object".into()));
+    };
+    const OTHERS: [&str; 4] = [
+        "endpoint",
+        "retry_after",
+        "budget_limit",
+        "budget_window_secs",
+    ];
+    if let Some(k) = b
+        .keys()
+        .find(|k| !OTHERS.contains(&k.as_str()) && !DialectPatch::FIELDS.contains(&k.as_str()))
+    {
+        return Err(bad(format!(
+            "unknown field {k:?}; known: {}, {}",
+            DialectPatch::FIELDS.join(", "),
+            OTHERS.join(", ")
+        )));
+    }
+    let endpoint = match b.remove("endpoint") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(e)) => Some(e),
+        Some(v) => return Err(bad(format!("endpoint must be a string, not {v}"))),
+    };
+    let res = crate::endpoint_named(endpoint.as_deref()).map_err(|e| bad(format!("{e:#}")))?;
+    let retry_after = match b.remove("retry_after") {
+        None => None,
+        Some(Value::Bool(on)) => Some(on),
+        Some(v) => return Err(bad(format!("retry_after must be a boolean, not {v}"))),
+    };
+    let limit = match b.remove("budget_limit") {
+        None => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| bad(format!("budget_limit must be a count, not {v}")))?,
+        ),
+    };
+    let window = match b.remove("budget_window_secs") {
+        None => None,
+        Some(v) => Some(
+            v.as_f64()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(std::time::Duration::from_secs_f64)
+                .ok_or_else(|| bad(format!("budget_window_secs must be seconds, not {v}")))?,
+        ),
+    };
+    let patch: DialectPatch = serde_json::from_value(Value::Object(b))
+        .map_err(|e| bad(format!("not a dialect patch: {e}")))?;
+    sh.dialects().apply(res, &patch);
+    if let Some(on) = retry_after {
+        sh.dialects().retry_after = on;
+    }
+    if limit.is_some() || window.is_some() {
+        let mut budget = sh.budget();
+        let (l, w) = (
+            limit.unwrap_or(budget.limit()),
+            window.unwrap_or(budget.window()),
+        );
+        budget.set_limits(l, w);
+    }
+    Ok(ok(sh.dialect_json()))
 }
 
 fn records(

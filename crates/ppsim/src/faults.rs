@@ -41,6 +41,10 @@ pub enum Fault {
     /// `updated_at` bumped to now), so the listing served the old version while the truth has the
     /// new one. The record edited is the one at a quarter of the response.
     EditDuringListing { resource: String, count: u32 },
+    /// The next `count` responses of the firm (`/api/…` and `/oauth/token`; not `/_sim`, not
+    /// `/oauth/authorize`) carry a `Date` header `secs` away from the sim clock, on top of any
+    /// ClockSkew: a server whose clock jumps now and then.
+    DateOffset { count: u32, secs: i64 },
 }
 
 #[derive(Debug, Default)]
@@ -103,7 +107,8 @@ impl Faults {
             | Fault::TruncateBody { count, .. }
             | Fault::HtmlError { count, .. }
             | Fault::SlowRequests { count, .. }
-            | Fault::EditDuringListing { count, .. } => {
+            | Fault::EditDuringListing { count, .. }
+            | Fault::DateOffset { count, .. } => {
                 *count -= 1;
                 *count
             }
@@ -134,6 +139,15 @@ impl Faults {
             .sum::<u64>()
     }
 
+    /// The `Date` offset of a response sent now (uses up one `DateOffset`).
+    pub(crate) fn date_offset(&self) -> i64 {
+        self.take(|f| match f {
+            Fault::DateOffset { secs, .. } => Some(*secs),
+            _ => None,
+        })
+        .unwrap_or(0)
+    }
+
     /// `(date_header_secs, stamps_secs)`.
     pub(crate) fn skew(&self) -> (i64, i64) {
         self.lock().list.iter().fold((0, 0), |(d, s), f| match f {
@@ -153,7 +167,8 @@ fn counted(f: &Fault) -> Option<u32> {
         | Fault::TruncateBody { count, .. }
         | Fault::HtmlError { count, .. }
         | Fault::SlowRequests { count, .. }
-        | Fault::EditDuringListing { count, .. } => Some(*count),
+        | Fault::EditDuringListing { count, .. }
+        | Fault::DateOffset { count, .. } => Some(*count),
         Fault::Latency { .. } | Fault::ClockSkew { .. } => None,
     }
 }

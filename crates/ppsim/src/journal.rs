@@ -44,6 +44,21 @@ impl Budget {
         }
     }
 
+    /// Changes the limit (0 = unlimited) and the window at run time. Requests already counted
+    /// stay counted: they are judged against the new limit and leave the new window.
+    pub fn set_limits(&mut self, limit: u32, window: std::time::Duration) {
+        self.limit = limit;
+        self.window = (window.as_nanos() / 100) as i64;
+    }
+
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    pub fn window(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.window.max(0) as u64 * 100)
+    }
+
     fn prune(&mut self, now: i64) {
         while self.times.front().is_some_and(|t| *t <= now - self.window) {
             self.times.pop_front();

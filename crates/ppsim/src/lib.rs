@@ -11,14 +11,15 @@
 //! - **Lists** (§2, §3): every v2 list endpoint, routes case-insensitive, each with the filters
 //!   the spec gives it. Bare JSON arrays; the whole collection without `$top`; `$top`, `$skip`
 //!   and `$orderby` honoured after filtering; default order by id in SQL Server
-//!   `uniqueidentifier` order; `/invoices` silently stops at 2,500 records.
+//!   `uniqueidentifier` order; `/invoices` silently stops at 2,500 records (by default: see
+//!   **Dialects**).
 //! - **Filters**: `created_since`/`updated_since` are inclusive (`>=`), also on resources that
 //!   don't render timestamps (contacts, relationships, custom fields, bank accounts keep a hidden
 //!   `updated_at`). `date_from`/`date_to`, `due_date_from`/`due_date_to` are inclusive on the
 //!   business date. Timestamps accept no offset (UTC), `Z` or `±hh:mm` with 0–7 fraction digits;
 //!   anything else (including an unencoded `+`, which decodes to a space) is
 //!   `400 {"message":"The request is invalid."}`. Unknown parameters (`limit`, `$filter`) are
-//!   ignored, as ASP.NET does. Messages and tags ignore every parameter.
+//!   ignored, as ASP.NET does. Messages and tags ignore every parameter (by default).
 //! - **Shapes** (§4): field names, nesting and types of the spec; timestamps in UTC without an
 //!   offset, fraction trimmed (0–7 digits); Messages use `Z` and 7 digits; contacts carry no
 //!   timestamps and are embedded in accounts (`primary_contact`, `other_contacts`), kept
@@ -29,9 +30,17 @@
 //!   unknown id; 400 for a malformed id, timestamp, enum, `$top`/`$skip` or `$orderby` field.
 //! - **Budget**: every `/api/v2` and `/oauth/token` request counts in a sliding window on the
 //!   sim clock; over the limit → 429 with `Retry-After` (seconds until the oldest counted request
-//!   leaves the window) and a JSON body; 429s don't count.
+//!   leaves the window; left out when the firm's `retry_after` switch is off) and a JSON body;
+//!   429s don't count. Limit and window can change at run time ([`SimHandle::set_budget`]).
 //! - **Clock**: `now = start + real time since spawn + sum of advances`; every response has a
 //!   `Date` header from it. `advance(d)` runs the change generator over the skipped interval.
+//!
+//! - **Dialects** ([`Dialect`], [`SimHandle::set_dialect`], `/_sim/dialect`): where the real
+//!   API's behaviour is unknown, a switch per list endpoint for each answer: a silent page cap,
+//!   `$top`/`$skip`/`$orderby` honoured, ignored or rejected (400 with ASP.NET OData's message),
+//!   `updated_since` inclusive, exclusive or ignored; per firm, 429s with or without
+//!   `Retry-After` and the budget's limit and window. The defaults are the behaviour above
+//!   (byte for byte); [`SimConfig::dialect`] changes them at spawn.
 //!
 //! - **Several firms** ([`SimConfig::firms`]): each with its own dataset ([`firm_seed`]),
 //!   credentials ([`firm_credentials`]), tokens, budget, faults, journal tag and change stream,
@@ -46,6 +55,7 @@ mod changes;
 mod clock;
 mod control;
 mod dataset;
+mod dialect;
 mod faults;
 mod journal;
 mod model;
@@ -66,10 +76,12 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
 pub use changes::{ChangeRates, ChangeSummary, Rate};
+pub use dialect::{Dialect, DialectPatch, INVOICE_CAP, Opt, Since};
 pub use faults::{Fault, Faults};
 pub use journal::JournalEntry;
 
 use clock::Clock;
+use dialect::DialectState;
 use journal::Budget;
 use model::Res;
 use oauth::Auth;
@@ -104,6 +116,12 @@ pub struct SimConfig {
     /// When true the clock moves only by `advance` (no real-time flow), so stamps are
     /// reproducible across runs. Default false.
     pub frozen_clock: bool,
+    /// Laid over every firm's default dialect at spawn, as [`SimHandle::set_dialect`] with no
+    /// endpoint does: the whole patch on every endpoint that takes parameters, only `page_cap` on
+    /// messages and tags. Default empty (the simulator's own behaviour).
+    pub dialect: DialectPatch,
+    /// Whether 429s carry `Retry-After`. Default true.
+    pub retry_after: bool,
 }
 
 impl Default for SimConfig {
@@ -122,6 +140,8 @@ impl Default for SimConfig {
             client_secret: "ppsim-secret".into(),
             frozen_clock: false,
             firms: 1,
+            dialect: DialectPatch::default(),
+            retry_after: true,
         }
     }
 }
@@ -146,6 +166,8 @@ pub(crate) struct Firm {
     pub faults: Faults,
     pub auth: Arc<Mutex<Auth>>,
     pub budget: Mutex<Budget>,
+    /// Every endpoint's dialect and whether 429s carry `Retry-After`.
+    pub dialect: Mutex<DialectState>,
     /// The user who authorised the client (`/users/me`).
     pub me: String,
 }
@@ -161,6 +183,39 @@ impl Firm {
 
     pub fn budget(&self) -> MutexGuard<'_, Budget> {
         self.budget.lock().expect("budget lock")
+    }
+
+    pub fn dialects(&self) -> MutexGuard<'_, DialectState> {
+        self.dialect.lock().expect("dialect lock")
+    }
+
+    /// How `res`'s list is served now.
+    pub fn dialect_of(&self, res: Res) -> Dialect {
+        self.dialects().get(res)
+    }
+
+    /// Every endpoint back to its default, `Retry-After` on, the budget back to `cfg`'s.
+    pub fn reset_dialect(&self, cfg: &SimConfig) {
+        *self.dialects() = DialectState::default();
+        self.budget()
+            .set_limits(cfg.budget_limit, cfg.budget_window);
+    }
+
+    /// `GET /_sim/dialect`: `{"endpoints": {name: Dialect}, "retry_after", "budget"}`.
+    pub fn dialect_json(&self) -> Value {
+        let (endpoints, retry_after) = {
+            let d = self.dialects();
+            (d.endpoints_json(), d.retry_after)
+        };
+        let budget = {
+            let b = self.budget();
+            dialect::budget_json(b.limit(), b.window())
+        };
+        serde_json::json!({
+            "endpoints": endpoints,
+            "retry_after": retry_after,
+            "budget": budget,
+        })
     }
 
     /// Where changes made now are stamped: true time plus any ClockSkew on stamps.
@@ -331,6 +386,14 @@ pub fn firm_credentials(cfg: &SimConfig, k: u32) -> (String, String) {
     }
 }
 
+/// The endpoint a dialect call names: `None` (or `"*"`) is every endpoint.
+pub(crate) fn endpoint_named(endpoint: Option<&str>) -> anyhow::Result<Option<Res>> {
+    match endpoint.map(str::trim) {
+        None | Some("*") => Ok(None),
+        Some(name) => resource_named(name).map(Some),
+    }
+}
+
 pub(crate) fn resource_named(name: &str) -> anyhow::Result<Res> {
     Res::from_name(name).ok_or_else(|| {
         anyhow!(
@@ -424,6 +487,12 @@ impl Sim {
             },
             auth,
             budget: Mutex::new(Budget::new(cfg.budget_limit, cfg.budget_window)),
+            dialect: Mutex::new({
+                let mut d = DialectState::default();
+                d.apply(None, &cfg.dialect);
+                d.retry_after = cfg.retry_after;
+                d
+            }),
             me,
         }
     }
@@ -579,6 +648,37 @@ impl SimHandle {
         self.firm0().counts()
     }
 
+    /// Changes how firm 0 serves a list endpoint (`matters`, `customfields/matter`,
+    /// `tags/activity`, `messages`...; unknown → error). `None` (or `"*"`) lays the whole patch
+    /// on every endpoint that takes parameters and only its `page_cap` on messages and tags
+    /// (name those to change their options).
+    pub fn set_dialect(&self, endpoint: Option<&str>, patch: DialectPatch) -> anyhow::Result<()> {
+        self.firm0().set_dialect(endpoint, patch)
+    }
+
+    /// How firm 0 serves `endpoint` now.
+    pub fn dialect(&self, endpoint: &str) -> anyhow::Result<Dialect> {
+        self.firm0().dialect(endpoint)
+    }
+
+    /// Firm 0: every endpoint back to its default dialect (not [`SimConfig::dialect`]'s),
+    /// `Retry-After` on, the budget back to [`SimConfig::budget_limit`] per
+    /// [`SimConfig::budget_window`].
+    pub fn reset_dialect(&self) {
+        self.firm0().reset_dialect()
+    }
+
+    /// Whether firm 0's 429s (the budget's and `RateLimitStorm`'s) carry `Retry-After`.
+    pub fn set_retry_after(&self, on: bool) {
+        self.firm0().set_retry_after(on)
+    }
+
+    /// Firm 0's budget from now on: `limit` requests (0 = unlimited) per sliding `window`.
+    /// Requests already counted stay counted.
+    pub fn set_budget(&self, limit: u32, window: std::time::Duration) {
+        self.firm0().set_budget(limit, window)
+    }
+
     /// Stops serving (in-flight requests finish).
     pub fn shutdown(&self) {
         self.stop.notify_one();
@@ -689,5 +789,32 @@ impl FirmHandle {
     /// This firm's record counts per resource.
     pub fn counts(&self) -> BTreeMap<String, usize> {
         self.f().counts()
+    }
+
+    /// As [`SimHandle::set_dialect`], for this firm.
+    pub fn set_dialect(&self, endpoint: Option<&str>, patch: DialectPatch) -> anyhow::Result<()> {
+        let res = endpoint_named(endpoint)?;
+        self.f().dialects().apply(res, &patch);
+        Ok(())
+    }
+
+    /// How this firm serves `endpoint` now.
+    pub fn dialect(&self, endpoint: &str) -> anyhow::Result<Dialect> {
+        Ok(self.f().dialect_of(resource_named(endpoint)?))
+    }
+
+    /// As [`SimHandle::reset_dialect`], for this firm.
+    pub fn reset_dialect(&self) {
+        self.f().reset_dialect(&self.shared.cfg)
+    }
+
+    /// As [`SimHandle::set_retry_after`], for this firm.
+    pub fn set_retry_after(&self, on: bool) {
+        self.f().dialects().retry_after = on;
+    }
+
+    /// As [`SimHandle::set_budget`], for this firm.
+    pub fn set_budget(&self, limit: u32, window: std::time::Duration) {
+        self.f().budget().set_limits(limit, window)
     }
 }

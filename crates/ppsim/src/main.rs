@@ -1,7 +1,7 @@
 //! `ppsim`: run the PracticePanther v2 simulator standalone.
 
 use clap::Parser;
-use ppsim::{Sim, SimConfig};
+use ppsim::{DialectPatch, Opt, Sim, SimConfig, Since};
 
 /// An independent simulator of the PracticePanther v2 REST API.
 #[derive(Parser, Debug)]
@@ -25,6 +25,56 @@ struct Args {
     /// How many firms to serve, each with its own data, credentials, tokens and budget.
     #[arg(long, default_value_t = 1)]
     firms: u32,
+    /// Silent server-driven page size of every list (`none` = uncapped, invoices too; default:
+    /// only invoices, 2500).
+    #[arg(long, value_name = "N|none")]
+    page_cap: Option<Cap>,
+    /// `$top` on every endpoint that takes parameters: honour, ignore or reject (400).
+    #[arg(long, value_name = "honour|ignore|reject")]
+    top: Option<Opt>,
+    /// `$skip` likewise.
+    #[arg(long, value_name = "honour|ignore|reject")]
+    skip: Option<Opt>,
+    /// `$orderby` likewise.
+    #[arg(long, value_name = "honour|ignore|reject")]
+    orderby: Option<Opt>,
+    /// How `updated_since` filters: `>=`, `>`, or not at all.
+    #[arg(long, value_name = "inclusive|exclusive|ignore")]
+    updated_since: Option<Since>,
+    /// Send 429s without a `Retry-After` header.
+    #[arg(long)]
+    no_retry_after: bool,
+}
+
+/// `--page-cap`: a record count, or `none` for uncapped.
+#[derive(Clone, Copy, Debug)]
+struct Cap(Option<usize>);
+
+impl std::str::FromStr for Cap {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Cap, String> {
+        if s.trim().eq_ignore_ascii_case("none") {
+            return Ok(Cap(None));
+        }
+        s.trim()
+            .parse()
+            .map(|n| Cap(Some(n)))
+            .map_err(|_| format!("{s:?} is not a record count or `none`"))
+    }
+}
+
+impl Args {
+    /// The dialect the flags ask for, laid over every endpoint at spawn.
+    fn dialect(&self) -> DialectPatch {
+        DialectPatch {
+            page_cap: self.page_cap.map(|c| c.0),
+            top: self.top,
+            skip: self.skip,
+            orderby: self.orderby,
+            updated_since: self.updated_since,
+        }
+    }
 }
 
 #[tokio::main]
@@ -35,12 +85,21 @@ async fn main() -> anyhow::Result<()> {
         scale: args.scale,
         budget_limit: args.budget,
         firms: args.firms,
+        dialect: args.dialect(),
+        retry_after: !args.no_retry_after,
         ..SimConfig::default()
     };
     if let Some(s) = args.start {
         cfg.start = chrono::DateTime::parse_from_rfc3339(&s)
             .map_err(|e| anyhow::anyhow!("--start {s:?} is not RFC 3339: {e}"))?
             .with_timezone(&chrono::Utc);
+    }
+    if !cfg.dialect.is_empty() || !cfg.retry_after {
+        println!(
+            "dialect: {} retry_after={}",
+            serde_json::to_string(&cfg.dialect)?,
+            cfg.retry_after
+        );
     }
     let t = std::time::Instant::now();
     let sim = Sim::bind(cfg, ([127, 0, 0, 1], args.port).into()).await?;
@@ -84,4 +143,46 @@ async fn main() -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await?;
     sim.shutdown();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialect_flags() {
+        let a = Args::try_parse_from(["ppsim"]).unwrap();
+        assert!(a.dialect().is_empty());
+        assert!(!a.no_retry_after);
+        let a = Args::try_parse_from([
+            "ppsim",
+            "--page-cap",
+            "100",
+            "--top",
+            "reject",
+            "--skip",
+            "Ignore",
+            "--orderby",
+            "honour",
+            "--updated-since",
+            "exclusive",
+            "--no-retry-after",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.dialect(),
+            DialectPatch {
+                page_cap: Some(Some(100)),
+                top: Some(Opt::Reject),
+                skip: Some(Opt::Ignore),
+                orderby: Some(Opt::Honour),
+                updated_since: Some(Since::Exclusive),
+            }
+        );
+        assert!(a.no_retry_after);
+        let a = Args::try_parse_from(["ppsim", "--page-cap", "none"]).unwrap();
+        assert_eq!(a.dialect().page_cap, Some(None));
+        assert!(Args::try_parse_from(["ppsim", "--top", "maybe"]).is_err());
+        assert!(Args::try_parse_from(["ppsim", "--page-cap", "-1"]).is_err());
+    }
 }

@@ -17,6 +17,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::json;
 
+use crate::dialect::{self, Dialect, Opt, Since};
 use crate::faults::Fault;
 use crate::journal::JournalEntry;
 use crate::model::{Filt, Res};
@@ -26,8 +27,6 @@ use crate::{Firm, Shared};
 
 pub const DENIED: &str = "Authorization has been denied for this request.";
 pub const INVALID: &str = "The request is invalid.";
-/// OData server-driven page size observed on `/invoices` (§3).
-pub const INVOICE_CAP: usize = 2500;
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
@@ -38,6 +37,8 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let lower = path.to_ascii_lowercase();
+    // Responses a `DateOffset` fault moves: the API's and the token endpoint's.
+    let dated = lower.starts_with("/api/") || lower == "/oauth/token";
     let (mut resp, firm) = if lower == "/_sim" || lower.starts_with("/_sim/") {
         (
             crate::control::handle(&sh, req, &lower, &query).await,
@@ -65,7 +66,10 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         });
         (resp, firm)
     };
-    let date = sh.clock.now() + firm.faults.skew().0 * TICKS_PER_SEC;
+    let mut date = sh.clock.now() + firm.faults.skew().0 * TICKS_PER_SEC;
+    if dated {
+        date += firm.faults.date_offset() * TICKS_PER_SEC;
+    }
     if let Ok(v) = HeaderValue::from_str(&http_date(date)) {
         resp.headers_mut().insert(header::DATE, v);
     }
@@ -122,21 +126,25 @@ fn oauth_error(error: &str) -> Response {
     )
 }
 
-fn too_many(retry_after: u64) -> Response {
+/// A 429, with `Retry-After` unless the firm's dialect leaves it out.
+fn too_many(sh: &Firm, retry_after: u64) -> Response {
     let mut r = message(
         StatusCode::TOO_MANY_REQUESTS,
         "Too many requests. Please retry later.",
     );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    if sh.dialects().retry_after {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    }
     r
 }
 
 /// Budget, then a RateLimitStorm: a refused request is not counted.
 fn gate(sh: &Firm) -> Option<Response> {
     let now = sh.clock.now();
-    if let Err(secs) = sh.budget().check(now) {
-        return Some(too_many(secs));
+    let refused = sh.budget().check(now);
+    if let Err(secs) = refused {
+        return Some(too_many(sh, secs));
     }
     let storm = sh.faults.take(|f| match f {
         Fault::RateLimitStorm {
@@ -145,9 +153,10 @@ fn gate(sh: &Firm) -> Option<Response> {
         _ => None,
     });
     if let Some(secs) = storm {
-        return Some(too_many(secs));
+        return Some(too_many(sh, secs));
     }
-    sh.budget().admit(now).err().map(too_many)
+    let refused = sh.budget().admit(now);
+    refused.err().map(|secs| too_many(sh, secs))
 }
 
 fn serve(
@@ -406,7 +415,11 @@ struct ListQuery {
     top: Option<usize>,
 }
 
-fn parse_list_query(res: Res, query: &str) -> Result<ListQuery, Response> {
+/// `updated_since` on an endpoint that otherwise takes no parameters (a dialect may make it
+/// take one).
+const UPDATED_SINCE: &[(&str, Filt)] = &[("updated_since", Filt::UpdatedSince)];
+
+fn parse_list_query(res: Res, query: &str, d: &Dialect) -> Result<ListQuery, Response> {
     let spec = res.spec();
     let mut q = ListQuery {
         conds: vec![],
@@ -415,18 +428,37 @@ fn parse_list_query(res: Res, query: &str) -> Result<ListQuery, Response> {
         top: None,
     };
     let invalid = || message(StatusCode::BAD_REQUEST, INVALID);
-    // Messages and tags take no parameters at all: not even OData options.
-    if spec.filters.is_empty() {
+    let rejected = |msg: String| message(StatusCode::BAD_REQUEST, &msg);
+    // Messages and tags take no parameters at all (by default): not even OData options.
+    let filters = if !spec.filters.is_empty() {
+        spec.filters
+    } else if d.updated_since != Since::Ignore {
+        UPDATED_SINCE
+    } else if d.top == Opt::Ignore && d.skip == Opt::Ignore && d.orderby == Opt::Ignore {
         return Ok(q);
-    }
+    } else {
+        &[]
+    };
     for (k, v) in params(query) {
         let key = k.to_ascii_lowercase();
         match key.as_str() {
-            "$top" => q.top = Some(v.trim().parse().map_err(|_| invalid())?),
-            "$skip" => q.skip = v.trim().parse().map_err(|_| invalid())?,
-            "$orderby" => q.order = parse_orderby(res, &v).ok_or_else(invalid)?,
+            "$top" => match d.top {
+                Opt::Honour => q.top = Some(v.trim().parse().map_err(|_| invalid())?),
+                Opt::Ignore => {}
+                Opt::Reject => return Err(rejected(dialect::option_not_allowed("Top"))),
+            },
+            "$skip" => match d.skip {
+                Opt::Honour => q.skip = v.trim().parse().map_err(|_| invalid())?,
+                Opt::Ignore => {}
+                Opt::Reject => return Err(rejected(dialect::option_not_allowed("Skip"))),
+            },
+            "$orderby" => match d.orderby {
+                Opt::Honour => q.order = parse_orderby(res, &v).ok_or_else(invalid)?,
+                Opt::Ignore => {}
+                Opt::Reject => return Err(rejected(dialect::no_such_property(res, &v))),
+            },
             _ => {
-                let Some((_, f)) = spec.filters.iter().find(|(n, _)| *n == key) else {
+                let Some((_, f)) = filters.iter().find(|(n, _)| *n == key) else {
                     continue; // unknown parameters are ignored
                 };
                 if v.is_empty() {
@@ -453,6 +485,15 @@ fn parse_list_query(res: Res, query: &str) -> Result<ListQuery, Response> {
                         Arg::Text(hit.ok_or_else(invalid)?.to_string())
                     }
                     _ => Arg::Text(v),
+                };
+                let arg = match (f, arg, d.updated_since) {
+                    (Filt::UpdatedSince, _, Since::Ignore) => continue, // validated, not applied
+                    // `updated_at > t` is `updated_at >= t + 1 tick` (stamps are whole ticks),
+                    // which keeps the `updated_at` walk of `select_page`.
+                    (Filt::UpdatedSince, Arg::Ts(t), Since::Exclusive) => {
+                        Arg::Ts(t.saturating_add(1))
+                    }
+                    (_, arg, _) => arg,
                 };
                 q.conds.push((*f, arg));
             }
@@ -490,7 +531,8 @@ fn parse_orderby(res: Res, v: &str) -> Option<Vec<OrderTerm>> {
 }
 
 fn list(sh: &Firm, res: Res, query: &str) -> Response {
-    let q = match parse_list_query(res, query) {
+    let dialect = sh.dialect_of(res);
+    let q = match parse_list_query(res, query, &dialect) {
         Ok(q) => q,
         Err(r) => return r,
     };
@@ -500,11 +542,8 @@ fn list(sh: &Firm, res: Res, query: &str) -> Response {
     });
     let (chunks, edit_target) = {
         let w = sh.world();
-        let cap = if res == Res::Invoices {
-            INVOICE_CAP
-        } else {
-            usize::MAX
-        };
+        // A server-driven page size stops the page silently (the default one: invoices, 2,500).
+        let cap = dialect.page_cap.unwrap_or(usize::MAX);
         let take = q.top.unwrap_or(usize::MAX).min(cap);
         let page: Vec<(&str, Bytes)> = w
             .store

@@ -98,7 +98,7 @@ pub async fn engine_on(
     let window = chrono::Duration::from_std(cfg.budget_window).unwrap_or_default();
     let spent = store.requests_since(clock.now() - window).await?;
     client.budget().prime(&spent).await;
-    Ok(Engine {
+    let engine = Engine {
         client,
         store,
         clock,
@@ -106,5 +106,34 @@ pub async fn engine_on(
         progress: None,
         shutdown: Default::default(),
         instance: None,
-    })
+    };
+    start_at_learned_rate(&engine).await?;
+    Ok(engine)
+}
+
+/// A server that throttled without `Retry-After` taught a lower rate: start there. A day after
+/// it was learned the rate is raised again by a quarter (towards the configured limit), so one
+/// bad afternoon does not slow the firm down for good; a server still that strict teaches it
+/// again with its next 429.
+async fn start_at_learned_rate(engine: &Engine) -> anyhow::Result<()> {
+    let mut facts = engine.api_facts().await?;
+    let Some(rate) = facts.rate_limit.as_mut() else {
+        return Ok(());
+    };
+    let now = engine.clock.now();
+    let configured = engine.client.budget().limit() as u32;
+    if now - rate.at > chrono::Duration::days(1) && rate.value < configured {
+        rate.value = (rate.value + rate.value.div_ceil(4)).min(configured);
+        rate.how = format!("{}; raised a quarter after a day", rate.how);
+        rate.at = now;
+        let json = serde_json::to_string(&facts)?;
+        engine
+            .store
+            .set_dialect(crate::sync::dialect::API, &json, now)
+            .await?;
+    }
+    if let Some(rate) = &facts.rate_limit {
+        engine.client.budget().start_at(rate.value);
+    }
+    Ok(())
 }

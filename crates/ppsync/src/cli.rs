@@ -74,6 +74,15 @@ pub enum Command {
     },
     /// Start an in-process simulator, backfill it, run a simulated day, print the report
     Demo(crate::demo::DemoArgs),
+    /// Measure the live API's dialect, endpoint by endpoint (page caps, which OData options it
+    /// honours, how updated_since compares), in at most 6 requests an endpoint; stores it
+    Probe {
+        /// Only these resources (repeatable); default: every enabled resource
+        #[arg(long = "resource", value_name = "R")]
+        resources: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Register, list or unregister firms (many firms in one database)
     #[command(subcommand)]
     Firm(FirmCommand),
@@ -181,6 +190,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Demo(args) => crate::demo::run(args).await,
+        Command::Probe { resources, json } => probe(load(&at)?, &resources, json).await,
         Command::Run => daemon(load(&at)?).await,
         Command::Deadlines { days, json } => deadlines(load(&at)?, days, json).await,
     }
@@ -602,8 +612,14 @@ async fn sync(cfg: Config, args: SyncArgs) -> anyhow::Result<i32> {
     }
     for o in report.outcomes.iter().filter(|o| o.error.is_some()) {
         if report.fatal.as_deref() != o.error.as_deref() {
+            // An incomplete listing wrote what it could reach; a skipped one wrote nothing.
+            let what = if o.incomplete {
+                "incomplete"
+            } else {
+                "skipped"
+            };
             eprintln!(
-                "skipped {}: {}",
+                "{what} {}: {}",
                 o.resource,
                 o.error.as_deref().unwrap_or("")
             );
@@ -614,12 +630,50 @@ async fn sync(cfg: Config, args: SyncArgs) -> anyhow::Result<i32> {
     Ok(report.exit_code())
 }
 
+async fn probe(cfg: Config, names: &[String], json: bool) -> anyhow::Result<i32> {
+    select(&cfg, names)?;
+    if cfg.firm.is_none() {
+        cfg.require_credentials()?;
+    }
+    let (cfg, store) = app::open(&cfg).await?;
+    let resources = select(&cfg, names)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let engine = app::engine_on(&cfg, store, clock).await?;
+    let report = crate::probe::run(&engine, &resources).await;
+    engine.store.close().await;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        write!(
+            std::io::stdout().lock(),
+            "{}",
+            crate::probe::render(&report)
+        )?;
+    }
+    // An endpoint the probe could not reach at all is a failure to report (exit 1; 2 when none).
+    let failed = report
+        .endpoints
+        .iter()
+        .filter(|e| e.error.is_some())
+        .count();
+    Ok(match failed {
+        0 => 0,
+        n if n == report.endpoints.len() => 2,
+        _ => 1,
+    })
+}
+
 pub fn print_pass(report: &PassReport) -> std::io::Result<()> {
     let changed = report.records_changed();
     let seen = report.records_seen();
-    let skipped = report.outcomes.iter().filter(|o| o.error.is_some()).count();
+    let skipped = report
+        .outcomes
+        .iter()
+        .filter(|o| o.error.is_some() && !o.incomplete)
+        .count();
+    let incomplete = report.outcomes.iter().filter(|o| o.incomplete).count();
     outln!(
-        "pass {}: {} resources, {} requests, {} records received, {} new or changed, {} deleted{}",
+        "pass {}: {} resources, {} requests, {} records received, {} new or changed, {} deleted{}{}",
         report.cycle,
         report.outcomes.len(),
         report.requests,
@@ -634,6 +688,11 @@ pub fn print_pass(report: &PassReport) -> std::io::Result<()> {
             format!(", {skipped} skipped")
         } else {
             String::new()
+        },
+        if incomplete > 0 {
+            format!(", {incomplete} incomplete")
+        } else {
+            String::new()
         }
     );
     Ok(())
@@ -641,21 +700,34 @@ pub fn print_pass(report: &PassReport) -> std::io::Result<()> {
 
 async fn status(cfg: Config, json: bool) -> anyhow::Result<i32> {
     let (_, store) = app::open(&cfg).await?;
-    let states = store.states().await?;
     let runs = store.runs(500).await?;
+    let dialects: std::collections::HashMap<String, String> =
+        store.dialects().await?.into_iter().collect();
+    let learned = |name: &str| -> Option<crate::sync::Dialect> {
+        dialects
+            .get(name)
+            .and_then(|s| serde_json::from_str(s).ok())
+    };
+    let api: crate::sync::ApiFacts = dialects
+        .get(crate::sync::dialect::API)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
     let mut rows = Vec::new();
     for res in resource::RESOURCES {
         let (live, deleted) = store.counts(res).await?;
-        let st = states.get(res.name).cloned().unwrap_or((None, None, false));
+        let st = store.state(res).await?;
         let last = runs.iter().find(|r| r.resource == res.name);
         rows.push(serde_json::json!({
             "resource": res.name,
             "tier": res.tier.name(),
-            "cursor": st.0,
-            "last_full_at": st.1,
-            "listing_in_progress": st.2,
+            "cursor": st.cursor.map(crate::time::canonical),
+            "last_full_at": st.last_full_at.map(crate::time::canonical),
+            "listing_in_progress": st.listing.is_some(),
             "records": live,
             "deleted": deleted,
+            "incomplete": st.incomplete,
+            "unproven": st.unproven,
+            "dialect": learned(res.name),
             "last_run": last.map(|r| serde_json::json!({
                 "mode": r.mode, "finished_at": r.finished_at, "outcome": r.outcome,
                 "requests": r.requests, "records_changed": r.records_changed, "error": r.error,
@@ -663,6 +735,7 @@ async fn status(cfg: Config, json: bool) -> anyhow::Result<i32> {
         }));
     }
     if json {
+        // One row per resource (the firm-wide facts are on the table's last lines and /status).
         outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(0);
     }
@@ -697,7 +770,43 @@ async fn status(cfg: Config, json: bool) -> anyhow::Result<i32> {
             last
         );
     }
+    // What could not be listed, and what could not be proven: the operator's to-do list.
+    for r in &rows {
+        if let Some(why) = r["incomplete"].as_str() {
+            outln!("INCOMPLETE {}: {why}", s_of(r, "resource"));
+        }
+    }
+    for r in &rows {
+        if let Some(why) = r["unproven"].as_str()
+            && r["incomplete"].is_null()
+        {
+            outln!(
+                "unproven {}: {why} (nothing seen missing)",
+                s_of(r, "resource")
+            );
+        }
+    }
+    if let Some(skew) = &api.clock_skew_secs {
+        outln!(
+            "server clock: {:+} s against ours ({}, {})",
+            skew.value,
+            skew.how,
+            crate::time::canonical(skew.at)
+        );
+    }
+    if let Some(rate) = &api.rate_limit {
+        outln!(
+            "request rate: {} per budget window, learned: {} ({})",
+            rate.value,
+            rate.how,
+            crate::time::canonical(rate.at)
+        );
+    }
     Ok(0)
+}
+
+fn s_of(r: &serde_json::Value, k: &str) -> String {
+    r[k].as_str().unwrap_or("-").to_string()
 }
 
 async fn export(cfg: Config, args: ExportArgs) -> anyhow::Result<i32> {

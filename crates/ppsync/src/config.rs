@@ -77,6 +77,8 @@ struct RawSync {
     request_timeout: Option<String>,
     max_attempts: Option<u32>,
     max_retry_wait: Option<String>,
+    max_clock_skew: Option<String>,
+    confirm_deletions: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -270,6 +272,16 @@ impl Config {
             commit_wait: dur("sync.commit_wait", &raw.sync.commit_wait, d.commit_wait)?,
             initial_lookback,
             max_page_attempts: raw.sync.max_attempts.unwrap_or(d.max_page_attempts).max(1),
+            max_clock_skew: dur(
+                "sync.max_clock_skew",
+                &raw.sync.max_clock_skew,
+                d.max_clock_skew,
+            )?,
+            confirm_deletions: raw
+                .sync
+                .confirm_deletions
+                .unwrap_or(d.confirm_deletions)
+                .max(1),
             ..d
         };
         let budget_requests = raw.budget.requests.unwrap_or(300);
@@ -534,7 +546,8 @@ redirect_uri = "http://127.0.0.1:8765/callback"
 overlap = "15m"
 # A cursor older than this (after downtime) re-lists the resource fully instead of catching up.
 max_catch_up = "7d"
-# Records per request ($top). 2500 is the largest page the API is known to serve (invoices).
+# Records per request ($top). 2500 is the largest page the API is known to serve (invoices); an
+# endpoint proven to cap its responses lower gets pages of its cap (`ppsync probe` shows them).
 page_size = 2500
 # Pages commit one by one, except when the next page's answer arrives within `commit_wait` of a
 # page being written (a fast server, a backfill): then it joins the same transaction, up to
@@ -548,8 +561,14 @@ request_timeout = "120s"
 # Tries of a request that fails transiently (5xx, network, cut-off body) before skipping the
 # resource for this pass.
 max_attempts = 4
-# The longest Retry-After ppsync waits out before skipping the resource for this pass.
+# The longest Retry-After ppsync waits out; a longer one ends the pass, and the next starts after it.
 max_retry_wait = "5m"
+# A server `Date` further ahead of this machine's clock than this is not trusted as a cursor (our
+# clock stands in, and the skew is shown by `ppsync status`).
+max_clock_skew = "15m"
+# Records a complete listing misses are confirmed gone by GET /{resource}/{id} (404) before they
+# are marked deleted: every one up to this many, a sample of this many beyond.
+confirm_deletions = 25
 
 [budget]
 # At most this many requests (token calls and retries included) in any sliding window.

@@ -175,10 +175,12 @@ impl Daemon {
             // Ticks sit on a grid (every 15 minutes on the quarter hour, hourly on the hour, daily
             // at midnight UTC), so the tiers line up into shared cycles, and every tick missed
             // while this one ran coalesces into the next.
-            next.insert(
-                res.name,
-                grid_next(self.engine.clock.now(), if ok { interval } else { retry }),
-            );
+            let mut due = grid_next(self.engine.clock.now(), if ok { interval } else { retry });
+            // The API asked for a longer wait than a pass waits out: nothing before it.
+            if let Some(t) = report.not_before.filter(|_| !ok) {
+                due = due.max(t);
+            }
+            next.insert(res.name, due);
         }
         self.observe(&report);
         summary.cycles.push(report);

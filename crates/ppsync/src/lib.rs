@@ -27,6 +27,7 @@ pub mod demo;
 pub mod fleet;
 mod login;
 pub mod notify;
+pub mod probe;
 pub mod record;
 pub mod report;
 pub mod resource;

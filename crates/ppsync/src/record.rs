@@ -27,6 +27,8 @@ pub struct Row {
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     pub hash: i64,
+    /// The form `updated_at` was sent in ([`crate::time::stamp_form`]), when it was.
+    pub stamp_form: Option<u8>,
     /// The record's JSON exactly as received (checked to be a JSON object).
     pub data: Box<str>,
     pub columns: Vec<Value>,
@@ -108,6 +110,10 @@ impl<'r> Reader<'r> {
         };
         let created_at = time_field(res, &id, fields.get(CREATED_AT), "created_at")?;
         let updated_at = time_field(res, &id, fields.get(UPDATED_AT), "updated_at")?;
+        let stamp_form = match fields.get(UPDATED_AT) {
+            Some(Json::String(s)) => Some(crate::time::stamp_form(s) as u8),
+            _ => None,
+        };
         let mut columns = Vec::with_capacity(res.columns.len());
         for (c, (at, below)) in res.columns.iter().zip(&self.columns) {
             let field = Field(c.pointer);
@@ -152,6 +158,7 @@ impl<'r> Reader<'r> {
             created_at,
             updated_at,
             hash,
+            stamp_form,
             data: raw.into(),
             columns,
         })

@@ -89,6 +89,48 @@ pub struct Resource {
     /// The JSON field that identifies a record (`id`; tags have only a `name`).
     pub key: &'static str,
     pub columns: &'static [Column],
+    /// The path of `GET /{by_id}/{id}` (None: the API has no single-record read). Deletion
+    /// candidates of a listing that cannot be proven complete are confirmed there (404 = gone).
+    pub by_id: Option<&'static str>,
+    /// The API's own filters that partition the list by a business date (`date_from`/`date_to`),
+    /// for when paging cannot list it whole.
+    pub partition: Option<Partition>,
+}
+
+/// A pair of inclusive filters on a business date, and the typed column that holds the date.
+#[derive(Clone, Copy, Debug)]
+pub struct Partition {
+    pub from: &'static str,
+    pub to: &'static str,
+    /// A typed column of the resource (its values bound the windows).
+    pub column: &'static str,
+}
+
+/// `date_from`/`date_to` on the date held in `column` (practicepanther-api.md §2).
+const fn dates(column: &'static str) -> Option<Partition> {
+    Some(Partition {
+        from: "date_from",
+        to: "date_to",
+        column,
+    })
+}
+
+impl Resource {
+    /// The index of the partition's column among `columns`.
+    pub fn partition_column(&self) -> Option<usize> {
+        let p = self.partition?;
+        self.columns.iter().position(|c| c.name == p.column)
+    }
+
+    const fn partitioned(mut self, p: Option<Partition>) -> Self {
+        self.partition = p;
+        self
+    }
+
+    const fn read_by_id_at(mut self, path: &'static str) -> Self {
+        self.by_id = Some(path);
+        self
+    }
 }
 
 impl fmt::Display for Resource {
@@ -119,6 +161,8 @@ const fn res(
         has_updated_at,
         key: "id",
         columns,
+        by_id: Some(path),
+        partition: None,
     }
 }
 
@@ -136,6 +180,8 @@ const fn full(
         has_updated_at: false,
         key,
         columns,
+        by_id: None,
+        partition: None,
     }
 }
 
@@ -209,7 +255,8 @@ pub static RESOURCES: &[Resource] = &[
             col("subject", "/subject", Text),
             col("date", "/date", Time),
         ],
-    ),
+    )
+    .partitioned(dates("date")),
     res(
         "emails",
         "emails",
@@ -235,7 +282,8 @@ pub static RESOURCES: &[Resource] = &[
             col("start_date_time", "/start_date_time", Time),
             col("end_date_time", "/end_date_time", Time),
         ],
-    ),
+    )
+    .partitioned(dates("start_date_time")),
     res(
         "call_logs",
         "calllogs",
@@ -247,7 +295,8 @@ pub static RESOURCES: &[Resource] = &[
             col("subject", "/subject", Text),
             col("date", "/date", Time),
         ],
-    ),
+    )
+    .partitioned(dates("date")),
     res(
         "time_entries",
         "timeentries",
@@ -261,7 +310,8 @@ pub static RESOURCES: &[Resource] = &[
             col("hours", "/hours", Real),
             col("is_billed", "/is_billed", Bool),
         ],
-    ),
+    )
+    .partitioned(dates("date")),
     res(
         "expenses",
         "expenses",
@@ -274,7 +324,8 @@ pub static RESOURCES: &[Resource] = &[
             col("amount", "/amount", Real),
             col("is_billed", "/is_billed", Bool),
         ],
-    ),
+    )
+    .partitioned(dates("date")),
     res(
         "flat_fees",
         "flatfees",
@@ -287,7 +338,8 @@ pub static RESOURCES: &[Resource] = &[
             col("price", "/price", Real),
             col("is_billed", "/is_billed", Bool),
         ],
-    ),
+    )
+    .partitioned(dates("date")),
     res(
         "invoices",
         "invoices",
@@ -301,7 +353,8 @@ pub static RESOURCES: &[Resource] = &[
             col("total", "/total", Real),
             col("total_outstanding", "/total_outstanding", Real),
         ],
-    ),
+    )
+    .partitioned(dates("issue_date")),
     res(
         "payments",
         "payments",
@@ -314,7 +367,8 @@ pub static RESOURCES: &[Resource] = &[
             col("total_amount", "/total_amount", Real),
             col("status", "/status", Text),
         ],
-    ),
+    )
+    .partitioned(dates("date")),
     res(
         "users",
         "users",
@@ -356,7 +410,8 @@ pub static RESOURCES: &[Resource] = &[
             col("label", "/label", Text),
             col("value_type", "/value_type", Text),
         ],
-    ),
+    )
+    .read_by_id_at("customfields"),
     res(
         "custom_fields_matter",
         "customfields/matter",
@@ -366,7 +421,8 @@ pub static RESOURCES: &[Resource] = &[
             col("label", "/label", Text),
             col("value_type", "/value_type", Text),
         ],
-    ),
+    )
+    .read_by_id_at("customfields"),
     res(
         "custom_fields_contact",
         "customfields/contact",
@@ -376,7 +432,8 @@ pub static RESOURCES: &[Resource] = &[
             col("label", "/label", Text),
             col("value_type", "/value_type", Text),
         ],
-    ),
+    )
+    .read_by_id_at("customfields"),
     res(
         "relationships",
         "relationships",

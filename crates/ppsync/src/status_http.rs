@@ -129,6 +129,10 @@ struct Snapshot {
     healthy: bool,
     /// Enabled resources that are behind (or never synced).
     behind: Vec<String>,
+    /// Enabled resources whose last complete listing could not reach every record.
+    incomplete: Vec<String>,
+    /// Firm-wide facts learned of the API (the request rate it allows, its clock's skew).
+    api: crate::sync::ApiFacts,
     requests: Requests,
     budget: BudgetUse,
     resources: Vec<ResourceStatus>,
@@ -176,6 +180,12 @@ struct ResourceStatus {
     last_full: Option<String>,
     /// A listing was interrupted and will resume from its saved point.
     listing_in_flight: bool,
+    /// The last complete listing could not reach records that exist: what was seen.
+    incomplete: Option<String>,
+    /// The last complete listing could not be proven complete (nothing seen missing): why.
+    unproven: Option<String>,
+    /// What has been learned of the endpoint.
+    dialect: crate::sync::Dialect,
     runs: i64,
     records_changed_total: i64,
     last_run: Option<RunRow>,
@@ -188,6 +198,14 @@ async fn snapshot(ctx: &StatusContext) -> anyhow::Result<Snapshot> {
     let mut totals = ctx.store.run_totals().await?;
     let mut resources = Vec::with_capacity(RESOURCES.len());
     let mut behind = Vec::new();
+    let mut incomplete = Vec::new();
+    let dialects: HashMap<String, String> = ctx.store.dialects().await?.into_iter().collect();
+    let learned = |name: &str| -> crate::sync::Dialect {
+        dialects
+            .get(name)
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default()
+    };
     // Enabled resources in schedule order, then the disabled ones.
     let order = ctx
         .schedule
@@ -203,6 +221,9 @@ async fn snapshot(ctx: &StatusContext) -> anyhow::Result<Snapshot> {
         if is_behind {
             behind.push(res.name.to_string());
         }
+        if interval.is_some() && st.incomplete.is_some() {
+            incomplete.push(res.name.to_string());
+        }
         let t = totals.remove(res.name);
         resources.push(ResourceStatus {
             name: res.name,
@@ -217,6 +238,9 @@ async fn snapshot(ctx: &StatusContext) -> anyhow::Result<Snapshot> {
             behind: is_behind,
             last_full: st.last_full_at.map(canonical),
             listing_in_flight: st.listing.is_some(),
+            incomplete: st.incomplete.clone(),
+            unproven: st.unproven.clone(),
+            dialect: learned(res.name),
             runs: t.as_ref().map_or(0, |t| t.runs),
             records_changed_total: t.as_ref().map_or(0, |t| t.records_changed),
             last_run: t.map(|t| t.last),
@@ -235,10 +259,16 @@ async fn snapshot(ctx: &StatusContext) -> anyhow::Result<Snapshot> {
     let mut deadlines = ctx.store.deadlines(now, until).await?;
     deadlines.truncate(DEADLINES_SHOWN);
     let budget = ctx.client.budget();
+    let api = dialects
+        .get(crate::sync::dialect::API)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
     Ok(Snapshot {
         now: canonical(now),
-        healthy: behind.is_empty(),
+        healthy: behind.is_empty() && incomplete.is_empty(),
         behind,
+        incomplete,
+        api,
         requests: Requests {
             total: ctx.client.requests_made(),
             throttled: ctx.client.throttled(),
@@ -273,23 +303,43 @@ async fn status_json(State(ctx): State<StatusContext>) -> Result<Response, Failu
 }
 
 async fn healthz(State(ctx): State<StatusContext>) -> Result<Response, Failure> {
+    let (behind, incomplete) = problems(&ctx, "").await?;
+    Ok(health_answer(behind, incomplete, "ok\n".into()))
+}
+
+/// The enabled resources that are behind, and those whose last complete listing could not reach
+/// every record, each name prefixed with `prefix`.
+async fn problems(ctx: &StatusContext, prefix: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let now = ctx.clock.now();
-    let mut behind = Vec::new();
+    let (mut behind, mut incomplete) = (Vec::new(), Vec::new());
     for (res, interval) in &ctx.schedule {
         let st = ctx.store.state(res).await?;
         if is_behind(st.cursor_set_at.map(|t| now - t), *interval) {
-            behind.push(res.name);
+            behind.push(format!("{prefix}{}", res.name));
+        }
+        if st.incomplete.is_some() {
+            incomplete.push(format!("{prefix}{}", res.name));
         }
     }
-    Ok(if behind.is_empty() {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("behind: {}\n", behind.join(", ")),
-        )
-            .into_response()
-    })
+    Ok((behind, incomplete))
+}
+
+/// 200 with `ok` when nothing is wrong; 503 naming what is behind and what cannot be listed.
+fn health_answer(behind: Vec<String>, incomplete: Vec<String>, ok: String) -> Response {
+    if behind.is_empty() && incomplete.is_empty() {
+        return (StatusCode::OK, ok).into_response();
+    }
+    let mut body = String::new();
+    if !behind.is_empty() {
+        body.push_str(&format!("behind: {}\n", behind.join(", ")));
+    }
+    if !incomplete.is_empty() {
+        body.push_str(&format!(
+            "incomplete: {} (see /status)\n",
+            incomplete.join(", ")
+        ));
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -498,12 +548,79 @@ fn render_metrics(s: &Snapshot) -> String {
         f.sample(name, &[("resource", r.name)], u(u64::from(r.behind)));
     }
 
+    let name = "ppsync_resource_incomplete";
+    let mut f = Family::new(
+        &mut out,
+        name,
+        "gauge",
+        "1 when the resource's last complete listing could not reach records that exist.",
+    );
+    for r in &s.resources {
+        f.sample(
+            name,
+            &[("resource", r.name)],
+            u(u64::from(r.incomplete.is_some())),
+        );
+    }
+
+    let name = "ppsync_resource_unproven";
+    let mut f = Family::new(
+        &mut out,
+        name,
+        "gauge",
+        "1 when the resource's last complete listing could not be proven complete (nothing seen missing).",
+    );
+    for r in &s.resources {
+        f.sample(
+            name,
+            &[("resource", r.name)],
+            u(u64::from(r.unproven.is_some())),
+        );
+    }
+
+    let name = "ppsync_endpoint_largest_page";
+    let mut f = Family::new(
+        &mut out,
+        name,
+        "gauge",
+        "The most records one response of the endpoint has held (its page cap is at least this).",
+    );
+    for r in &s.resources {
+        if r.dialect.largest() > 0 {
+            f.sample(name, &[("resource", r.name)], u(r.dialect.largest()));
+        }
+    }
+
+    let name = "ppsync_endpoint_page_cap";
+    let mut f = Family::new(
+        &mut out,
+        name,
+        "gauge",
+        "The endpoint's page cap, where proven (a response of this many was followed by more).",
+    );
+    for r in &s.resources {
+        if let Some(c) = r.dialect.cap() {
+            f.sample(name, &[("resource", r.name)], u(c));
+        }
+    }
+
+    if let Some(skew) = &s.api.clock_skew_secs {
+        let name = "ppsync_server_clock_skew_seconds";
+        Family::new(
+            &mut out,
+            name,
+            "gauge",
+            "The server's Date minus our clock, when it last exceeded sync.max_clock_skew.",
+        )
+        .sample(name, &[], skew.value as f64);
+    }
+
     let name = "ppsync_healthy";
     Family::new(
         &mut out,
         name,
         "gauge",
-        "1 when no enabled resource is behind (what /healthz answers).",
+        "1 when no enabled resource is behind or incomplete (what /healthz answers).",
     )
     .sample(name, &[], u(u64::from(s.healthy)));
 
@@ -613,26 +730,18 @@ async fn fleet_status(State(f): State<FleetStatus>) -> Result<Response, Failure>
 }
 
 async fn fleet_healthz(State(f): State<FleetStatus>) -> Result<Response, Failure> {
-    let mut behind = Vec::new();
+    let (mut behind, mut incomplete) = (Vec::new(), Vec::new());
     let held = f.held();
     for (name, ctx) in &held {
-        let now = ctx.clock.now();
-        for (res, interval) in &ctx.schedule {
-            let st = ctx.store.state(res).await?;
-            if is_behind(st.cursor_set_at.map(|t| now - t), *interval) {
-                behind.push(format!("{name}/{}", res.name));
-            }
-        }
+        let (b, i) = problems(ctx, &format!("{name}/")).await?;
+        behind.extend(b);
+        incomplete.extend(i);
     }
-    Ok(if behind.is_empty() {
-        (StatusCode::OK, format!("ok: {} firms\n", held.len())).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("behind: {}\n", behind.join(", ")),
-        )
-            .into_response()
-    })
+    Ok(health_answer(
+        behind,
+        incomplete,
+        format!("ok: {} firms\n", held.len()),
+    ))
 }
 
 async fn fleet_metrics(State(f): State<FleetStatus>) -> Result<Response, Failure> {
@@ -826,9 +935,16 @@ fn render_page(s: &Snapshot, now: DateTime<Utc>) -> String {
     let health = if s.healthy {
         "<span class=\"pill ok\" id=\"health\">healthy</span>".to_string()
     } else {
+        let mut parts = Vec::new();
+        if !s.behind.is_empty() {
+            parts.push(format!("behind: {}", s.behind.join(", ")));
+        }
+        if !s.incomplete.is_empty() {
+            parts.push(format!("incomplete: {}", s.incomplete.join(", ")));
+        }
         format!(
-            "<span class=\"pill bad\" id=\"health\">behind: {}</span>",
-            esc(&s.behind.join(", "))
+            "<span class=\"pill bad\" id=\"health\">{}</span>",
+            esc(&parts.join("; "))
         )
     };
     let _ = writeln!(
@@ -885,6 +1001,8 @@ fn render_page(s: &Snapshot, now: DateTime<Utc>) -> String {
             "<span class=\"pill off\">disabled</span>"
         } else if r.listing_in_flight {
             "<span class=\"pill run\">resuming</span>"
+        } else if r.incomplete.is_some() {
+            "<span class=\"pill bad\">incomplete</span>"
         } else if r.behind {
             "<span class=\"pill bad\">behind</span>"
         } else {
@@ -906,6 +1024,21 @@ fn render_page(s: &Snapshot, now: DateTime<Utc>) -> String {
                 t
             }
         };
+        // What the last complete listing could not reach (or could not prove), under the run.
+        let mut last_run = last_run;
+        if let Some(why) = &r.incomplete {
+            let _ = write!(
+                last_run,
+                "<div class=\"err\">incomplete: {}</div>",
+                esc(why)
+            );
+        } else if let Some(why) = &r.unproven {
+            let _ = write!(
+                last_run,
+                "<div class=\"muted\">unproven: {} (nothing seen missing)</div>",
+                esc(why)
+            );
+        }
         let _ = writeln!(
             h,
             "<tr class=\"res{}\" id=\"res-{name}\"><td>{name}</td><td>{tier}</td><td>{every}</td>\

@@ -80,6 +80,38 @@ pub fn query_param(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, false)
 }
 
+/// The form of a timestamp as sent, as a code below 32 (a bit in a `u32` set): the offset
+/// (none, `Z`, `±hh:mm`) times 8 plus the fraction's digits (0–7; more count as 7). What the
+/// endpoints send is a learned fact (practicepanther-api.md §4.1: naive with 0–3 digits,
+/// `Z` with 7 on messages).
+pub fn stamp_form(s: &str) -> u32 {
+    let s = s.trim();
+    let b = s.as_bytes();
+    let kind = if s.ends_with('Z') || s.ends_with('z') {
+        1
+    } else if b.len() > 6 && matches!(b[b.len() - 6], b'+' | b'-') && b[b.len() - 3] == b':' {
+        2
+    } else {
+        0
+    };
+    let digits = s
+        .find('.')
+        .map(|i| s[i + 1..].bytes().take_while(u8::is_ascii_digit).count())
+        .unwrap_or(0)
+        .min(7) as u32;
+    kind * 8 + digits
+}
+
+/// The name of a [`stamp_form`] code: `naive.3`, `Z.7`, `offset.0`.
+pub fn stamp_form_name(code: u32) -> String {
+    let kind = match code / 8 {
+        0 => "naive",
+        1 => "Z",
+        _ => "offset",
+    };
+    format!("{kind}.{}", code % 8)
+}
+
 /// Parses a duration written as `15m`, `1h`, `2d`, `30s` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -179,6 +211,20 @@ mod tests {
     fn query_form_has_an_explicit_offset() {
         let t = parse_api_time("2026-11-25T12:00:00.5").unwrap();
         assert_eq!(query_param(t), "2026-11-25T12:00:00.500+00:00");
+    }
+
+    #[test]
+    fn stamp_forms() {
+        for (s, want) in [
+            ("2018-05-17T23:00:53.393", "naive.3"),
+            ("2018-05-17T23:01:01", "naive.0"),
+            ("2026-04-04T06:20:36.3934413Z", "Z.7"),
+            ("2026-04-04T06:20:36.3934413+00:00", "offset.7"),
+            ("2026-04-04T01:20:36-05:00", "offset.0"),
+        ] {
+            assert_eq!(stamp_form_name(stamp_form(s)), want, "{s}");
+            assert!(stamp_form(s) < 32);
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! demo runs a simulated day in seconds on the simulator's clock), because the limit is "N per
 //! window" rather than GCRA's burst model, and because a server 429 must pause it (rust-stack.md §3).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -15,7 +15,10 @@ use tokio::sync::Notify;
 use crate::time::Clock;
 
 pub struct Budget {
-    limit: usize,
+    /// Lowered at run time when the server throttles without saying for how long.
+    limit: AtomicUsize,
+    /// Set when `limit` was lowered and the new value not yet taken for saving.
+    lowered: AtomicBool,
     window: chrono::Duration,
     clock: Arc<dyn Clock>,
     /// Never held across an await (so a [`Sent`] can settle itself in `drop`).
@@ -76,7 +79,8 @@ impl Drop for Sent<'_> {
 impl Budget {
     pub fn new(limit: u32, window: Duration, clock: Arc<dyn Clock>) -> Self {
         Budget {
-            limit: limit.max(1) as usize,
+            limit: AtomicUsize::new(limit.max(1) as usize),
+            lowered: AtomicBool::new(false),
             window: chrono::Duration::from_std(window).unwrap_or(chrono::Duration::minutes(5)),
             clock,
             state: Mutex::new(State::default()),
@@ -100,11 +104,11 @@ impl Budget {
     /// For background work (reconciliation): waits until a request fits while still leaving a
     /// fifth of the window free, so the 15-minute tier is never starved.
     pub async fn acquire_background(&self) -> Sent<'_> {
-        self.acquire_leaving(self.limit / 5).await
+        self.acquire_leaving(self.limit() / 5).await
     }
 
     async fn acquire_leaving(&self, reserve: usize) -> Sent<'_> {
-        let cap = self.limit.saturating_sub(reserve).max(1);
+        let cap = self.limit().saturating_sub(reserve).max(1);
         loop {
             let settled = self.settled.notified();
             tokio::pin!(settled);
@@ -171,12 +175,12 @@ impl Budget {
         for (t, n) in earlier.iter().filter(|(t, _)| *t > horizon) {
             all.extend(std::iter::repeat_n(
                 *t,
-                (*n).min(self.limit as u64) as usize,
+                (*n).min(self.limit() as u64) as usize,
             ));
         }
         all.sort();
         // Only the newest `limit` matter to the window (beside this process's own).
-        let skip = all.len().saturating_sub(self.limit);
+        let skip = all.len().saturating_sub(self.limit());
         let mut earlier: Vec<(u64, Option<DateTime<Utc>>)> = Vec::new();
         for t in all.into_iter().skip(skip) {
             earlier.push((s.next, Some(t)));
@@ -213,7 +217,43 @@ impl Budget {
     }
 
     pub fn limit(&self) -> usize {
-        self.limit
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Starts from a rate learned earlier (a server that allowed less than configured), never
+    /// above the configured limit.
+    pub fn start_at(&self, limit: u32) {
+        let l = (limit.max(1) as usize).min(self.limit());
+        self.limit.store(l, Ordering::Relaxed);
+    }
+
+    /// The server answered 429 without `Retry-After`: it allows less than this budget does.
+    /// The limit drops to nine tenths of what was in the window when it answered (but by at most
+    /// three quarters at once, in case another client shares the server's count), so the next
+    /// windows stay under the server's; the caller backs off meanwhile. Returns the new limit.
+    pub async fn throttled_without_retry_after(&self) -> usize {
+        let in_window = self.in_window().await;
+        let now = self.limit();
+        let lowered = (in_window * 9 / 10)
+            .max(now / 4)
+            .clamp(1, now.saturating_sub(1).max(1));
+        if lowered < now {
+            self.limit.store(lowered, Ordering::Relaxed);
+            self.lowered.store(true, Ordering::Relaxed);
+            tracing::warn!(
+                from = now,
+                to = lowered,
+                "429 without Retry-After: lowering the request rate"
+            );
+        }
+        lowered
+    }
+
+    /// The limit, when it was lowered since the last call (to be saved).
+    pub fn take_lowered(&self) -> Option<usize> {
+        self.lowered
+            .swap(false, Ordering::Relaxed)
+            .then(|| self.limit())
     }
 }
 
@@ -300,6 +340,25 @@ mod tests {
             chrono::Duration::seconds(30),
             "the next waits until the earlier requests leave the window"
         );
+    }
+
+    #[tokio::test]
+    async fn a_429_without_retry_after_lowers_the_limit() {
+        let start = crate::time::parse_api_time("2026-11-25T00:00:00").unwrap();
+        let clock = Arc::new(ManualClock(StdMutex::new(start)));
+        let budget = Budget::new(300, Duration::from_secs(300), clock.clone());
+        for _ in 0..100 {
+            let _ = budget.acquire().await;
+        }
+        // The server allowed 100: the budget now stays at 90.
+        assert_eq!(budget.throttled_without_retry_after().await, 90);
+        assert_eq!(budget.take_lowered(), Some(90));
+        assert_eq!(budget.take_lowered(), None, "taken once");
+        // Few requests in our window (another client shares the server's count): a quarter at most.
+        let budget = Budget::new(300, Duration::from_secs(300), clock.clone());
+        assert_eq!(budget.throttled_without_retry_after().await, 75);
+        budget.start_at(1000);
+        assert_eq!(budget.limit(), 75, "never above what it was");
     }
 
     #[tokio::test]

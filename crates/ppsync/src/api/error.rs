@@ -42,6 +42,10 @@ pub enum Error {
         status: u16,
         body: String,
     },
+    #[error(
+        "cannot reach the API at {url} ({cause}): check api_base_url and the network; nothing more is synced this pass"
+    )]
+    Unreachable { url: String, cause: String },
     #[error("{path}: network error: {source}")]
     Transport {
         path: String,
@@ -84,6 +88,8 @@ pub enum Class {
     BadCursor,
     /// Network failures, 5xx, a cut-off body, an HTML page where JSON was expected.
     Transient,
+    /// No connection at all (refused, DNS, TLS, connect timeout): every resource would fail alike.
+    Unreachable,
     /// Other 4xx: likely a bug or bad configuration; looping would not help.
     Client,
     /// A record we cannot read: retrying returns the same bytes.
@@ -124,9 +130,14 @@ impl Error {
             | Error::Truncated { .. }
             | Error::Malformed { .. } => Class::Transient,
             Error::BadRecord { .. } => Class::BadData,
+            Error::Unreachable { .. } => Class::Unreachable,
         }
     }
 }
+
+/// Tries of a request that cannot connect before the pass ends (a few seconds in all, so an
+/// unreachable API fails a pass fast instead of retrying each resource).
+pub const CONNECT_ATTEMPTS: u32 = 3;
 
 /// The one place that maps a class to an action. `attempt` counts tries of the same request or
 /// page so far (1 = the first try failed); `max_attempts` bounds retries of transient failures.
@@ -138,6 +149,8 @@ pub fn action(class: Class, attempt: u32, max_attempts: u32) -> Action {
         Class::Throttled if attempt < max_attempts * 2 => Action::WaitAndRetry,
         Class::Transient if attempt < max_attempts => Action::BackoffAndRetry,
         Class::Throttled | Class::Transient => Action::SkipResource,
+        Class::Unreachable if attempt < CONNECT_ATTEMPTS => Action::BackoffAndRetry,
+        Class::Unreachable => Action::StopPass,
         Class::BadCursor => Action::Relist,
         Class::Client | Class::BadData => Action::SkipResource,
     }
@@ -159,5 +172,7 @@ mod tests {
         assert_eq!(action(Class::BadCursor, 1, 4), Action::Relist);
         assert_eq!(action(Class::BadData, 1, 4), Action::SkipResource);
         assert_eq!(action(Class::Client, 1, 4), Action::SkipResource);
+        assert_eq!(action(Class::Unreachable, 2, 4), Action::BackoffAndRetry);
+        assert_eq!(action(Class::Unreachable, 3, 4), Action::StopPass);
     }
 }

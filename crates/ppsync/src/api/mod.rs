@@ -76,7 +76,9 @@ impl Client {
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
-            .connect_timeout(Duration::from_secs(15))
+            // Short: a host that does not answer at all should fail a pass in well under a
+            // minute (three tries), not stall it.
+            .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("ppsync/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Client {
@@ -167,6 +169,10 @@ impl Client {
             drop(slot);
             let resp = match sent {
                 Ok(r) => r,
+                Err(source) if source.is_connect() => {
+                    // Not retried here: the caller's policy ends the pass after a few tries.
+                    return Err(self.unreachable(&source));
+                }
                 Err(source) => {
                     let err = Error::Transport {
                         path: path.to_string(),
@@ -211,6 +217,11 @@ impl Client {
                 }
                 Action::WaitAndRetry => {
                     inner.throttled.fetch_add(1, Ordering::Relaxed);
+                    if status.as_u16() == 429 && retry_after.is_none() {
+                        // The server allows less than our budget and does not say how long to
+                        // wait: lower the rate, and back off.
+                        inner.budget.throttled_without_retry_after().await;
+                    }
                     let wait = retry_after
                         .unwrap_or_else(|| backoff.next().unwrap_or(Duration::from_secs(30)));
                     if wait > inner.cfg.max_retry_wait {
@@ -230,6 +241,31 @@ impl Client {
                 Action::StopPass if class == Class::Auth => return Err(Error::Unauthorized),
                 _ => return Err(err),
             }
+        }
+    }
+
+    /// Whether `GET /api/v2/{path}/{id}` finds the record (404: it is gone).
+    pub async fn exists(&self, path: &str, id: &str) -> Result<bool, Error> {
+        let full = format!("{path}/{id}");
+        match self.get(&full, &[]).await {
+            Ok(_) => Ok(true),
+            Err(Error::Client { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A connection that could not be made: the API's base URL and the innermost cause.
+    fn unreachable(&self, e: &reqwest::Error) -> Error {
+        let mut cause: &dyn std::error::Error = e;
+        while let Some(inner) = cause.source() {
+            cause = inner;
+        }
+        let mut url = self.inner.cfg.base_url.clone();
+        url.set_query(None);
+        let _ = url.set_password(None);
+        Error::Unreachable {
+            url: url.as_str().trim_end_matches('/').to_string(),
+            cause: cause.to_string(),
         }
     }
 
@@ -290,6 +326,7 @@ impl Client {
             drop(slot);
             let resp = match sent {
                 Ok(r) => r,
+                Err(source) if source.is_connect() => return Err(self.unreachable(&source)),
                 Err(source) => {
                     let err = Error::Transport {
                         path: "/oauth/token".into(),

@@ -42,6 +42,11 @@ pub(super) const SQLITE: &[Source] = &[
         "deferred indexes",
         include_str!("../../migrations/sqlite/0005_deferred_indexes.sql"),
     ),
+    (
+        6,
+        "dialects",
+        include_str!("../../migrations/sqlite/0006_dialects.sql"),
+    ),
 ];
 
 pub(super) const POSTGRES: &[Source] = &[
@@ -54,6 +59,11 @@ pub(super) const POSTGRES: &[Source] = &[
         2,
         "firms",
         include_str!("../../migrations/postgres/0002_firms.sql"),
+    ),
+    (
+        3,
+        "dialects",
+        include_str!("../../migrations/postgres/0003_dialects.sql"),
     ),
 ];
 

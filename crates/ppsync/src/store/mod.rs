@@ -61,6 +61,10 @@ pub struct State {
     pub last_full_at: Option<DateTime<Utc>>,
     /// Our clock when the cursor last moved.
     pub cursor_set_at: Option<DateTime<Utc>>,
+    /// The last complete listing could not reach records that exist: what was seen.
+    pub incomplete: Option<String>,
+    /// The last complete listing could not be proven complete (nothing was seen missing): why.
+    pub unproven: Option<String>,
 }
 
 /// A run-history row being finished.
@@ -463,10 +467,18 @@ impl Store {
 
     pub async fn state(&self, res: &Resource) -> Result<State> {
         let sql = format!(
-            "SELECT cursor, listing, last_full_at, cursor_set_at FROM {} WHERE resource = $1",
+            "SELECT cursor, listing, last_full_at, cursor_set_at, incomplete, unproven FROM {} \
+             WHERE resource = $1",
             self.t("sync_state")
         );
-        type StateRow = (Option<Ts>, Option<String>, Option<Ts>, Option<Ts>);
+        type StateRow = (
+            Option<Ts>,
+            Option<String>,
+            Option<Ts>,
+            Option<Ts>,
+            Option<String>,
+            Option<String>,
+        );
         let row: Option<StateRow> = on!(Db, &self.db, p => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(res.name)
@@ -480,7 +492,7 @@ impl Store {
                     e => e.into(),
                 })?
         });
-        let Some((cursor, listing, last_full_at, cursor_set_at)) = row else {
+        let Some((cursor, listing, last_full_at, cursor_set_at, incomplete, unproven)) = row else {
             return Ok(State::default());
         };
         Ok(State {
@@ -495,7 +507,41 @@ impl Store {
                 .transpose()?,
             last_full_at: last_full_at.map(|t| t.0),
             cursor_set_at: cursor_set_at.map(|t| t.0),
+            incomplete,
+            unproven,
         })
+    }
+
+    /// The learned facts of an endpoint (`sync::dialect`), as stored (JSON).
+    pub async fn dialect(&self, endpoint: &str) -> Result<Option<String>> {
+        let sql = format!(
+            "SELECT facts FROM {} WHERE endpoint = $1",
+            self.t("dialects")
+        );
+        Ok(on!(Db, &self.db, p => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(endpoint)
+                .fetch_optional(p)
+                .await?
+        }))
+    }
+
+    /// Every endpoint's stored facts, by endpoint.
+    pub async fn dialects(&self) -> Result<Vec<(String, String)>> {
+        let sql = format!(
+            "SELECT endpoint, facts FROM {} ORDER BY endpoint",
+            self.t("dialects")
+        );
+        Ok(on!(Db, &self.db, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(p).await?
+        }))
+    }
+
+    /// Stores an endpoint's facts outside a page's transaction (`ppsync probe`, the request rate).
+    pub async fn set_dialect(&self, endpoint: &str, facts: &str, now: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        tx.set_dialect(endpoint, facts, now).await?;
+        tx.commit().await
     }
 
     pub async fn begin(&self) -> Result<Tx> {
@@ -1212,6 +1258,89 @@ impl Tx {
         )
     }
 
+    /// How many records runs since `first_run` have seen (what a listing has reached so far).
+    pub async fn count_seen(&mut self, res: &Resource, first_run: i64) -> Result<i64> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM {} WHERE seen_run >= $1",
+            self.t(res.name)
+        );
+        Ok(
+            on!(TxInner, &mut self.tx, tx => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(first_run)
+            .fetch_one(&mut **tx)
+            .await?),
+        )
+    }
+
+    /// Up to `limit` of the live records not seen since `first_run`, spread over the table by
+    /// their content hash (a sample that favours no id range).
+    pub async fn unseen_sample(
+        &mut self,
+        res: &Resource,
+        first_run: i64,
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        let sql = format!(
+            "SELECT id FROM {} WHERE seen_run < $1 AND deleted_at IS NULL ORDER BY hash LIMIT $2",
+            self.t(res.name)
+        );
+        Ok(
+            on!(TxInner, &mut self.tx, tx => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(first_run)
+            .bind(i64::from(limit))
+            .fetch_all(&mut **tx)
+            .await?),
+        )
+    }
+
+    /// Stores an endpoint's learned facts (`sync::dialect`, JSON) with the page that taught them.
+    pub async fn set_dialect(
+        &mut self,
+        endpoint: &str,
+        facts: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO {} (endpoint, facts, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (endpoint) DO UPDATE SET facts = excluded.facts, updated_at = excluded.updated_at",
+            self.t("dialects")
+        );
+        on!(TxInner, &mut self.tx, tx => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(endpoint)
+            .bind(facts)
+            .bind(Ts(now))
+            .execute(&mut **tx)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Records how a listing of `res` ended: what it could not reach (`incomplete`) and why it
+    /// could not be proven complete (`unproven`); None for both: proven complete.
+    pub async fn set_completeness(
+        &mut self,
+        res: &Resource,
+        incomplete: Option<&str>,
+        unproven: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO {} (resource, incomplete, unproven, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (resource) DO UPDATE SET incomplete = excluded.incomplete, \
+               unproven = excluded.unproven, updated_at = excluded.updated_at",
+            self.t("sync_state")
+        );
+        on!(TxInner, &mut self.tx, tx => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(res.name)
+            .bind(incomplete)
+            .bind(unproven)
+            .bind(Ts(now))
+            .execute(&mut **tx)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
     /// Live records of a resource (reads the whole table: only for the mass-deletion guard).
     pub async fn count_live(&mut self, res: &Resource) -> Result<i64> {
         let sql = format!(
@@ -1268,8 +1397,9 @@ impl Tx {
         Ok(())
     }
 
-    /// Moves the cursor (never backwards) and ends the listing in flight; `full` records that
-    /// this was a complete listing.
+    /// Moves the cursor and ends the listing in flight; `full` records that this was a complete
+    /// listing. An incremental listing never moves it backwards; a complete one sets it as it is
+    /// (it listed everything as of its signpost: so a cursor set too far ahead is repaired).
     pub async fn set_cursor(
         &mut self,
         res: &Resource,
@@ -1282,6 +1412,7 @@ impl Tx {
              VALUES ($1, $2, $4, NULL, $3, $4) \
              ON CONFLICT (resource) DO UPDATE SET cursor_set_at = excluded.cursor_set_at, \
                cursor = CASE WHEN s.cursor IS NULL OR excluded.cursor > s.cursor \
+                               OR excluded.last_full_at IS NOT NULL \
                              THEN excluded.cursor ELSE s.cursor END, \
                listing = NULL, \
                last_full_at = COALESCE(excluded.last_full_at, s.last_full_at), \
@@ -1572,31 +1703,6 @@ impl Store {
                 },
                 None => None,
             })
-        })
-    }
-
-    /// Every resource's state, keyed by name: (cursor, last full listing, listing in flight).
-    pub async fn states(
-        &self,
-    ) -> Result<std::collections::HashMap<String, (Option<String>, Option<String>, bool)>> {
-        let sql = format!(
-            "SELECT resource, cursor, last_full_at, listing IS NOT NULL FROM {}",
-            self.t("sync_state")
-        );
-        on!(Db, &self.db, p => {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(p).await?;
-            rows.iter()
-                .map(|r| {
-                    Ok((
-                        r.try_get(0)?,
-                        (
-                            r.try_get::<Option<Ts>, _>(1)?.map(Ts::text),
-                            r.try_get::<Option<Ts>, _>(2)?.map(Ts::text),
-                            r.try_get(3)?,
-                        ),
-                    ))
-                })
-                .collect()
         })
     }
 }

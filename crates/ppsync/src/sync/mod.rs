@@ -3,22 +3,32 @@
 //!
 //! Invariants:
 //! - A cursor moves only in the transaction that holds the records it covers, and only to the
-//!   server's `Date` at the start of the listing (the signpost), never past what was received.
+//!   server's `Date` at the start of the listing (the signpost, clamped to our clock when it is
+//!   further ahead than `max_clock_skew`), never past what was received.
 //! - Every query reaches back by the overlap; upserts are idempotent, so re-reading is free.
-//! - "Deleted" is concluded only from a listing that completed without any sign of truncation.
+//! - A listing is complete only when proven ([`paging`]); records are marked deleted only after a
+//!   complete listing, and each deletion candidate of a resource with a by-id read is confirmed
+//!   there first (404 = gone); a candidate that still exists stops all marking for the resource.
 //! - Time comes from the `Clock`; `sync` builds neither HTTP requests nor SQL.
+
+pub mod dialect;
+pub mod paging;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::api::{self, Action, Client};
 use crate::record::{self, Row};
 use crate::resource::{Incremental, Resource};
 use crate::store::{self, RunStats, Store};
-use crate::time::{Clock, canonical, parse_api_time, query_param};
+use crate::time::{Clock, canonical, parse_api_time};
+pub use dialect::{ApiFacts, Dialect};
+use dialect::{QueryOption, Support};
+pub use paging::Mode;
+use paging::{Expect, Listing, PageInfo, Phase, Sent, Step};
 
 /// Engine settings (from the config).
 #[derive(Clone, Debug)]
@@ -27,7 +37,7 @@ pub struct SyncConfig {
     pub overlap: Duration,
     /// A cursor older than this triggers a full re-listing instead of a long catch-up.
     pub max_catch_up: Duration,
-    /// `$top` of every listing; a page this long (or a round number) means "maybe more".
+    /// `$top` of every listing (lowered to an endpoint's proven cap).
     pub page_size: u32,
     /// Most records one transaction holds when pages commit together.
     pub commit_records: u64,
@@ -47,6 +57,10 @@ pub struct SyncConfig {
     pub max_delete_fraction: f64,
     /// Tasks and events due within this window are notified.
     pub notify_window: Duration,
+    /// A server `Date` further ahead of our clock than this is not trusted as a cursor.
+    pub max_clock_skew: Duration,
+    /// Deletion candidates confirmed by id per listing (more: a sample of this many).
+    pub confirm_deletions: u32,
 }
 
 impl Default for SyncConfig {
@@ -61,67 +75,14 @@ impl Default for SyncConfig {
             max_page_attempts: 4,
             max_delete_fraction: 0.5,
             notify_window: Duration::from_secs(30 * 86400),
+            max_clock_skew: Duration::from_secs(15 * 60),
+            confirm_deletions: 25,
         }
     }
 }
 
 /// Rows written per batch inside a page's transaction.
 const WRITE_BATCH: usize = 1000;
-/// Records by which consecutive `$skip` pages overlap, so a shift caused by deletions mid-scan
-/// is detected (the previous page's last id must reappear) instead of silently skipping a record.
-const SKIP_OVERLAP: u64 = 20;
-
-/// How a resource is listed in this run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// First listing ever: everything.
-    Backfill,
-    /// What changed since the cursor minus the overlap.
-    Incremental,
-    /// A complete listing that also marks vanished records deleted (`--full`, stale or rejected
-    /// cursor, or a resource that takes no filter).
-    Full,
-}
-
-impl Mode {
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Backfill => "backfill",
-            Mode::Incremental => "incremental",
-            Mode::Full => "full",
-        }
-    }
-    fn complete_listing(self) -> bool {
-        self != Mode::Incremental
-    }
-}
-
-/// The resume point of a listing in flight, saved with every committed page.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Listing {
-    mode: Mode,
-    /// The `updated_since` of the listing (None: everything).
-    since: Option<String>,
-    /// The server's time when the listing began; becomes the cursor when it completes.
-    signpost: Option<String>,
-    /// The run that began the listing: records it saw have `seen_run >= first_run`.
-    first_run: i64,
-    /// Keyset position: the next page asks `updated_since` = this.
-    keyset: Option<String>,
-    skip: u64,
-    /// Last id of the previous page when continuing by `$skip`.
-    anchor: Option<String>,
-    /// First id of the previous page: the same first id again means `$skip` is ignored.
-    #[serde(default)]
-    prev_first: Option<String>,
-    pages: u32,
-    /// The table was empty when this process began the listing (a first backfill): whatever it
-    /// holds is this run's, so writes need not look up what is stored. Never saved: a resumed
-    /// listing checks again.
-    #[serde(skip)]
-    new_table: bool,
-}
 
 /// What happened to one resource in a pass.
 #[derive(Clone, Debug, Serialize)]
@@ -131,6 +92,10 @@ pub struct Outcome {
     pub stats: RunStatsView,
     /// None when the resource synced; the reason otherwise.
     pub error: Option<String>,
+    /// The listing could not list the resource completely (the records it did list are in):
+    /// `error` says what was seen.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub incomplete: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -148,10 +113,14 @@ pub struct PassReport {
     pub outcomes: Vec<Outcome>,
     pub fatal: Option<String>,
     pub requests: u64,
+    /// The API asked us to wait until then (a `Retry-After` longer than the longest wait): the
+    /// pass ended early and the next should not start before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 impl PassReport {
-    /// product.md §6: 0 all synced, 1 some skipped, 2 nothing could be done.
+    /// product.md §6: 0 all synced, 1 some skipped or incomplete, 2 nothing could be done.
     pub fn exit_code(&self) -> i32 {
         if self.fatal.is_some() {
             2
@@ -193,65 +162,20 @@ pub struct Engine {
 enum Stop {
     /// Skip this resource this pass.
     Skip(String),
-    /// Stop the whole pass (credentials).
+    /// The listing ended, its records and cursor in, but it could not list everything.
+    Incomplete(String),
+    /// Stop the whole pass (credentials, the API unreachable).
     Fatal(String),
+    /// The API asked us to wait longer than we wait: end the pass here.
+    Wait {
+        message: String,
+        until: DateTime<Utc>,
+    },
 }
 
 impl From<store::Error> for Stop {
     fn from(e: store::Error) -> Self {
         Stop::Fatal(e.to_string())
-    }
-}
-
-/// What one page held. All but `changed` and `server_date` is noted on the decoding thread as
-/// records are prepared, so it is known once the page is received, before it is written.
-#[derive(Clone, Debug)]
-struct PageInfo {
-    received: u64,
-    first_id: Option<String>,
-    changed: u64,
-    last_id: Option<String>,
-    last_updated_at: Option<DateTime<Utc>>,
-    sorted_by_updated_at: bool,
-    anchor_found: bool,
-    server_date: Option<DateTime<Utc>>,
-}
-
-impl PageInfo {
-    fn new() -> Self {
-        PageInfo {
-            received: 0,
-            first_id: None,
-            changed: 0,
-            last_id: None,
-            last_updated_at: None,
-            sorted_by_updated_at: true,
-            anchor_found: false,
-            server_date: None,
-        }
-    }
-
-    /// Takes the next record of the page into account. `anchor`: the last id of the page
-    /// before, when paging by `$skip`.
-    fn observe(&mut self, row: &Row, anchor: Option<&str>) {
-        if let Some(t) = row.updated_at {
-            if self.last_updated_at.is_some_and(|prev| t < prev) {
-                self.sorted_by_updated_at = false;
-            }
-            self.last_updated_at = Some(t);
-        }
-        if !self.anchor_found && self.received < SKIP_OVERLAP + 1 && anchor == Some(row.id.as_str())
-        {
-            self.anchor_found = true;
-        }
-        self.received += 1;
-        if self.first_id.is_none() {
-            self.first_id = Some(row.id.clone());
-        }
-        // The buffer is reused: no allocation per record.
-        let last = self.last_id.get_or_insert_with(String::new);
-        last.clear();
-        last.push_str(&row.id);
     }
 }
 
@@ -264,6 +188,7 @@ struct Incoming {
 /// A page requested on a task of its own (aborted if dropped unused).
 struct Ahead {
     query: Vec<(String, String)>,
+    sent: Sent,
     task: Option<tokio::task::JoinHandle<Result<Incoming, api::Error>>>,
     answer: Option<Result<Incoming, api::Error>>,
 }
@@ -284,7 +209,7 @@ impl Ahead {
         true
     }
 
-    async fn answer(mut self) -> Result<Incoming, api::Error> {
+    async fn answer(&mut self) -> Result<Incoming, api::Error> {
         if let Some(a) = self.answer.take() {
             return a;
         }
@@ -308,16 +233,6 @@ fn join<T>(r: Result<T, tokio::task::JoinError>) -> T {
     r.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
-/// Where a listing goes after a page.
-enum Step {
-    /// Records shifted under `$skip` (deletions mid-scan): start the listing again.
-    Restart,
-    /// The page was the last.
-    Complete,
-    /// More pages: the listing as advanced to the next one.
-    Next(Listing),
-}
-
 enum PageError {
     Api(api::Error),
     Store(store::Error),
@@ -333,12 +248,8 @@ struct Group {
     seen: u64,
     changed: u64,
     committed: Listing,
-}
-
-impl Group {
-    async fn commit(self) -> Result<(), store::Error> {
-        self.tx.commit().await
-    }
+    /// The dialect as of the last commit.
+    dialect: Dialect,
 }
 
 impl From<store::Error> for PageError {
@@ -350,7 +261,7 @@ impl From<store::Error> for PageError {
 /// Commits the open transaction, if any.
 async fn commit(group: &mut Option<Group>) -> Result<(), store::Error> {
     match group.take() {
-        Some(g) => g.commit().await,
+        Some(g) => g.tx.commit().await,
         None => Ok(()),
     }
 }
@@ -362,19 +273,21 @@ fn shutdown_stop(res: &Resource) -> Stop {
     ))
 }
 
-fn new_listing(mode: Mode, since: Option<DateTime<Utc>>, first_run: i64) -> Listing {
-    Listing {
-        mode,
-        since: since.map(canonical),
-        signpost: None,
-        first_run,
-        keyset: None,
-        skip: 0,
-        anchor: None,
-        prev_first: None,
-        pages: 0,
-        new_table: false,
-    }
+/// One resource's run: the listing, what is known of its endpoint, the run's counts.
+struct Run<'a> {
+    res: &'static Resource,
+    run: i64,
+    listing: Listing,
+    dialect: Dialect,
+    stats: &'a mut RunStats,
+    mode: &'a mut Mode,
+}
+
+/// A fetched page: what it held, the page after it (requested early), and what it was sent with.
+struct Fetched {
+    info: PageInfo,
+    next: Option<Ahead>,
+    sent: Sent,
 }
 
 impl Engine {
@@ -399,18 +312,38 @@ impl Engine {
             }
         };
         report.cycle = cycle;
-        for res in resources {
+        for (i, res) in resources.iter().enumerate() {
             if self.shutdown.is_cancelled() {
                 break;
             }
-            let (outcome, fatal) = self.sync_resource(cycle, res, full).await;
+            let (outcome, end) = self.sync_resource(cycle, res, full).await;
             if let Some(p) = &self.progress {
                 p.finish(res.name, &outcome);
             }
             report.outcomes.push(outcome);
-            if let Some(f) = fatal {
-                report.fatal = Some(f);
-                break;
+            match end {
+                None => {}
+                Some(PassEnd::Fatal(f)) => {
+                    report.fatal = Some(f);
+                    break;
+                }
+                Some(PassEnd::Wait(until)) => {
+                    report.not_before = Some(until);
+                    for rest in &resources[i + 1..] {
+                        report.outcomes.push(Outcome {
+                            resource: rest.name,
+                            mode: Mode::Incremental,
+                            stats: RunStatsView::default(),
+                            error: Some(format!(
+                                "{}: not reached: the API asked to wait until {}",
+                                rest.name,
+                                canonical(until)
+                            )),
+                            incomplete: false,
+                        });
+                    }
+                    break;
+                }
             }
         }
         report.requests = self.client.requests_made() - before;
@@ -426,28 +359,41 @@ impl Engine {
         {
             report.fatal.get_or_insert(e.to_string());
         }
+        if let Err(e) = self.persist_rate().await {
+            tracing::warn!(error = %e, "the learned request rate was not saved");
+        }
         report
     }
 
-    /// Syncs one resource. Returns its outcome, and a fatal error when the pass must stop.
-    pub async fn sync_resource(
+    /// Syncs one resource. Returns its outcome, and why the pass must end, if it must.
+    async fn sync_resource(
         &self,
         cycle: i64,
         res: &'static Resource,
         full: bool,
-    ) -> (Outcome, Option<String>) {
+    ) -> (Outcome, Option<PassEnd>) {
         let mut stats = RunStats::default();
         let mut mode = Mode::Incremental;
         let result = self
             .run_resource(cycle, res, full, &mut stats, &mut mode)
             .await;
-        let (error, fatal) = match result {
+        let mut incomplete = false;
+        let (error, end) = match result {
             Ok(()) => (None, None),
             Err(Stop::Skip(e)) => (Some(e), None),
-            Err(Stop::Fatal(e)) => (Some(e.clone()), Some(e)),
+            Err(Stop::Incomplete(e)) => {
+                incomplete = true;
+                (Some(e), None)
+            }
+            Err(Stop::Fatal(e)) => (Some(e.clone()), Some(PassEnd::Fatal(e))),
+            Err(Stop::Wait { message, until }) => (Some(message), Some(PassEnd::Wait(until))),
         };
         if let Some(e) = &error {
-            tracing::warn!(resource = res.name, error = %e, "resource not synced this pass");
+            if incomplete {
+                tracing::error!(resource = res.name, error = %e, "resource listed incompletely");
+            } else {
+                tracing::warn!(resource = res.name, error = %e, "resource not synced this pass");
+            }
         }
         let outcome = Outcome {
             resource: res.name,
@@ -459,8 +405,9 @@ impl Engine {
                 records_deleted: stats.records_deleted,
             },
             error,
+            incomplete,
         };
-        (outcome, fatal)
+        (outcome, end)
     }
 
     /// Chooses how to list the resource: resume a listing in flight, or start one.
@@ -481,28 +428,52 @@ impl Engine {
         }
         let overlap = chrono::Duration::from_std(self.cfg.overlap).unwrap_or_default();
         if full || res.incremental == Incremental::FullListing {
-            return new_listing(Mode::Full, None, 0);
+            return Listing::new(Mode::Full, None, 0);
         }
         // The age is measured on our own clock (since the cursor last moved), so a server clock
         // far from ours neither forces nor hides a re-listing.
         let age = state
             .cursor_set_at
             .map(|t| (now - t).to_std().unwrap_or_default());
+        let ahead = chrono::Duration::from_std(self.cfg.max_clock_skew).unwrap_or_default();
         match state.cursor {
+            Some(cursor) if cursor > now + ahead => {
+                // Set from a `Date` header far ahead (a bad node, a proxy): whatever changed since
+                // it was set would stay hidden. A complete listing repairs it.
+                tracing::warn!(resource = res.name, cursor = %canonical(cursor), "cursor in the future: re-listing to repair it");
+                Listing::new(Mode::Full, None, 0)
+            }
             Some(cursor) if age.is_some_and(|a| a > self.cfg.max_catch_up) => {
                 tracing::warn!(resource = res.name, cursor = %canonical(cursor), "cursor older than max_catch_up: re-listing");
-                new_listing(Mode::Full, None, 0)
+                Listing::new(Mode::Full, None, 0)
             }
-            Some(cursor) => new_listing(Mode::Incremental, Some(cursor - overlap), 0),
+            Some(cursor) => Listing::new(Mode::Incremental, Some(cursor - overlap), 0),
             None => match self.cfg.initial_lookback {
-                Some(lb) => new_listing(
+                Some(lb) => Listing::new(
                     Mode::Incremental,
                     Some(now - chrono::Duration::from_std(lb).unwrap_or_default()),
                     0,
                 ),
-                None => new_listing(Mode::Backfill, None, 0),
+                None => Listing::new(Mode::Backfill, None, 0),
             },
         }
+    }
+
+    /// What is known of the endpoint (unknown when nothing, or when the stored facts do not
+    /// read: they are learned again).
+    pub async fn dialect(&self, res: &Resource) -> Result<Dialect, store::Error> {
+        Ok(self
+            .store
+            .dialect(res.name)
+            .await?
+            .and_then(|s| match serde_json::from_str(&s) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!(resource = res.name, error = %e, "stored dialect unreadable: learning it again");
+                    None
+                }
+            })
+            .unwrap_or_default())
     }
 
     async fn run_resource(
@@ -527,41 +498,54 @@ impl Engine {
         if let Some(p) = &self.progress {
             p.start(res.name, listing.mode);
         }
+        let dialect = self.dialect(res).await?;
         let before = self.client.requests_made();
-        let result = self
-            .list_pages(res, run, &mut listing, stats, mode_out)
-            .await;
-        stats.requests = self.client.requests_made() - before;
+        let mut r = Run {
+            res,
+            run,
+            listing,
+            dialect,
+            stats,
+            mode: mode_out,
+        };
+        let result = self.list_pages(&mut r).await;
+        r.stats.requests = self.client.requests_made() - before;
         let (outcome, err) = match &result {
             Ok(()) => ("ok", None),
             Err(Stop::Skip(e)) => ("skipped", Some(e.as_str())),
+            Err(Stop::Incomplete(e)) => ("incomplete", Some(e.as_str())),
             Err(Stop::Fatal(e)) => ("failed", Some(e.as_str())),
+            Err(Stop::Wait { message, .. }) => ("skipped", Some(message.as_str())),
         };
         self.store
-            .finish_run(run, self.clock.now(), stats, outcome, err)
+            .finish_run(run, self.clock.now(), r.stats, outcome, err)
             .await?;
         result
     }
 
-    async fn list_pages(
-        &self,
-        res: &'static Resource,
-        run: i64,
-        listing: &mut Listing,
-        stats: &mut RunStats,
-        mode_out: &mut Mode,
-    ) -> Result<(), Stop> {
+    async fn list_pages(&self, r: &mut Run<'_>) -> Result<(), Stop> {
+        let res = r.res;
+        if r.listing.phase == Phase::Confirm {
+            // Every page was in when the process stopped: only the deletions are left.
+            return self.confirm_deletions(r).await;
+        }
         // A first backfill fills its table with the secondary indexes set aside (one sort each at
         // the end instead of random inserts into every index; SQLite only).
-        let bulk = listing.mode == Mode::Backfill;
+        let bulk = r.listing.mode == Mode::Backfill;
         if bulk {
             let mut tx = self.store.begin().await?;
             tx.defer_indexes(res).await?;
-            listing.new_table = tx.is_empty(res).await?;
+            r.listing.new_table = tx.is_empty(res).await?;
             tx.commit().await?;
         }
-        let result = self.list_pages_in(res, run, listing, stats, mode_out).await;
-        if bulk && result.is_err() && !self.shutdown.is_cancelled() {
+        let result = self.list_pages_in(r).await;
+        if bulk
+            && matches!(
+                result,
+                Err(Stop::Skip(_) | Stop::Fatal(_) | Stop::Wait { .. })
+            )
+            && !self.shutdown.is_cancelled()
+        {
             // A backfill that stops early leaves the table indexed (the next one sets them aside
             // again). On shutdown (or if this fails) the next start restores them instead.
             let restored = async {
@@ -576,14 +560,8 @@ impl Engine {
         result
     }
 
-    async fn list_pages_in(
-        &self,
-        res: &'static Resource,
-        run: i64,
-        listing: &mut Listing,
-        stats: &mut RunStats,
-        mode_out: &mut Mode,
-    ) -> Result<(), Stop> {
+    async fn list_pages_in(&self, r: &mut Run<'_>) -> Result<(), Stop> {
+        let res = r.res;
         let mut restarts = 0;
         // The next page, requested as soon as the one before was received in full.
         let mut ahead: Option<Ahead> = None;
@@ -592,73 +570,92 @@ impl Engine {
         // Pages join a group until one fails inside it; from then on each commits alone.
         let mut grouping = true;
         loop {
-            let Some((page, early)) = self
-                .fetch_with_policy(
-                    res,
-                    run,
-                    listing,
-                    stats,
-                    mode_out,
-                    ahead.take(),
-                    &mut group,
-                    &mut grouping,
-                )
+            let Some(Fetched {
+                info: mut page,
+                next: mut early,
+                sent,
+            }) = self
+                .fetch_with_policy(r, ahead.take(), &mut group, &mut grouping)
                 .await?
             else {
-                continue; // re-planned (rejected cursor) or returned to the last commit
+                continue; // re-planned (rejected query) or returned to the last commit
             };
             let g = group
                 .as_mut()
                 .expect("a fetched page leaves its transaction open");
             g.seen += page.received;
             g.changed += page.changed;
-            stats.records_seen += page.received;
-            stats.records_changed += page.changed;
+            r.stats.records_seen += page.received;
+            r.stats.records_changed += page.changed;
             if let Some(p) = &self.progress {
                 p.records(res.name, page.received);
             }
-            if listing.signpost.is_none() {
-                let t = page.server_date.unwrap_or_else(|| {
-                    tracing::warn!(
-                        resource = res.name,
-                        "no Date header: the local clock stands in as the signpost"
-                    );
-                    self.clock.now()
-                });
-                listing.signpost = Some(canonical(t));
-            }
-            let next = match self.step(res, listing, &page) {
-                Step::Restart => {
-                    // What this page held is committed (it is true data), but the listing starts
-                    // again so nothing is missed.
-                    drop(early);
-                    commit(&mut group).await?;
-                    restarts += 1;
-                    if restarts > 2 {
-                        return Err(Stop::Skip(format!(
-                            "{}: records kept shifting under paging; the next pass retries",
-                            res.name
-                        )));
-                    }
-                    tracing::warn!(
-                        resource = res.name,
-                        "records shifted during paging: restarting the listing"
-                    );
-                    let since = listing.since.as_deref().and_then(parse_api_time);
-                    *listing = new_listing(listing.mode, since, listing.first_run);
-                    continue;
-                }
-                Step::Complete => None,
-                Step::Next(next) => Some(next),
-            };
-            listing.pages += 1;
             let now = self.clock.now();
+            if r.listing.signpost.is_none() {
+                let t = self.signpost(res, page.server_date, now, &mut g.tx).await?;
+                r.listing.signpost = Some(canonical(t));
+            }
+            // Decided on what was known before the page; then learned from it.
+            let decided = paging::step(res, &r.listing, &page, &sent, &r.dialect);
+            if paging::learn(&mut r.dialect, &r.listing, &page, &sent, now) {
+                tracing::info!(resource = res.name, dialect = %r.dialect.summary(), "learned the endpoint's dialect");
+                let facts = serde_json::to_string(&r.dialect).expect("a dialect serializes");
+                g.tx.set_dialect(res.name, &facts, now).await?;
+            }
+            if r.listing.pages == 0 && r.listing.phase == Phase::Pages {
+                r.listing.first_id = page.first_id.clone();
+            }
+            r.listing.pages += 1;
+            let next = if r.listing.phase == Phase::Reverse {
+                // The reverse page is written: did it bring records paging never reached?
+                early = None;
+                let seen = g.tx.count_seen(res, r.listing.first_run).await? as u64;
+                if seen > r.listing.seen_before_reverse {
+                    r.listing.incomplete_evidence(format!(
+                        "{} records reached, and one more request found {} others: more exist \
+                         than the endpoint lets a client page to",
+                        r.listing.seen_before_reverse,
+                        seen - r.listing.seen_before_reverse
+                    ));
+                }
+                None
+            } else {
+                match decided {
+                    Step::Restart => {
+                        // What this page held is committed (it is true data), but the listing
+                        // starts again so nothing is missed.
+                        drop(early.take());
+                        commit(&mut group).await?;
+                        restarts += 1;
+                        if restarts > 2 {
+                            return Err(Stop::Skip(format!(
+                                "{}: records kept shifting under paging; the next pass retries",
+                                res.name
+                            )));
+                        }
+                        tracing::warn!(
+                            resource = res.name,
+                            "records shifted during paging: restarting the listing"
+                        );
+                        r.listing = r.listing.restarted();
+                        continue;
+                    }
+                    Step::Next(next) => Some(*next),
+                    Step::Done => paging::next_window(&r.listing),
+                    Step::Stuck(why) => {
+                        let g = group.as_mut().expect("the page's transaction");
+                        self.unstick(r, &mut page, why, &mut g.tx).await?
+                    }
+                }
+            };
             if let Some(next) = next {
-                *listing = Listing {
-                    pages: listing.pages,
+                r.listing = Listing {
+                    pages: r.listing.pages,
+                    first_id: r.listing.first_id.clone(),
                     ..next
                 };
-                let progress = serde_json::to_value(&*listing).expect("a listing serializes");
+                let g = group.as_mut().expect("the page's transaction");
+                let progress = serde_json::to_value(&r.listing).expect("a listing serializes");
                 g.tx.set_listing(res, Some(&progress), now).await?;
                 // Not on shutdown: the next request would be wasted.
                 if self.shutdown.is_cancelled() {
@@ -666,10 +663,10 @@ impl Engine {
                     return Err(shutdown_stop(res));
                 }
                 // Usually requested already, while this page's last records were written.
-                let query = self.page_query(res, listing);
-                let mut next_page = match early {
+                let (query, sent) = paging::query(res, &r.listing, &r.dialect, self.cfg.page_size);
+                let mut next_page = match early.take() {
                     Some(a) if a.query == query => a,
-                    _ => self.request(res, query, listing.anchor.clone()),
+                    _ => self.request(res, query, sent, &r.listing),
                 };
                 let hold = grouping
                     && g.records < self.cfg.commit_records
@@ -686,84 +683,387 @@ impl Engine {
                 }
                 continue;
             }
-            // Complete: deletions (for a complete listing) and the cursor commit with the last page,
-            // and a backfill's indexes come back in the same transaction.
-            let mut g = group.take().expect("the page's transaction");
-            let tx = &mut g.tx;
-            let mut refused = None;
-            if listing.mode == Mode::Backfill {
-                tx.restore_indexes(res).await?;
-            }
-            if listing.mode.complete_listing() {
-                let unseen = tx.count_unseen(res, listing.first_run).await?;
-                let live = if unseen > 20 {
-                    tx.count_live(res).await?
-                } else {
-                    unseen
-                };
-                if unseen > 20 && (unseen as f64) > self.cfg.max_delete_fraction * live as f64 {
-                    tracing::error!(
-                        resource = res.name,
-                        unseen,
-                        live,
-                        "a complete listing would mark too many records deleted: refusing (check the API)"
-                    );
-                    refused = Some(format!(
-                        "{}: refused to mark {unseen} of {live} records deleted (more than {:.0}%): \
-                         check the API access (an admin account?) before trusting this listing",
-                        res.name,
-                        self.cfg.max_delete_fraction * 100.0
-                    ));
-                } else if unseen > 0 {
-                    stats.records_deleted +=
-                        tx.mark_unseen_deleted(res, listing.first_run, now).await?;
-                }
-            }
-            let signpost = listing
-                .signpost
-                .as_deref()
-                .and_then(parse_api_time)
-                .unwrap_or(now);
-            tx.set_cursor(res, signpost, listing.mode.complete_listing(), now)
-                .await?;
-            g.commit().await?;
-            if let Some(msg) = refused {
-                return Err(Stop::Skip(msg));
-            }
-            tracing::info!(
-                resource = res.name,
-                mode = listing.mode.name(),
-                pages = listing.pages,
-                seen = stats.records_seen,
-                changed = stats.records_changed,
-                deleted = stats.records_deleted,
-                "resource synced"
-            );
-            return Ok(());
+            drop(early);
+            return self.complete(r, &mut group).await;
         }
     }
 
+    /// The listing's signpost from the first response's `Date`: the server's own time, unless it
+    /// is further ahead of our clock than `max_clock_skew` (then our clock, and the skew is
+    /// noted).
+    async fn signpost(
+        &self,
+        res: &Resource,
+        server_date: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        tx: &mut store::Tx,
+    ) -> Result<DateTime<Utc>, Stop> {
+        let Some(t) = server_date else {
+            tracing::warn!(
+                resource = res.name,
+                "no Date header: the local clock stands in as the signpost"
+            );
+            return Ok(now);
+        };
+        let tolerance = chrono::Duration::from_std(self.cfg.max_clock_skew).unwrap_or_default();
+        let skew = t - now;
+        if skew.abs() <= tolerance {
+            return Ok(t);
+        }
+        // Noted when it changed by more than a minute (not at every resource's listing).
+        let mut facts = self.api_facts().await?;
+        let known = facts.clock_skew_secs.as_ref().map(|f| f.value);
+        if known.is_none_or(|k| (k - skew.num_seconds()).abs() > 60) {
+            tracing::warn!(
+                resource = res.name,
+                skew_secs = skew.num_seconds(),
+                "the server's Date is further from our clock than max_clock_skew"
+            );
+            facts.clock_skew_secs = Some(dialect::Fact {
+                value: skew.num_seconds(),
+                how: format!(
+                    "Date header {} against our {}",
+                    canonical(t),
+                    canonical(now)
+                ),
+                at: now,
+            });
+            let json = serde_json::to_string(&facts).expect("facts serialize");
+            tx.set_dialect(dialect::API, &json, now).await?;
+        }
+        if skew > tolerance {
+            // Ahead: a cursor past the server's own stamps would hide what changes until then.
+            // Our clock stands in.
+            Ok(now)
+        } else {
+            // Behind: a cursor earlier than it could be only re-reads more.
+            Ok(t)
+        }
+    }
+
+    /// The firm-wide facts.
+    pub async fn api_facts(&self) -> Result<ApiFacts, store::Error> {
+        Ok(self
+            .store
+            .dialect(dialect::API)
+            .await?
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default())
+    }
+
+    /// Saves the request rate the budget lowered itself to after 429s without `Retry-After`.
+    async fn persist_rate(&self) -> Result<(), store::Error> {
+        let Some(limit) = self.client.budget().take_lowered() else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        let mut facts = self.api_facts().await?;
+        facts.rate_limit = Some(dialect::Fact {
+            value: limit as u32,
+            how: "429 answers without Retry-After: the budget lowered itself".into(),
+            at: now,
+        });
+        let json = serde_json::to_string(&facts).expect("facts serialize");
+        self.store.set_dialect(dialect::API, &json, now).await
+    }
+
+    /// A page that may be cut, with no way to the records after it: partition the list by the
+    /// API's date filters, or ask for one page in the reverse order (does more exist?), or accept
+    /// the listing as unproven. Returns the listing's next state, None when it ends.
+    async fn unstick(
+        &self,
+        r: &mut Run<'_>,
+        page: &mut PageInfo,
+        why: String,
+        tx: &mut store::Tx,
+    ) -> Result<Option<Listing>, Stop> {
+        let res = r.res;
+        let l = &mut r.listing;
+        let why = format!(
+            "{why}, and its {} records may be a cap (as many as one response has held)",
+            page.received
+        );
+        if res.partition.is_some() {
+            match paging::split(l, page) {
+                Ok(windows) => {
+                    tracing::warn!(resource = res.name, reason = %why, windows = windows.len(), "listing by date windows");
+                    return Ok(Some(paging::partitioned(l, windows)));
+                }
+                Err(e) => l.unproven.push(format!("{why}; {e}")),
+            }
+            return Ok(paging::next_window(l));
+        }
+        l.unproven.push(why.clone());
+        if !l.windows.is_empty() {
+            return Ok(paging::next_window(l));
+        }
+        // One more page tells whether more records exist than paging reached: the reverse order,
+        // or, where the endpoint cannot order, the records newer than the newest seen.
+        let can_reverse = !l.omit_order && r.dialect.orderby().usable();
+        let can_since = res.has_updated_at
+            && res.incremental == Incremental::UpdatedSince
+            && r.dialect.since() != dialect::Since::Ignored
+            && page.max_updated_at.is_some();
+        if can_reverse || can_since {
+            tracing::warn!(resource = res.name, reason = %why, "paging cannot go on: one more page tells whether more exist");
+            let mut next = l.clone();
+            next.phase = Phase::Reverse;
+            next.probe_since = page.max_updated_at.map(canonical);
+            next.seen_before_reverse = tx.count_seen(res, l.first_run).await? as u64;
+            return Ok(Some(next));
+        }
+        Ok(None)
+    }
+
+    /// Every page is in: deletions (after a complete listing), the cursor and what is known of
+    /// the listing's completeness commit with the last page; a backfill's indexes come back in
+    /// the same transaction. Candidates of a resource with a by-id read are confirmed first.
+    async fn complete(&self, r: &mut Run<'_>, group: &mut Option<Group>) -> Result<(), Stop> {
+        let res = r.res;
+        let now = self.clock.now();
+        let mut g = group.take().expect("the page's transaction");
+        let tx = &mut g.tx;
+        if r.listing.mode == Mode::Backfill {
+            tx.restore_indexes(res).await?;
+        }
+        if r.listing.mode.complete_listing() {
+            let unseen = tx.count_unseen(res, r.listing.first_run).await?;
+            if unseen > 0 {
+                if let Some(msg) = self.too_many_deletions(res, tx, unseen).await? {
+                    self.finish_listing(r, tx, false).await?;
+                    g.tx.commit().await?;
+                    return Err(Stop::Skip(msg));
+                }
+                if res.by_id.is_some() {
+                    r.listing.phase = Phase::Confirm;
+                    let saved = serde_json::to_value(&r.listing).expect("a listing serializes");
+                    tx.set_listing(res, Some(&saved), now).await?;
+                    g.tx.commit().await?;
+                    return self.confirm_deletions(r).await;
+                }
+                if r.listing.proven() {
+                    r.stats.records_deleted += tx
+                        .mark_unseen_deleted(res, r.listing.first_run, now)
+                        .await?;
+                } else {
+                    let why = r.listing.unproven.join("; ");
+                    r.listing.incomplete_evidence(format!(
+                        "{unseen} records the mirror holds are missing from a listing that cannot be \
+                         proven complete ({why}); not marked deleted"
+                    ));
+                }
+            }
+        }
+        self.finish_listing(r, tx, true).await?;
+        g.tx.commit().await?;
+        self.ended(r)
+    }
+
+    /// Refuses a complete listing that would mark most of a table deleted (the API's view of the
+    /// firm shrank: a non-admin account, a broken filter).
+    async fn too_many_deletions(
+        &self,
+        res: &Resource,
+        tx: &mut store::Tx,
+        unseen: i64,
+    ) -> Result<Option<String>, Stop> {
+        if unseen <= 20 {
+            return Ok(None);
+        }
+        let live = tx.count_live(res).await?;
+        if (unseen as f64) <= self.cfg.max_delete_fraction * live as f64 {
+            return Ok(None);
+        }
+        tracing::error!(
+            resource = res.name,
+            unseen,
+            live,
+            "a complete listing would mark too many records deleted: refusing (check the API)"
+        );
+        Ok(Some(format!(
+            "{}: refused to mark {unseen} of {live} records deleted (more than {:.0}%): \
+             check the API access (an admin account?) before trusting this listing",
+            res.name,
+            self.cfg.max_delete_fraction * 100.0
+        )))
+    }
+
+    /// Deletion candidates checked by id (404 = gone) before any is marked: every one when they
+    /// are few, a sample otherwise. One that still exists means the listing was cut: nothing is
+    /// marked and the resource is reported incomplete. The listing is saved in its `Confirm`
+    /// phase, so a stopped process confirms again at the next start.
+    async fn confirm_deletions(&self, r: &mut Run<'_>) -> Result<(), Stop> {
+        let res = r.res;
+        let path = res.by_id.expect("only resources with a by-id read confirm");
+        let (unseen, sample) = {
+            let mut tx = self.store.begin().await?;
+            let unseen = tx.count_unseen(res, r.listing.first_run).await?;
+            let sample = tx
+                .unseen_sample(res, r.listing.first_run, self.cfg.confirm_deletions.max(1))
+                .await?;
+            (unseen, sample)
+        };
+        let mut still = Vec::new();
+        let mut attempt = 0;
+        for id in &sample {
+            loop {
+                match self.client.exists(path, id).await {
+                    Ok(true) => still.push(id.clone()),
+                    Ok(false) => {}
+                    Err(e) => {
+                        attempt += 1;
+                        match api::error::action(e.class(), attempt, self.cfg.max_page_attempts) {
+                            Action::BackoffAndRetry | Action::WaitAndRetry => {
+                                self.client.page_backoff(attempt).await;
+                                continue;
+                            }
+                            Action::StopPass => return Err(self.pass_stop(e)),
+                            _ => {
+                                return Err(Stop::Skip(format!(
+                                    "{}: deletions not confirmed ({e}); the next pass confirms them",
+                                    res.name
+                                )));
+                            }
+                        }
+                    }
+                }
+                break;
+            }
+            if !still.is_empty() {
+                break;
+            }
+        }
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        if still.is_empty() {
+            r.stats.records_deleted += tx
+                .mark_unseen_deleted(res, r.listing.first_run, now)
+                .await?;
+            if unseen as usize > sample.len() {
+                tracing::info!(
+                    resource = res.name,
+                    unseen,
+                    sampled = sample.len(),
+                    "deletions confirmed by a sample"
+                );
+            }
+        } else {
+            let why = if r.listing.unproven.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", r.listing.unproven.join("; "))
+            };
+            r.listing.incomplete_evidence(format!(
+                "{unseen} records are missing from the listing, but {} still exists (GET {path}/{} answers): \
+                 the listing was cut{why}; nothing marked deleted",
+                still[0], still[0]
+            ));
+        }
+        self.finish_listing(r, &mut tx, true).await?;
+        tx.commit().await?;
+        self.ended(r)
+    }
+
+    /// Writes how the listing ended: the cursor (unless an incremental listing is known to have
+    /// missed records: the next pass asks again from the same point), and whether the resource
+    /// could be listed completely.
+    async fn finish_listing(
+        &self,
+        r: &mut Run<'_>,
+        tx: &mut store::Tx,
+        move_cursor: bool,
+    ) -> Result<(), Stop> {
+        let res = r.res;
+        let l = &r.listing;
+        let now = self.clock.now();
+        let signpost = l
+            .signpost
+            .as_deref()
+            .and_then(parse_api_time)
+            .unwrap_or(now);
+        let evidence = l.incomplete.clone();
+        if move_cursor && !(l.mode == Mode::Incremental && evidence.is_some()) {
+            tx.set_cursor(res, signpost, l.mode.complete_listing(), now)
+                .await?;
+        } else {
+            tx.set_listing(res, None, now).await?;
+        }
+        let unproven = (!l.unproven.is_empty()).then(|| l.unproven.join("; "));
+        // A complete listing says how the resource stands; an incremental one only adds evidence.
+        if l.mode.complete_listing() || evidence.is_some() {
+            tx.set_completeness(res, evidence.as_deref(), unproven.as_deref(), now)
+                .await?;
+        }
+        if let Some(u) = &unproven
+            && evidence.is_none()
+        {
+            tracing::info!(resource = res.name, reason = %u, "listing not proven complete; nothing seen missing");
+        }
+        Ok(())
+    }
+
+    /// The end of a listing: Ok, or incomplete with what was seen.
+    fn ended(&self, r: &Run<'_>) -> Result<(), Stop> {
+        let res = r.res;
+        if let Some(e) = &r.listing.incomplete {
+            let cap = match (r.dialect.cap(), r.dialect.largest()) {
+                (Some(c), _) => format!("it returns at most {c} records a response"),
+                (None, l) => format!("its largest response held {l} records"),
+            };
+            return Err(Stop::Incomplete(format!(
+                "{}: incomplete: {e}; {cap} ({})",
+                res.name,
+                r.dialect.summary()
+            )));
+        }
+        tracing::info!(
+            resource = res.name,
+            mode = r.listing.mode.name(),
+            pages = r.listing.pages,
+            seen = r.stats.records_seen,
+            changed = r.stats.records_changed,
+            deleted = r.stats.records_deleted,
+            "resource synced"
+        );
+        Ok(())
+    }
+
+    /// What a failure that stops the pass becomes.
+    fn pass_stop(&self, e: api::Error) -> Stop {
+        if let api::Error::RateLimited {
+            retry_after: Some(w),
+        } = &e
+        {
+            let until = self.clock.now() + chrono::Duration::from_std(*w).unwrap_or_default();
+            return Stop::Wait {
+                message: format!(
+                    "{e}: this pass ends here; the next starts after {}",
+                    canonical(until)
+                ),
+                until,
+            };
+        }
+        Stop::Fatal(e.to_string())
+    }
+
     /// Fetches the listing's next page into the open transaction (`group`, begun if there is
-    /// none), applying the error policy. `None`: the listing was re-planned (a full listing after
-    /// a rejected cursor, or returned to its last commit) and its next query must be built again.
+    /// none), applying the error policy. `None`: the listing was re-planned (a query option or
+    /// the cursor rejected, or returned to its last commit) and its next query must be built
+    /// again.
     ///
     /// A failure never leaves part of a page in the transaction: if the page had written rows,
     /// the transaction is rolled back with every page it held, the listing returns to its last
     /// commit and pages commit one by one from then on (so a page that keeps failing is retried
     /// and given up as it would be alone); if it had not, the whole pages before it commit.
-    #[allow(clippy::too_many_arguments)]
     async fn fetch_with_policy(
         &self,
-        res: &'static Resource,
-        run: i64,
-        listing: &mut Listing,
-        stats: &mut RunStats,
-        mode_out: &mut Mode,
+        r: &mut Run<'_>,
         mut ahead: Option<Ahead>,
         group: &mut Option<Group>,
         grouping: &mut bool,
-    ) -> Result<Option<(PageInfo, Option<Ahead>)>, Stop> {
-        let query = self.page_query(res, listing);
+    ) -> Result<Option<Fetched>, Stop> {
+        let res = r.res;
+        let (query, sent) = paging::query(res, &r.listing, &r.dialect, self.cfg.page_size);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -773,20 +1073,33 @@ impl Engine {
                     records: 0,
                     seen: 0,
                     changed: 0,
-                    committed: listing.clone(),
+                    committed: r.listing.clone(),
+                    dialect: r.dialect.clone(),
                 });
             }
             let g = group.as_mut().expect("begun above");
-            let requested = ahead
+            let mut requested = ahead
                 .take()
-                .unwrap_or_else(|| self.request(res, query.clone(), listing.anchor.clone()));
+                .unwrap_or_else(|| self.request(res, query.clone(), sent.clone(), &r.listing));
+            let sent_now = requested.sent.clone();
             let (err, touched) = match self
-                .fetch_page(res, run, listing, requested, &mut g.tx)
+                .fetch_page(
+                    res,
+                    r.run,
+                    &r.listing,
+                    &r.dialect,
+                    &mut requested,
+                    &mut g.tx,
+                )
                 .await
             {
                 Ok((info, next)) => {
                     g.records += info.received;
-                    return Ok(Some((info, next)));
+                    return Ok(Some(Fetched {
+                        info,
+                        next,
+                        sent: sent_now,
+                    }));
                 }
                 Err((PageError::Store(e), _)) => return Err(Stop::Fatal(e.to_string())),
                 Err((PageError::Api(e), touched)) => (e, touched),
@@ -794,15 +1107,16 @@ impl Engine {
             let mut returned = false;
             if touched {
                 let lost = group.take().expect("the open transaction");
-                stats.records_seen -= lost.seen;
-                stats.records_changed -= lost.changed;
+                r.stats.records_seen -= lost.seen;
+                r.stats.records_changed -= lost.changed;
                 if lost.records > 0 {
                     tracing::warn!(
                         resource = res.name,
-                        pages_lost = listing.pages - lost.committed.pages,
+                        pages_lost = r.listing.pages - lost.committed.pages,
                         "a page failed inside a transaction of several: they are read again, one commit each"
                     );
-                    *listing = lost.committed;
+                    r.listing = lost.committed;
+                    r.dialect = lost.dialect;
                     *grouping = false;
                     returned = true;
                 }
@@ -810,52 +1124,76 @@ impl Engine {
             } else {
                 commit(group).await?;
             }
+            if let api::Error::BadRequest { body, .. } = &err
+                && let Some(dropped) = self.drop_rejected_option(r, &sent_now, body)
+            {
+                tracing::warn!(resource = res.name, option = dropped.name(), error = %err, "the API rejected a query option: asking again without it");
+                return Ok(None);
+            }
             match api::error::action(err.class(), attempt, self.cfg.max_page_attempts) {
                 Action::BackoffAndRetry | Action::WaitAndRetry => {
+                    if matches!(err, api::Error::RateLimited { retry_after: Some(w) } if w > self.client.config().max_retry_wait)
+                    {
+                        return Err(self.pass_stop(err));
+                    }
                     tracing::warn!(resource = res.name, error = %err, attempt, "page failed; retrying");
                     self.client.page_backoff(attempt).await;
                     if returned {
                         return Ok(None);
                     }
                 }
-                Action::Relist if listing.mode == Mode::Incremental => {
+                Action::Relist if r.listing.mode == Mode::Incremental => {
                     tracing::warn!(resource = res.name, error = %err, "the API rejected the incremental query: re-listing fully");
-                    *listing = new_listing(Mode::Full, None, run);
-                    *mode_out = Mode::Full;
+                    r.listing = Listing::new(Mode::Full, None, r.run);
+                    *r.mode = Mode::Full;
                     return Ok(None);
                 }
-                Action::StopPass => return Err(Stop::Fatal(err.to_string())),
+                Action::StopPass => return Err(self.pass_stop(err)),
                 _ => return Err(Stop::Skip(err.to_string())),
             }
         }
     }
 
-    fn page_query(&self, res: &Resource, l: &Listing) -> Vec<(String, String)> {
-        let mut q = Vec::new();
-        if res.incremental == Incremental::FullListing {
-            // Messages and tags take no parameters at all: one request returns the collection.
-            return q;
-        }
-        if res.incremental == Incremental::UpdatedSince
-            && let Some(since) = l
-                .keyset
-                .as_deref()
-                .or(l.since.as_deref())
-                .and_then(parse_api_time)
-        {
-            q.push(("updated_since".to_string(), query_param(since)));
-        }
-        let order = if res.has_updated_at {
-            "updated_at asc,id asc"
+    /// After a 400: the query option it names (or, when it names none, the first of `$orderby`
+    /// and paging not proven to work) is dropped from the listing, which asks again; the option
+    /// is learned rejected once the query without it is answered. None: nothing left to drop.
+    fn drop_rejected_option(
+        &self,
+        r: &mut Run<'_>,
+        sent: &Sent,
+        body: &str,
+    ) -> Option<QueryOption> {
+        let l = &mut r.listing;
+        let named = dialect::options_named(body);
+        let candidates: Vec<QueryOption> = if named.is_empty() {
+            let mut c = Vec::new();
+            if sent.orderby && r.dialect.orderby() != Support::Honoured {
+                c.push(QueryOption::OrderBy);
+            }
+            if sent.top.is_some() && r.dialect.top() != Support::Honoured {
+                c.push(QueryOption::Top);
+            }
+            if sent.skip > 0 && r.dialect.skip() != Support::Honoured {
+                c.push(QueryOption::Skip);
+            }
+            c.truncate(1);
+            c
         } else {
-            "id asc"
+            named
         };
-        q.push(("$orderby".to_string(), order.to_string()));
-        q.push(("$top".to_string(), self.cfg.page_size.to_string()));
-        if l.skip > 0 {
-            q.push(("$skip".to_string(), l.skip.to_string()));
+        let mut dropped = None;
+        for opt in candidates {
+            let (flag, was_sent) = match opt {
+                QueryOption::OrderBy => (&mut l.omit_order, sent.orderby),
+                QueryOption::Top => (&mut l.omit_top, sent.top.is_some()),
+                QueryOption::Skip => (&mut l.omit_skip, sent.skip > 0),
+            };
+            if was_sent && !*flag {
+                *flag = true;
+                dropped.get_or_insert(opt);
+            }
         }
-        q
+        dropped
     }
 
     /// Requests a page of `res` on a task of its own. Its records are parsed and prepared on the
@@ -865,10 +1203,12 @@ impl Engine {
         &self,
         res: &'static Resource,
         query: Vec<(String, String)>,
-        anchor: Option<String>,
+        sent: Sent,
+        listing: &Listing,
     ) -> Ahead {
         let client = self.client.clone();
         let q = query.clone();
+        let expect = Expect::new(res, listing, &sent);
         let task = tokio::spawn(async move {
             let reader = record::Reader::new(res);
             let seen = Arc::new(std::sync::Mutex::new(PageInfo::new()));
@@ -879,7 +1219,7 @@ impl Engine {
                     noted
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .observe(&row, anchor.as_deref());
+                        .observe(&row, &expect);
                     Ok(row)
                 })
                 .await?;
@@ -887,26 +1227,10 @@ impl Engine {
         });
         Ahead {
             query,
+            sent,
             task: Some(task),
             answer: None,
         }
-    }
-
-    /// Where the listing goes after `page`.
-    fn step(&self, res: &Resource, listing: &Listing, page: &PageInfo) -> Step {
-        // The same page again: the endpoint ignores `$skip` and sent everything the first time.
-        let repeated =
-            listing.skip > 0 && page.first_id.is_some() && page.first_id == listing.prev_first;
-        if !repeated && listing.skip > 0 && listing.anchor.is_some() && !page.anchor_found {
-            return Step::Restart;
-        }
-        if !repeated && res.incremental != Incremental::FullListing && self.has_more(page) {
-            let mut next = listing.clone();
-            next.prev_first = page.first_id.clone();
-            self.advance(&mut next, page);
-            return Step::Next(next);
-        }
-        Step::Complete
     }
 
     /// Streams one page into `tx` (not committed). Once the page is received in full, the page
@@ -918,7 +1242,8 @@ impl Engine {
         res: &'static Resource,
         run: i64,
         listing: &Listing,
-        requested: Ahead,
+        dialect: &Dialect,
+        requested: &mut Ahead,
         tx: &mut store::Tx,
     ) -> Result<(PageInfo, Option<Ahead>), (PageError, bool)> {
         let Incoming { mut stream, seen } = requested
@@ -937,10 +1262,18 @@ impl Engine {
         loop {
             if !asked && stream.decoded() {
                 asked = true;
-                if !self.shutdown.is_cancelled()
-                    && let Step::Next(l) = self.step(res, listing, &info(&seen))
-                {
-                    next = Some(self.request(res, self.page_query(res, &l), l.anchor.clone()));
+                if !self.shutdown.is_cancelled() && listing.phase == Phase::Pages {
+                    let page = info(&seen);
+                    if let Step::Next(l) =
+                        paging::step(res, listing, &page, &requested.sent, dialect)
+                    {
+                        // The query the engine will build once the page is written: from the
+                        // dialect as this page teaches it.
+                        let mut d = dialect.clone();
+                        paging::learn(&mut d, listing, &page, &requested.sent, now);
+                        let (q, s) = paging::query(res, &l, &d, self.cfg.page_size);
+                        next = Some(self.request(res, q, s, &l));
+                    }
                 }
             }
             let row = stream
@@ -1005,45 +1338,10 @@ impl Engine {
         }
         Ok(fresh.len() as u64)
     }
+}
 
-    /// Whether the page may have more behind it: it filled `$top`, or its length is a round number
-    /// a server-side cap could produce (pitfall 17: never trust a silently capped response).
-    fn has_more(&self, page: &PageInfo) -> bool {
-        let n = page.received;
-        let top = u64::from(self.cfg.page_size);
-        if n > top {
-            // The server ignored `$top` and sent everything at once.
-            return false;
-        }
-        n == top || (n >= 500 && n.is_multiple_of(500))
-    }
-
-    /// Moves the listing to its next page: by keyset on `updated_at` where the page is sorted by it,
-    /// else by `$skip` with an overlap that detects shifts.
-    fn advance(&self, listing: &mut Listing, page: &PageInfo) {
-        let step = page.received.saturating_sub(SKIP_OVERLAP).max(1);
-        if page.sorted_by_updated_at
-            && let Some(last) = page.last_updated_at
-        {
-            // Reach back 1 ms so ties at the boundary are re-read whether the API's filter is
-            // inclusive or exclusive; upserts make the re-read harmless.
-            // Truncated to the stored precision first, so "progress" is judged on what is saved.
-            let next = last - chrono::Duration::milliseconds(1);
-            let next = parse_api_time(&canonical(next)).unwrap_or(next);
-            let current = listing
-                .keyset
-                .as_deref()
-                .or(listing.since.as_deref())
-                .and_then(parse_api_time);
-            if current.is_none_or(|c| next > c) {
-                listing.keyset = Some(canonical(next));
-                listing.skip = 0;
-                listing.anchor = None;
-                return;
-            }
-            // A full page of one timestamp: step through it by `$skip`.
-        }
-        listing.skip += step;
-        listing.anchor = page.last_id.clone();
-    }
+/// Why a pass ends before its last resource.
+enum PassEnd {
+    Fatal(String),
+    Wait(DateTime<Utc>),
 }

@@ -120,7 +120,7 @@ async fn firms_are_registered_synced_and_exported_apart() {
         }
     }
 
-    for (name, f) in [("alpha", &alpha), ("beta", &beta)] {
+    for (name, f, other) in [("alpha", &alpha, &beta), ("beta", &beta, &alpha)] {
         let (code, out, err) = cli(s(&[
             "--firm",
             name,
@@ -132,16 +132,23 @@ async fn firms_are_registered_synced_and_exported_apart() {
         .await;
         assert_eq!(code, 0, "{out}{err}");
         f.clear_journal();
+        other.clear_journal();
         let (code, out, err) = cli(s(&["--firm", name, "sync"])).await;
         assert_eq!(code, 0, "{name}: {out}{err}");
         // Every request of the pass went out with this firm's own token (ppsim tells firms apart
-        // by token): the floor of one request per resource at this size, plus the token refresh.
-        let api = f
+        // by token): every resource listed (a first backfill, which also settles each endpoint's
+        // dialect: a second request for most), none of the other firm's.
+        let api: std::collections::BTreeSet<String> = f
             .journal()
             .iter()
             .filter(|e| e.path.starts_with("/api/"))
-            .count();
-        assert_eq!(api, 26, "{name}: one request per resource");
+            .map(|e| e.path.clone())
+            .collect();
+        assert_eq!(api.len(), 26, "{name}: every resource listed: {api:?}");
+        assert!(
+            other.journal().iter().all(|e| !e.path.starts_with("/api/")),
+            "{name}'s pass sent nothing as the other firm"
+        );
     }
     let (code, out, err) = cli(s(&["--firm", "alpha", "export", "matters"])).await;
     assert_eq!(code, 0, "{err}");

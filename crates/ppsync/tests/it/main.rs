@@ -2,9 +2,11 @@
 
 mod support;
 
+mod api_answers;
 mod bad_input;
 mod cli;
 mod daemon;
+mod dialects;
 mod engine;
 mod firms;
 mod fleet;
