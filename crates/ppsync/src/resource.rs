@@ -496,6 +496,12 @@ mod tests {
         }
         assert_eq!(RESOURCES.len(), 26);
         assert_eq!(find("CallLogs").map(|r| r.name), Some("call_logs"));
+        // A partition names one of its resource's own typed columns, a time.
+        for r in RESOURCES.iter().filter(|r| r.partition.is_some()) {
+            let i = r.partition_column().unwrap_or_else(|| panic!("{}", r.name));
+            assert_eq!(r.columns[i].ty, ColumnType::Time, "{}", r.name);
+        }
+        assert_eq!(RESOURCES.iter().filter(|r| r.by_id.is_none()).count(), 4);
         assert!(find("widgets").is_none());
         assert!(unknown("widgets").contains("matters"));
     }

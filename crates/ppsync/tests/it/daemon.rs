@@ -362,3 +362,51 @@ async fn after_downtime_the_backlog_is_worked_off_in_one_cycle_most_important_fi
     assert_clean(&app.full_pass().await);
     app.assert_equal_to_truth().await;
 }
+
+#[tokio::test]
+async fn a_long_retry_after_holds_the_daemon_until_then() {
+    let sim = ppsim::Sim::spawn(ppsim::SimConfig {
+        scale: 0.01,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let app = app_on_sim_clock(sim.clone(), "[sync]\nmax_retry_wait = \"1m\"").await;
+    let cfg = ppsync::config::Config::load(Some(&app.config_path)).unwrap();
+    assert_clean(&app.pass().await);
+    // The next requests are answered 429, Retry-After 40 minutes: longer than a pass waits.
+    sim.faults().add(ppsim::Fault::RateLimitStorm {
+        count: 1,
+        retry_after_secs: 40 * 60,
+    });
+    let start = sim.now();
+    sim.clear_journal();
+    let mut dcfg = cfg.daemon();
+    dcfg.reconcile_at = None;
+    dcfg.stop_at = Some(start + chrono::Duration::minutes(90));
+    let daemon = Daemon {
+        engine: app.engine.clone(),
+        cfg: dcfg,
+        shutdown: Default::default(),
+        observer: None,
+    };
+    let summary = daemon.run().await.unwrap();
+    let journal = sim.journal();
+    let throttled = journal.iter().position(|e| e.status == 429).expect("a 429");
+    let at = journal[throttled].at;
+    // Nothing was asked of the API between the 429 and the time it named.
+    let next = journal[throttled + 1..]
+        .iter()
+        .find(|e| e.path.starts_with("/api/"))
+        .expect("the daemon came back");
+    assert!(
+        next.at - at >= chrono::Duration::minutes(40),
+        "back after {} instead of 40 minutes",
+        next.at - at
+    );
+    assert!(summary.cycles.iter().any(|c| c.not_before.is_some()));
+    // Every cycle after the wait synced (a pass now finds the mirror a pass behind at most).
+    assert!(summary.cycles.last().unwrap().exit_code() == 0);
+    assert_clean(&app.pass().await);
+    app.assert_equal_to_truth().await;
+}

@@ -11,4 +11,5 @@ mod engine;
 mod firms;
 mod fleet;
 mod kill;
+mod probe;
 mod status_http;
