@@ -1293,6 +1293,63 @@ impl Tx {
         )
     }
 
+    /// Live records whose typed `column` is NULL.
+    pub async fn count_null(&mut self, res: &Resource, column: &str) -> Result<i64> {
+        debug_assert!(res.columns.iter().any(|c| c.name == column));
+        let sql = format!(
+            "SELECT COUNT(*) FROM {} WHERE {column} IS NULL AND deleted_at IS NULL",
+            self.t(res.name)
+        );
+        Ok(
+            on!(TxInner, &mut self.tx, tx => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut **tx)
+            .await?),
+        )
+    }
+
+    /// Up to `limit` records seen since `first_run` (a control for by-id reads).
+    pub async fn seen_sample(
+        &mut self,
+        res: &Resource,
+        first_run: i64,
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        let sql = format!(
+            "SELECT id FROM {} WHERE seen_run >= $1 AND deleted_at IS NULL LIMIT $2",
+            self.t(res.name)
+        );
+        Ok(
+            on!(TxInner, &mut self.tx, tx => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(first_run)
+            .bind(i64::from(limit))
+            .fetch_all(&mut **tx)
+            .await?),
+        )
+    }
+
+    /// Marks the given live records deleted (never removes them).
+    pub async fn mark_deleted(
+        &mut self,
+        res: &Resource,
+        ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        let sql = format!(
+            "UPDATE {} SET deleted_at = $1, synced_at = $1 WHERE id = $2 AND deleted_at IS NULL",
+            self.t(res.name)
+        );
+        let mut n = 0;
+        for id in ids {
+            n += on!(TxInner, &mut self.tx, tx => sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(Ts(now))
+                .bind(id)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected());
+        }
+        Ok(n)
+    }
+
     /// Stores an endpoint's learned facts (`sync::dialect`, JSON) with the page that taught them.
     pub async fn set_dialect(
         &mut self,

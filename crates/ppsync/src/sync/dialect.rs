@@ -263,6 +263,22 @@ pub fn options_named(body: &str) -> Vec<QueryOption> {
     out
 }
 
+/// The largest `$top` a 400 says the endpoint takes ("The limit of '1000' for Top query has been
+/// exceeded", ASP.NET OData's `MaxTop`).
+pub fn top_limit(body: &str) -> Option<u64> {
+    let b = body.to_ascii_lowercase();
+    let at = b.find("limit of '")? + "limit of '".len();
+    let rest = &b[at..];
+    let end = rest.find('\'')?;
+    let n: u64 = rest[..end].trim().parse().ok()?;
+    rest[end..]
+        .trim_start_matches('\'')
+        .trim_start()
+        .starts_with("for top")
+        .then_some(n)
+        .filter(|n| *n > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +305,22 @@ mod tests {
         for (body, want) in cases {
             assert_eq!(&options_named(body), want, "{body}");
         }
+    }
+
+    #[test]
+    fn a_limit_for_top_is_read() {
+        assert_eq!(
+            top_limit(
+                "The query specified in the URI is not valid. The limit of '1000' for Top query has been exceeded. The value from the incoming request is '2500'."
+            ),
+            Some(1000)
+        );
+        assert_eq!(
+            top_limit("The limit of '100' for Skip query has been exceeded."),
+            None
+        );
+        assert_eq!(top_limit("The request is invalid."), None);
+        assert!(options_named("The limit of '1000' for Top query has been exceeded.").is_empty());
     }
 
     #[test]

@@ -83,6 +83,8 @@ impl Default for SyncConfig {
 
 /// Rows written per batch inside a page's transaction.
 const WRITE_BATCH: usize = 1000;
+/// Most deletions a proven listing of a list without a by-id read marks at once.
+const NO_BY_ID_MARK_LIMIT: i64 = 20;
 
 /// What happened to one resource in a pass.
 #[derive(Clone, Debug, Serialize)]
@@ -279,6 +281,8 @@ struct Run<'a> {
     run: i64,
     listing: Listing,
     dialect: Dialect,
+    /// The dialect changed outside a page's learning (a 400 telling the limit for `$top`).
+    dialect_dirty: bool,
     stats: &'a mut RunStats,
     mode: &'a mut Mode,
 }
@@ -505,6 +509,7 @@ impl Engine {
             run,
             listing,
             dialect,
+            dialect_dirty: false,
             stats,
             mode: mode_out,
         };
@@ -597,7 +602,8 @@ impl Engine {
             }
             // Decided on what was known before the page; then learned from it.
             let decided = paging::step(res, &r.listing, &page, &sent, &r.dialect);
-            if paging::learn(&mut r.dialect, &r.listing, &page, &sent, now) {
+            let learned = paging::learn(&mut r.dialect, &r.listing, &page, &sent, now);
+            if learned || std::mem::take(&mut r.dialect_dirty) {
                 tracing::info!(resource = res.name, dialect = %r.dialect.summary(), "learned the endpoint's dialect");
                 let facts = serde_json::to_string(&r.dialect).expect("a dialect serializes");
                 g.tx.set_dialect(res.name, &facts, now).await?;
@@ -609,7 +615,10 @@ impl Engine {
             let next = if r.listing.phase == Phase::Reverse {
                 // The reverse page is written: did it bring records paging never reached?
                 early = None;
-                let seen = g.tx.count_seen(res, r.listing.first_run).await? as u64;
+                // Records changed while the listing ran are newest in the reverse order: they are
+                // not evidence of a cut.
+                let seen = (g.tx.count_seen(res, r.listing.first_run).await? as u64)
+                    .saturating_sub(page.after_signpost);
                 if seen > r.listing.seen_before_reverse {
                     r.listing.incomplete_evidence(format!(
                         "{} records reached, and one more request found {} others: more exist \
@@ -705,7 +714,7 @@ impl Engine {
             );
             return Ok(now);
         };
-        let tolerance = chrono::Duration::from_std(self.cfg.max_clock_skew).unwrap_or_default();
+        let tolerance = self.tolerance();
         let skew = t - now;
         if skew.abs() <= tolerance {
             return Ok(t);
@@ -731,14 +740,14 @@ impl Engine {
             let json = serde_json::to_string(&facts).expect("facts serialize");
             tx.set_dialect(dialect::API, &json, now).await?;
         }
-        if skew > tolerance {
-            // Ahead: a cursor past the server's own stamps would hide what changes until then.
-            // Our clock stands in.
-            Ok(now)
-        } else {
-            // Behind: a cursor earlier than it could be only re-reads more.
-            Ok(t)
-        }
+        // Ahead: a cursor past the server's own stamps would hide what changes until then, so
+        // our clock stands in. Behind: a cursor earlier than it could be only re-reads more.
+        Ok(paging::signpost_of(Some(t), now, tolerance))
+    }
+
+    /// How far ahead of our clock a server `Date` is still trusted.
+    fn tolerance(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.cfg.max_clock_skew).unwrap_or_default()
     }
 
     /// The firm-wide facts.
@@ -779,12 +788,30 @@ impl Engine {
     ) -> Result<Option<Listing>, Stop> {
         let res = r.res;
         let l = &mut r.listing;
+        l.suspect_cap = Some(
+            l.suspect_cap
+                .map_or(page.received, |c| c.min(page.received)),
+        );
         let why = format!(
             "{why}, and its {} records may be a cap (as many as one response has held)",
             page.received
         );
-        if res.partition.is_some() {
-            match paging::split(l, page) {
+        if let Some(part) = res.partition {
+            // Records without the date are in no window: the mirror must hold none either.
+            let undated = if l.windows.is_empty() {
+                tx.count_null(res, part.column).await?
+            } else {
+                0
+            };
+            let split = if undated > 0 {
+                Err(format!(
+                    "{undated} records in the mirror have no {}, so the date filters cannot partition the list",
+                    part.column
+                ))
+            } else {
+                paging::split(l, page)
+            };
+            match split {
                 Ok(windows) => {
                     tracing::warn!(resource = res.name, reason = %why, windows = windows.len(), "listing by date windows");
                     return Ok(Some(paging::partitioned(l, windows)));
@@ -826,6 +853,21 @@ impl Engine {
         if r.listing.mode == Mode::Backfill {
             tx.restore_indexes(res).await?;
         }
+        // A page that could not be continued, and the listing reached more by other queries
+        // (date windows, the reverse order): that page was cut, its length is the cap. Known,
+        // the next listings ask for pages of it and see a full page as one.
+        if let Some(c) = r.listing.suspect_cap
+            && r.dialect.cap() != Some(c)
+            && tx.count_seen(res, r.listing.first_run).await? as u64 > c
+        {
+            r.dialect.proved_cap(
+                c,
+                &format!("a page of {c} could not be continued, and other queries reached more"),
+                now,
+            );
+            let facts = serde_json::to_string(&r.dialect).expect("a dialect serializes");
+            tx.set_dialect(res.name, &facts, now).await?;
+        }
         if r.listing.mode.complete_listing() {
             let unseen = tx.count_unseen(res, r.listing.first_run).await?;
             if unseen > 0 {
@@ -841,10 +883,18 @@ impl Engine {
                     g.tx.commit().await?;
                     return self.confirm_deletions(r).await;
                 }
-                if r.listing.proven() {
+                if r.listing.proven() && unseen <= NO_BY_ID_MARK_LIMIT {
                     r.stats.records_deleted += tx
                         .mark_unseen_deleted(res, r.listing.first_run, now)
                         .await?;
+                } else if r.listing.proven() {
+                    // Without a by-id read nothing confirms them; many at once from a list
+                    // without paging looks more like a cap that shrank than like deletions.
+                    r.listing.incomplete_evidence(format!(
+                        "{unseen} records the mirror holds are missing from the listing at once \
+                         (more than {NO_BY_ID_MARK_LIMIT}), and the endpoint has no by-id read to \
+                         confirm them: a cap that shrank? not marked deleted"
+                    ));
                 } else {
                     let why = r.listing.unproven.join("; ");
                     r.listing.incomplete_evidence(format!(
@@ -888,85 +938,126 @@ impl Engine {
         )))
     }
 
-    /// Deletion candidates checked by id (404 = gone) before any is marked: every one when they
-    /// are few, a sample otherwise. One that still exists means the listing was cut: nothing is
-    /// marked and the resource is reported incomplete. The listing is saved in its `Confirm`
-    /// phase, so a stopped process confirms again at the next start.
+    /// Deletion candidates checked by id (404 = gone) before any is marked. A record this listing
+    /// saw is read by id first: a by-id read that does not find a record known to exist cannot
+    /// confirm anything. Every candidate is checked when they are few; beyond
+    /// `confirm_deletions`, a sample is, and the rest are marked only when the listing is proven
+    /// complete (otherwise the sample alone is marked, the others checked at later passes). One
+    /// that still exists means the listing was cut: nothing is marked and the resource is
+    /// reported incomplete. The listing is saved in its `Confirm` phase, so a stopped process
+    /// confirms again at the next start.
     async fn confirm_deletions(&self, r: &mut Run<'_>) -> Result<(), Stop> {
         let res = r.res;
         let path = res.by_id.expect("only resources with a by-id read confirm");
-        let (unseen, sample) = {
+        let first_run = r.listing.first_run;
+        let (unseen, sample, control) = {
             let mut tx = self.store.begin().await?;
-            let unseen = tx.count_unseen(res, r.listing.first_run).await?;
+            let unseen = tx.count_unseen(res, first_run).await?;
             let sample = tx
-                .unseen_sample(res, r.listing.first_run, self.cfg.confirm_deletions.max(1))
+                .unseen_sample(res, first_run, self.cfg.confirm_deletions.max(1))
                 .await?;
-            (unseen, sample)
+            let control = tx.seen_sample(res, first_run, 1).await?;
+            (unseen, sample, control)
         };
-        let mut still = Vec::new();
-        let mut attempt = 0;
-        for id in &sample {
-            loop {
-                match self.client.exists(path, id).await {
-                    Ok(true) => still.push(id.clone()),
-                    Ok(false) => {}
-                    Err(e) => {
-                        attempt += 1;
-                        match api::error::action(e.class(), attempt, self.cfg.max_page_attempts) {
-                            Action::BackoffAndRetry | Action::WaitAndRetry => {
-                                self.client.page_backoff(attempt).await;
-                                continue;
-                            }
-                            Action::StopPass => return Err(self.pass_stop(e)),
-                            _ => {
-                                return Err(Stop::Skip(format!(
-                                    "{}: deletions not confirmed ({e}); the next pass confirms them",
-                                    res.name
-                                )));
-                            }
-                        }
-                    }
-                }
-                break;
+        let mut gone = Vec::new();
+        let mut still = None;
+        let mut blind = None;
+        if r.listing.incomplete.is_none() {
+            if let Some(c) = control.first()
+                && !self.confirm_one(res, path, c).await?
+            {
+                blind = Some(c.clone());
             }
-            if !still.is_empty() {
-                break;
+            if blind.is_none() {
+                for id in &sample {
+                    if self.confirm_one(res, path, id).await? {
+                        still = Some(id.clone());
+                        break;
+                    }
+                    gone.push(id.clone());
+                }
             }
         }
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        if still.is_empty() {
-            r.stats.records_deleted += tx
-                .mark_unseen_deleted(res, r.listing.first_run, now)
-                .await?;
-            if unseen as usize > sample.len() {
-                tracing::info!(
-                    resource = res.name,
-                    unseen,
-                    sampled = sample.len(),
-                    "deletions confirmed by a sample"
-                );
-            }
-        } else {
+        if let Some(c) = blind {
+            r.listing.unproven.push(format!(
+                "GET {path}/{c} does not find a record the listing just returned, so it cannot \
+                 confirm deletions; {unseen} records missing from the listing not marked"
+            ));
+        } else if let Some(id) = still {
             let why = if r.listing.unproven.is_empty() {
                 String::new()
             } else {
                 format!(" ({})", r.listing.unproven.join("; "))
             };
             r.listing.incomplete_evidence(format!(
-                "{unseen} records are missing from the listing, but {} still exists (GET {path}/{} answers): \
-                 the listing was cut{why}; nothing marked deleted",
-                still[0], still[0]
+                "{unseen} records are missing from the listing, but {id} still exists (GET \
+                 {path}/{id} answers): the listing was cut{why}; nothing marked deleted"
             ));
+        } else if r.listing.incomplete.is_none() {
+            if unseen as usize <= gone.len() || r.listing.proven() {
+                r.stats.records_deleted += tx.mark_unseen_deleted(res, first_run, now).await?;
+                if unseen as usize > gone.len() {
+                    tracing::info!(
+                        resource = res.name,
+                        unseen,
+                        sampled = gone.len(),
+                        "deletions confirmed by a sample of a proven listing"
+                    );
+                }
+            } else {
+                // Not proven: only what was seen gone is marked; the rest at later passes.
+                r.stats.records_deleted += tx.mark_deleted(res, &gone, now).await?;
+                r.listing.unproven.push(format!(
+                    "{} of {unseen} records missing from the listing confirmed gone and marked; \
+                     the others are checked at the next passes",
+                    gone.len()
+                ));
+            }
         }
         self.finish_listing(r, &mut tx, true).await?;
         tx.commit().await?;
         self.ended(r)
     }
 
-    /// Writes how the listing ended: the cursor (unless an incremental listing is known to have
-    /// missed records: the next pass asks again from the same point), and whether the resource
-    /// could be listed completely.
+    /// Whether `GET {path}/{id}` finds the record, with the page policy's retries.
+    async fn confirm_one(&self, res: &Resource, path: &str, id: &str) -> Result<bool, Stop> {
+        let mut attempt = 0;
+        loop {
+            match self.client.exists(path, id).await {
+                Ok(found) => return Ok(found),
+                Err(e) => {
+                    attempt += 1;
+                    match api::error::action(e.class(), attempt, self.cfg.max_page_attempts) {
+                        Action::BackoffAndRetry | Action::WaitAndRetry
+                            if !self.waits_too_long(&e) =>
+                        {
+                            self.client.page_backoff(attempt).await;
+                        }
+                        Action::StopPass | Action::BackoffAndRetry | Action::WaitAndRetry => {
+                            return Err(self.pass_stop(e));
+                        }
+                        _ => {
+                            return Err(Stop::Skip(format!(
+                                "{}: deletions not confirmed ({e}); the next pass confirms them",
+                                res.name
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A rate limit whose `Retry-After` is longer than a pass waits.
+    fn waits_too_long(&self, e: &api::Error) -> bool {
+        matches!(e, api::Error::RateLimited { retry_after: Some(w) } if *w > self.client.config().max_retry_wait)
+    }
+
+    /// Writes how the listing ended: the cursor (not past what a listing may have missed: the
+    /// next pass asks again from the same point), and whether the resource could be listed
+    /// completely.
     async fn finish_listing(
         &self,
         r: &mut Run<'_>,
@@ -982,7 +1073,12 @@ impl Engine {
             .and_then(parse_api_time)
             .unwrap_or(now);
         let evidence = l.incomplete.clone();
-        if move_cursor && !(l.mode == Mode::Incremental && evidence.is_some()) {
+        // Past what a listing may have missed the cursor moves only from nothing (a first
+        // backfill: the incremental passes after it list every change) or for a list read whole
+        // every pass (its cursor narrows nothing).
+        let may_move =
+            l.proven() || l.mode == Mode::Backfill || res.incremental == Incremental::FullListing;
+        if move_cursor && may_move {
             tx.set_cursor(res, signpost, l.mode.complete_listing(), now)
                 .await?;
         } else {
@@ -1125,15 +1221,16 @@ impl Engine {
                 commit(group).await?;
             }
             if let api::Error::BadRequest { body, .. } = &err
-                && let Some(dropped) = self.drop_rejected_option(r, &sent_now, body)
+                && let Some(dropped) = self
+                    .drop_rejected_option(r, &requested.query, &sent_now, body)
+                    .await
             {
                 tracing::warn!(resource = res.name, option = dropped.name(), error = %err, "the API rejected a query option: asking again without it");
                 return Ok(None);
             }
             match api::error::action(err.class(), attempt, self.cfg.max_page_attempts) {
                 Action::BackoffAndRetry | Action::WaitAndRetry => {
-                    if matches!(err, api::Error::RateLimited { retry_after: Some(w) } if w > self.client.config().max_retry_wait)
-                    {
+                    if self.waits_too_long(&err) {
                         return Err(self.pass_stop(err));
                     }
                     tracing::warn!(resource = res.name, error = %err, attempt, "page failed; retrying");
@@ -1157,14 +1254,36 @@ impl Engine {
     /// After a 400: the query option it names (or, when it names none, the first of `$orderby`
     /// and paging not proven to work) is dropped from the listing, which asks again; the option
     /// is learned rejected once the query without it is answered. None: nothing left to drop.
-    fn drop_rejected_option(
+    async fn drop_rejected_option(
         &self,
         r: &mut Run<'_>,
+        query: &[(String, String)],
         sent: &Sent,
         body: &str,
     ) -> Option<QueryOption> {
-        let l = &mut r.listing;
+        // "The limit of '1000' for Top query has been exceeded": a cap, not an unknown option.
+        if let (Some(max), Some(top)) = (dialect::top_limit(body), sent.top)
+            && top > max
+        {
+            r.dialect.proved_cap(
+                max,
+                &format!("the endpoint's limit for $top (a 400 said {max})"),
+                self.clock.now(),
+            );
+            r.dialect_dirty = true;
+            return Some(QueryOption::Top);
+        }
         let named = dialect::options_named(body);
+        if named.is_empty() {
+            // A 400 naming nothing may have another cause: the option is dropped (and, once
+            // the query without it is answered, learned rejected) only if the same query is
+            // refused again.
+            let again = self.client.get(r.res.path, query).await;
+            if !matches!(again, Err(api::Error::BadRequest { .. })) {
+                return None;
+            }
+        }
+        let l = &mut r.listing;
         let candidates: Vec<QueryOption> = if named.is_empty() {
             let mut c = Vec::new();
             if sent.orderby && r.dialect.orderby() != Support::Honoured {
@@ -1179,7 +1298,7 @@ impl Engine {
             c.truncate(1);
             c
         } else {
-            named
+            named.clone()
         };
         let mut dropped = None;
         for opt in candidates {
@@ -1264,7 +1383,7 @@ impl Engine {
                 asked = true;
                 if !self.shutdown.is_cancelled() && listing.phase == Phase::Pages {
                     let page = info(&seen);
-                    if let Step::Next(l) =
+                    if let Step::Next(mut l) =
                         paging::step(res, listing, &page, &requested.sent, dialect)
                     {
                         // The query the engine will build once the page is written: from the
@@ -1272,6 +1391,15 @@ impl Engine {
                         let mut d = dialect.clone();
                         paging::learn(&mut d, listing, &page, &requested.sent, now);
                         let (q, s) = paging::query(res, &l, &d, self.cfg.page_size);
+                        // The first page's signpost, as the engine will take it: the next
+                        // page's records are judged against it.
+                        if l.signpost.is_none() {
+                            l.signpost = Some(canonical(paging::signpost_of(
+                                stream.server_date,
+                                now,
+                                self.tolerance(),
+                            )));
+                        }
                         next = Some(self.request(res, q, s, &l));
                     }
                 }

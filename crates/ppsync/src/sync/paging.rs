@@ -16,9 +16,29 @@ use crate::record::{Row, Value};
 use crate::resource::{Incremental, Resource};
 use crate::time::{canonical, parse_api_time, query_param};
 
-/// Records by which consecutive `$skip` pages overlap, so a shift caused by deletions mid-scan
-/// is detected (the previous page's last id must reappear) instead of silently skipping a record.
+/// Records by which consecutive `$skip` pages overlap at most, so a shift caused by deletions
+/// mid-scan is detected (the previous page's last id must reappear) instead of silently skipping
+/// a record.
 pub const SKIP_OVERLAP: u64 = 20;
+
+/// The overlap after a page of `n` records: at most a quarter of it (at least one), so small
+/// pages (a low cap) still advance by three quarters of a page.
+pub fn overlap(n: u64) -> u64 {
+    SKIP_OVERLAP.min((n / 4).max(1)).min(n.saturating_sub(1))
+}
+
+/// The signpost a listing takes from its first response: the server's `Date`, unless it is
+/// further ahead of our clock than `tolerance` (then our clock).
+pub fn signpost_of(
+    server_date: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    tolerance: chrono::Duration,
+) -> DateTime<Utc> {
+    match server_date {
+        Some(t) if t - now <= tolerance => t,
+        _ => now,
+    }
+}
 
 /// How a resource is listed in this run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +125,12 @@ pub struct Listing {
     pub omit_top: bool,
     #[serde(default)]
     pub omit_skip: bool,
+
+    /// The length of a page that could not be continued: a cap is suspected there, whatever
+    /// larger responses the endpoint gave before, so within this listing a page that long may
+    /// be cut.
+    #[serde(default)]
+    pub suspect_cap: Option<u64>,
     /// The date partition: pending windows, the first being listed. Empty: not partitioned.
     #[serde(default)]
     pub windows: Vec<Window>,
@@ -153,6 +179,8 @@ impl Listing {
             omit_order: false,
             omit_top: false,
             omit_skip: false,
+
+            suspect_cap: None,
             windows: Vec::new(),
             phase: Phase::Pages,
             first_id: None,
@@ -275,6 +303,8 @@ pub fn query(
 pub struct Expect {
     /// The previous page's last id (paging by `$skip`).
     pub anchor: Option<String>,
+    /// How far into the page the anchor may appear (the overlap, plus one insertion).
+    pub anchor_within: u64,
     /// The previous page's last `updated_at` (keyset).
     pub prev_last: Option<DateTime<Utc>>,
     pub signpost: Option<DateTime<Utc>>,
@@ -292,6 +322,7 @@ impl Expect {
             } else {
                 None
             },
+            anchor_within: overlap(l.prev_len) + 1,
             prev_last: l.prev_last.as_deref().and_then(parse_api_time),
             signpost: l.signpost.as_deref().and_then(parse_api_time),
             since: sent.since,
@@ -311,9 +342,20 @@ pub struct PageInfo {
     pub first_updated_at: Option<DateTime<Utc>>,
     pub max_updated_at: Option<DateTime<Utc>>,
     pub sorted_by_updated_at: bool,
+    /// Whether `created_at` never decreased: a page in `updated_at` order that is not also in
+    /// `created_at` order proves the endpoint sorts by `updated_at` (a natural order by creation
+    /// would be sorted by both).
+    pub sorted_by_created_at: bool,
+    pub last_created_at: Option<DateTime<Utc>>,
     pub anchor_found: bool,
-    /// Records after the anchor (paging by `$skip`).
+    /// Records after the anchor (paging by `$skip`), and those of them that existed when the
+    /// listing began (not stamped after the signpost).
     pub past_anchor: u64,
+    pub past_anchor_old: u64,
+    /// Records after the anchor without an `updated_at` to tell their age by.
+    pub past_anchor_unstamped: u64,
+    /// Records stamped after the signpost (changed while the listing ran).
+    pub after_signpost: u64,
     /// Records newer than the previous page's last and not newer than the signpost: they
     /// existed when the listing began, and the previous page did not hold them (keyset).
     pub beyond_prev: u64,
@@ -334,12 +376,25 @@ impl PageInfo {
     pub fn new() -> Self {
         PageInfo {
             sorted_by_updated_at: true,
+            sorted_by_created_at: true,
             ..Default::default()
         }
     }
 
     /// Takes the next record of the page into account.
     pub fn observe(&mut self, row: &Row, e: &Expect) {
+        if let Some(c) = row.created_at {
+            if self.last_created_at.is_some_and(|prev| c < prev) {
+                self.sorted_by_created_at = false;
+            }
+            self.last_created_at = Some(c);
+        }
+        let old = row
+            .updated_at
+            .is_none_or(|t| e.signpost.is_none_or(|s| t <= s));
+        if !old {
+            self.after_signpost += 1;
+        }
         if let Some(t) = row.updated_at {
             if self.last_updated_at.is_some_and(|prev| t < prev) {
                 self.sorted_by_updated_at = false;
@@ -375,7 +430,12 @@ impl PageInfo {
         }
         if self.anchor_found {
             self.past_anchor += 1;
-        } else if self.received < SKIP_OVERLAP + 1 && e.anchor.as_deref() == Some(row.id.as_str()) {
+            match row.updated_at {
+                Some(_) if old => self.past_anchor_old += 1,
+                Some(_) => {}
+                None => self.past_anchor_unstamped += 1,
+            }
+        } else if self.received < e.anchor_within && e.anchor.as_deref() == Some(row.id.as_str()) {
             self.anchor_found = true;
         }
         self.received += 1;
@@ -404,12 +464,12 @@ pub enum Step {
 
 /// Whether the page could have been cut by the endpoint: it is not shorter than what the
 /// endpoint is proven able to return in one response (`d` as known before this page).
-pub fn maybe_cut(page: &PageInfo, sent: &Sent, d: &Dialect) -> bool {
+pub fn maybe_cut(l: &Listing, page: &PageInfo, sent: &Sent, d: &Dialect) -> bool {
     let n = page.received;
     if n == 0 {
         return false;
     }
-    let floor = d.largest();
+    let floor = l.suspect_cap.map_or(d.largest(), |c| c.min(d.largest()));
     let top_ignored = d.top() == Support::Ignored || sent.top.is_some_and(|p| n > p);
     let full_at = match sent.top {
         Some(p) if !top_ignored => p.min(floor),
@@ -420,7 +480,22 @@ pub fn maybe_cut(page: &PageInfo, sent: &Sent, d: &Dialect) -> bool {
 
 /// The `$skip` paging of the page was ignored: the same first record as the page before.
 pub fn skip_repeated(l: &Listing, page: &PageInfo, sent: &Sent) -> bool {
-    sent.skip > 0 && page.first_id.is_some() && page.first_id == l.prev_first
+    // The very same page: first and last record and length (a record inserted before the
+    // position shifts a small page by one, which repeats only its first record).
+    sent.skip > 0
+        && page.first_id.is_some()
+        && page.first_id == l.prev_first
+        && page.last_id == l.anchor
+        && page.received == l.prev_len
+}
+
+/// The page proves the endpoint sorts by `updated_at`: in that order, and not also in the
+/// order records were created.
+pub fn proves_order(page: &PageInfo) -> bool {
+    page.received >= 8
+        && page.sorted_by_updated_at
+        && !page.sorted_by_created_at
+        && page.first_updated_at < page.last_updated_at
 }
 
 /// Where the listing goes after `page` (`d`: the dialect as known before it).
@@ -429,14 +504,29 @@ pub fn step(res: &Resource, l: &Listing, page: &PageInfo, sent: &Sent, d: &Diale
     if !repeated && sent.skip > 0 && l.anchor.is_some() && !page.anchor_found {
         return Step::Restart;
     }
-    if !maybe_cut(page, sent, d) {
-        return Step::Done;
-    }
+    let short = !maybe_cut(l, page, sent, d);
     if repeated {
+        // The page before, again: whether it was all there is, nothing here can tell (a page
+        // short of the largest ever may still be a new, lower cap).
         return Step::Stuck(format!(
             "the endpoint ignores $skip (asked $skip={}, got its first page again)",
             sent.skip
         ));
+    }
+    // A short page ends an incremental listing. A complete listing (the one deletions are
+    // concluded from) settles its last page with one more request: a capacity learned before
+    // the endpoint began capping lower would otherwise make a cut page look short.
+    let settle = short;
+    if short {
+        let continuation = sent.skip > 0 || l.keyset.is_some();
+        let nothing_new = if sent.skip > 0 {
+            page.past_anchor == 0
+        } else {
+            page.beyond_prev == 0
+        };
+        if page.received == 0 || !l.mode.complete_listing() || continuation && nothing_new {
+            return Step::Done;
+        }
     }
     let since_ok = res.incremental == Incremental::UpdatedSince && d.since() != Since::Ignored;
     let mut next = l.clone();
@@ -446,10 +536,13 @@ pub fn step(res: &Resource, l: &Listing, page: &PageInfo, sent: &Sent, d: &Diale
         .top
         .filter(|p| page.received <= *p && d.top() != Support::Ignored);
     next.prev_last = page.last_updated_at.map(canonical);
+    // Keyset only on an order proven: a natural order that happens to look sorted (records
+    // created in order, never edited) would jump over records created after one edited late.
+    let ordered = d.orderby() == Support::Honoured || proves_order(page);
     if since_ok
         && sent.by_updated_at
         && page.sorted_by_updated_at
-        && d.orderby() != Support::Ignored
+        && ordered
         && let Some(last) = page.last_updated_at
     {
         // Reach back 1 ms so ties at the boundary are re-read whether the API's filter is
@@ -472,6 +565,10 @@ pub fn step(res: &Resource, l: &Listing, page: &PageInfo, sent: &Sent, d: &Diale
         // A full page of one timestamp: step through it by `$skip`.
     }
     if l.omit_skip || !d.skip().usable() {
+        if settle {
+            // No way to ask for more: the capacity rule is all there is.
+            return Step::Done;
+        }
         let why = if l.omit_skip || d.skip() == Support::Rejected {
             "the endpoint rejects $skip"
         } else {
@@ -479,7 +576,7 @@ pub fn step(res: &Resource, l: &Listing, page: &PageInfo, sent: &Sent, d: &Diale
         };
         return Step::Stuck(why.to_string());
     }
-    next.skip += page.received.saturating_sub(SKIP_OVERLAP).max(1);
+    next.skip += page.received - overlap(page.received);
     next.anchor = page.last_id.clone();
     Step::Next(Box::new(next))
 }
@@ -498,7 +595,11 @@ pub fn learn(
     // A short page followed by records it did not hold proves the endpoint cut it there.
     let more_followed = l.phase == Phase::Pages
         && if sent.skip > 0 {
-            page.anchor_found && page.past_anchor > 0 && !skip_repeated(l, page, sent)
+            // Beyond the anchor, records that existed when the listing began (without stamps to
+            // tell, two: one created meanwhile is likelier than a cut).
+            page.anchor_found
+                && !skip_repeated(l, page, sent)
+                && (page.past_anchor_old > 0 || page.past_anchor_unstamped >= 2)
         } else {
             sent.by_updated_at
                 && l.keyset.is_some()
@@ -564,14 +665,14 @@ pub fn learn(
                 "asked $orderby=updated_at, got records out of that order",
                 at,
             );
-        } else if n >= 8
-            && page.first_updated_at < page.last_updated_at
-            && d.orderby() == Support::Unknown
-        {
+        } else if proves_order(page) && d.orderby() == Support::Unknown {
             changed |= d.set(
                 QueryOption::OrderBy,
                 Support::Honoured,
-                &format!("asked $orderby=updated_at, got {n} records in that order"),
+                &format!(
+                    "asked $orderby=updated_at, got {n} records in that order and not in \
+                     the order they were created"
+                ),
                 at,
             );
         }
@@ -632,9 +733,10 @@ pub fn learn(
 }
 
 /// Splits the current window of a page that was stuck at the endpoint's cap, at the median
-/// business date of the page, into the dates before it, the instant itself and the dates after
-/// (business dates carry no fraction below a millisecond: practicepanther-api.md §4.1). `Err`
-/// says why the window cannot be split. `page.dates` is sorted here.
+/// business date of the page, into the dates before it, a window of a second either side of it,
+/// and the dates after. The windows overlap (re-reading is free), so a date stored finer than it
+/// is rendered, or a filter rounding to its own precision, leaves no record between two windows.
+/// `Err` says why the window cannot be split. `page.dates` is sorted here.
 pub fn split(l: &Listing, page: &mut PageInfo) -> Result<Vec<Window>, String> {
     if page.null_dates > 0 {
         return Err(format!(
@@ -648,19 +750,37 @@ pub fn split(l: &Listing, page: &mut PageInfo) -> Result<Vec<Window>, String> {
     });
     let lo = current.from.as_deref().and_then(parse_api_time);
     let hi = current.to.as_deref().and_then(parse_api_time);
+    let second = chrono::Duration::seconds(1);
+    // A window's page holding records well outside it: the filters are not applied as named.
+    if page
+        .dates
+        .iter()
+        .any(|t| lo.is_some_and(|l| *t < l - second) || hi.is_some_and(|h| *t > h + second))
+    {
+        return Err(
+            "the date filters are not applied (a window's page held records dated outside it)"
+                .into(),
+        );
+    }
     page.dates
         .retain(|t| lo.is_none_or(|l| *t >= l) && hi.is_none_or(|h| *t <= h));
     page.dates.sort_unstable();
     let Some(&mid) = page.dates.get(page.dates.len() / 2) else {
         return Err("the page held no business dates to split by".to_string());
     };
-    if lo == Some(mid) && hi == Some(mid) {
+    let ms = chrono::Duration::milliseconds(1);
+    let clip_lo = |t: DateTime<Utc>| lo.map_or(t, |l| t.max(l));
+    let clip_hi = |t: DateTime<Utc>| hi.map_or(t, |h| t.min(h));
+    let middle = Window {
+        from: Some(canonical(clip_lo(mid - second))),
+        to: Some(canonical(clip_hi(mid + second))),
+    };
+    if lo.is_some_and(|l| l >= mid - second) && hi.is_some_and(|h| h <= mid + second) {
         return Err(format!(
-            "more records than one response holds share the date {}",
+            "more records than one response holds are dated within a second of {}",
             canonical(mid)
         ));
     }
-    let ms = chrono::Duration::milliseconds(1);
     let mut out = Vec::with_capacity(3);
     if lo.is_none_or(|l| l <= mid - ms) {
         out.push(Window {
@@ -668,10 +788,7 @@ pub fn split(l: &Listing, page: &mut PageInfo) -> Result<Vec<Window>, String> {
             to: Some(canonical(mid - ms)),
         });
     }
-    out.push(Window {
-        from: Some(canonical(mid)),
-        to: Some(canonical(mid)),
-    });
+    out.push(middle);
     if hi.is_none_or(|h| mid + ms <= h) {
         out.push(Window {
             from: Some(canonical(mid + ms)),
@@ -768,13 +885,20 @@ mod tests {
         let matters = find("matters").unwrap();
         let contacts = find("contacts").unwrap();
         let messages = find("messages").unwrap();
-        let first = Listing::new(Mode::Backfill, None, 1);
+        // Incremental listings end on a short page; complete ones settle it (below).
+        let first = Listing::new(Mode::Incremental, None, 1);
+        let mut full = Listing::new(Mode::Full, None, 1);
         let mut second = first.clone();
         second.skip = 30;
         second.anchor = Some("z".into());
         second.prev_first = Some("a".into());
+        second.prev_len = 40;
         let mut found = page(40, "k", "z9");
         found.anchor_found = true;
+        let mut settling = full.clone();
+        settling.keyset = Some("2026-11-02T09:59:59.999000Z".into());
+        settling.prev_last = Some("2026-11-02T10:00:00.000000Z".into());
+        full.pages = 0;
         // (case, resource, listing, page, sent, dialect before the page, expected)
         let cases: Vec<(&str, &str, &Listing, PageInfo, Sent, Dialect, &str)> = vec![
             (
@@ -812,6 +936,27 @@ mod tests {
                 sent(Some(2500), 0, true),
                 dialect(37, Unknown, Unknown),
                 "next keyset",
+            ),
+            (
+                "in updated_at order but also in creation order: the order is not proven",
+                "matters",
+                &first,
+                PageInfo {
+                    sorted_by_created_at: true,
+                    ..page(2500, "a", "z")
+                },
+                sent(Some(2500), 0, true),
+                dialect(2500, Honoured, Honoured),
+                "next skip=2480",
+            ),
+            (
+                "a small page of the same first record only: a shift, not an ignored $skip",
+                "contacts",
+                &second,
+                page(40, "a", "y"),
+                sent(Some(2500), 30, false),
+                dialect(40, Unknown, Unknown),
+                "restart",
             ),
             (
                 "a full page of $top",
@@ -859,13 +1004,13 @@ mod tests {
                 "restart",
             ),
             (
-                "the anchor found, a full page: go on",
+                "the anchor found, a full page: go on, overlapping by a quarter",
                 "contacts",
                 &second,
                 found.clone(),
                 sent(Some(40), 30, false),
                 dialect(40, Honoured, Honoured),
-                "next skip=50",
+                "next skip=60",
             ),
             (
                 "the first page again: $skip is ignored",
@@ -901,16 +1046,47 @@ mod tests {
                 page(30, "a", "z"),
                 sent(None, 0, false),
                 dialect(30, Rejected, Honoured),
-                "next skip=10",
+                "next skip=23",
             ),
             (
-                "a no-parameter list shorter than it has been: proven",
+                "a no-parameter list shorter than it has been: proven (no way to ask for more)",
                 "messages",
-                &first,
+                &full,
                 page(29, "a", "z"),
                 sent(Some(2500), 0, false),
                 dialect(30, Ignored, Ignored),
                 "done",
+            ),
+            (
+                "a complete listing's short last page is settled by one more request",
+                "matters",
+                &full,
+                page(36, "a", "z"),
+                sent(Some(2500), 0, true),
+                dialect(2500, Honoured, Honoured),
+                "next keyset",
+            ),
+            (
+                "the settling page brought nothing the page before did not hold: done",
+                "matters",
+                &settling,
+                page(1, "z", "z"),
+                sent(Some(2500), 0, true),
+                dialect(2500, Honoured, Honoured),
+                "done",
+            ),
+            (
+                "the settling page brought records the page before did not: a cap, go on",
+                "matters",
+                &settling,
+                PageInfo {
+                    beyond_prev: 12,
+                    last_updated_at: Some(t("2026-11-02T11:00:00")),
+                    ..page(40, "m", "x")
+                },
+                sent(Some(2500), 0, true),
+                dialect(2500, Honoured, Honoured),
+                "next keyset",
             ),
         ];
         for (case, res, l, p, s, d, want) in cases {
@@ -932,7 +1108,7 @@ mod tests {
         p.sorted_by_updated_at = false;
         assert_eq!(
             kind(&step(matters, &l, &p, &sent(Some(40), 0, true), &d)),
-            "next skip=20",
+            "next skip=30",
             "records out of order: the order is ignored"
         );
         let mut d2 = d.clone();
@@ -945,7 +1121,7 @@ mod tests {
                 &sent(Some(40), 0, true),
                 &d2
             )),
-            "next skip=20",
+            "next skip=30",
             "updated_since ignored: keyset cannot narrow"
         );
         // A page full of one timestamp: no progress by keyset.
@@ -961,7 +1137,7 @@ mod tests {
                 &sent(Some(40), 0, true),
                 &d
             )),
-            "next skip=20"
+            "next skip=30"
         );
     }
 
@@ -1006,6 +1182,8 @@ mod tests {
         let mut again = l.clone();
         again.skip = 30;
         again.prev_first = Some("a".into());
+        again.anchor = Some("z".into());
+        again.prev_len = 50;
         learn(
             &mut d,
             &again,
@@ -1118,8 +1296,8 @@ mod tests {
                     to: Some("2026-03-01T19:59:59.999000Z".into())
                 },
                 Window {
-                    from: Some("2026-03-01T20:00:00.000000Z".into()),
-                    to: Some("2026-03-01T20:00:00.000000Z".into())
+                    from: Some("2026-03-01T19:59:59.000000Z".into()),
+                    to: Some("2026-03-01T20:00:01.000000Z".into())
                 },
                 Window {
                     from: Some("2026-03-01T20:00:00.001000Z".into()),
@@ -1137,7 +1315,33 @@ mod tests {
         one.windows = vec![l2.windows[1].clone()];
         let mut p = page(3, "a", "c");
         p.dates = vec![t("2026-03-01T20:00:00"); 3];
-        assert!(split(&one, &mut p).unwrap_err().contains("share the date"));
+        assert!(
+            split(&one, &mut p)
+                .unwrap_err()
+                .contains("within a second of 2026-03-01T20:00:00")
+        );
+        // Splitting a window always gives windows inside it (the middle one clipped).
+        let mut inner = l.clone();
+        inner.windows = vec![Window {
+            from: Some("2026-03-01T20:00:00.000000Z".into()),
+            to: Some("2026-03-05T20:00:00.000000Z".into()),
+        }];
+        let mut p = page(3, "a", "c");
+        p.dates = ["2026-03-01", "2026-03-01", "2026-03-03"]
+            .iter()
+            .map(|d| t(&format!("{d}T20:00:00")))
+            .collect();
+        let w = split(&inner, &mut p).unwrap();
+        assert_eq!(
+            w[0].from.as_deref(),
+            Some("2026-03-01T20:00:00.000000Z"),
+            "{w:?}"
+        );
+        assert_eq!(w.len(), 2, "nothing before the window's start: {w:?}");
+        // Records dated outside their window: the filters are not applied.
+        let mut p = page(3, "a", "c");
+        p.dates = vec![t("2026-06-01T20:00:00")];
+        assert!(split(&inner, &mut p).unwrap_err().contains("not applied"));
         // A record without a date: the partition would miss it.
         let mut p = page(3, "a", "c");
         p.null_dates = 1;

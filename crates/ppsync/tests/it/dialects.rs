@@ -168,7 +168,6 @@ async fn assert_mirror(app: &TestApp, case: &Case) {
     for res in RESOURCES {
         let mirror = app.mirror(res).await;
         let truth = app.truth(res);
-        let _ = &mirror;
         let truth_ids: BTreeSet<&str> =
             truth.iter().map(|t| t[res.key].as_str().unwrap()).collect();
         let deleted = deleted_ids(app, res).await;
@@ -230,14 +229,25 @@ async fn deleted_ids(app: &TestApp, res: &Resource) -> Vec<String> {
     out
 }
 
-/// Deletes one record of each of a few resources (so the reconciliation has deletions to find).
+/// Deletes one record of each of a few resources, and 40 time entries (more than are confirmed
+/// one by one: a sample is), so the reconciliation has deletions to find.
 fn delete_some(app: &TestApp) -> usize {
     let mut n = 0;
-    for name in ["matters", "tasks", "invoices", "notes", "contacts"] {
+    for (name, k) in [
+        ("matters", 1),
+        ("tasks", 1),
+        ("invoices", 1),
+        ("notes", 1),
+        ("contacts", 1),
+        ("time_entries", 40),
+    ] {
         let res = ppsync::resource::find(name).unwrap();
-        let id = app.truth(res)[3][res.key].as_str().unwrap().to_string();
-        app.sim.delete(res.path, &id).unwrap();
-        n += 1;
+        for r in app.truth(res).iter().skip(3).take(k) {
+            app.sim
+                .delete(res.path, r[res.key].as_str().unwrap())
+                .unwrap();
+            n += 1;
+        }
     }
     n
 }
@@ -266,8 +276,15 @@ async fn core_cycle(case: &Case) {
             case.name
         );
     }
-    // An hour of changes (creations, edits, deletions), then an incremental pass.
+    // An hour of changes (creations, edits, deletions), then an incremental pass during which
+    // records change under the listing.
     app.advance(Duration::from_secs(3600));
+    for resource in ["matters", "contacts", "tasks"] {
+        app.sim.faults().add(ppsim::Fault::EditDuringListing {
+            resource: resource.into(),
+            count: 2,
+        });
+    }
     let incremental = app.pass().await;
     for (res, e) in errors(&incremental) {
         assert!(

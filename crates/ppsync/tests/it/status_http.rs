@@ -560,3 +560,74 @@ fn the_prometheus_reader_is_strict() {
         assert!(parse_prometheus(bad).is_err(), "accepted {bad:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_that_cannot_be_listed_whole_is_named_everywhere() {
+    // $skip ignored under a cap of 50: /contacts (no updated_at to page by) cannot be listed.
+    let sim = crate::support::sim(0.02).await;
+    sim.set_dialect(
+        None,
+        ppsim::DialectPatch {
+            page_cap: Some(Some(50)),
+            skip: Some(ppsim::Opt::Ignore),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let app = crate::support::app_with(sim, "").await;
+    let report = app.pass().await;
+    let contacts = report
+        .outcomes
+        .iter()
+        .find(|o| o.resource == "contacts")
+        .unwrap();
+    assert!(contacts.incomplete, "{:?}", contacts.error);
+    assert_eq!(report.exit_code(), 1);
+    let ep = Endpoint::start(&app, None).await;
+
+    let (code, _, body) = ep.get("/healthz").await;
+    assert_eq!(code, 503);
+    assert_eq!(body, "incomplete: contacts (see /status)\n");
+
+    let (_, _, body) = ep.get("/status").await;
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["healthy"], false);
+    assert_eq!(status["incomplete"], serde_json::json!(["contacts"]));
+    let row = status["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "contacts")
+        .unwrap();
+    let why = row["incomplete"].as_str().unwrap();
+    assert!(why.contains("more exist"), "{why}");
+    assert_eq!(row["dialect"]["skip"]["value"], "ignored", "{row}");
+    let matters = status["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "matters")
+        .unwrap();
+    assert!(matters["incomplete"].is_null());
+    assert_eq!(matters["dialect"]["cap"]["value"], 50);
+
+    let (_, _, metrics) = ep.get("/metrics").await;
+    let m = parse_prometheus(&metrics).unwrap_or_else(|e| panic!("{e}\n{metrics}"));
+    assert_eq!(m[r#"ppsync_resource_incomplete{resource="contacts"}"#], 1.0);
+    assert_eq!(m[r#"ppsync_resource_incomplete{resource="matters"}"#], 0.0);
+    assert_eq!(m[r#"ppsync_endpoint_page_cap{resource="matters"}"#], 50.0);
+    assert_eq!(m["ppsync_healthy"], 0.0);
+
+    let (_, _, page) = ep.get("/").await;
+    assert!(
+        page.contains("incomplete: contacts"),
+        "the page's health pill"
+    );
+    assert!(page.contains("<span class=\"pill bad\">incomplete</span>"));
+
+    // The CLI says so too.
+    let (code, out, _) = app.cli(&["status"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("INCOMPLETE contacts: "), "{out}");
+    ep.stop().await;
+}
