@@ -832,7 +832,12 @@ impl Engine {
             && r.dialect.since() != dialect::Since::Ignored
             && page.max_updated_at.is_some();
         if can_reverse || can_since {
-            tracing::warn!(resource = res.name, reason = %why, "paging cannot go on: one more page tells whether more exist");
+            if res.incremental == Incremental::FullListing {
+                // Expected: the notes say these lists take no parameters at all.
+                tracing::info!(resource = res.name, reason = %why, "paging cannot go on: one more page tells whether more exist");
+            } else {
+                tracing::warn!(resource = res.name, reason = %why, "paging cannot go on: one more page tells whether more exist");
+            }
             let mut next = l.clone();
             next.phase = Phase::Reverse;
             next.probe_since = page.max_updated_at.map(canonical);
