@@ -712,6 +712,7 @@ async fn status(cfg: Config, json: bool) -> anyhow::Result<i32> {
         .get(crate::sync::dialect::API)
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or_default();
+    let issues = store.issue_counts().await?;
     let mut rows = Vec::new();
     for res in resource::RESOURCES {
         let (live, deleted) = store.counts(res).await?;
@@ -727,6 +728,7 @@ async fn status(cfg: Config, json: bool) -> anyhow::Result<i32> {
             "deleted": deleted,
             "incomplete": st.incomplete,
             "unproven": st.unproven,
+            "odd_records": issues.get(res.name).copied().unwrap_or(0),
             "dialect": learned(res.name),
             "last_run": last.map(|r| serde_json::json!({
                 "mode": r.mode, "finished_at": r.finished_at, "outcome": r.outcome,
@@ -785,6 +787,13 @@ async fn status(cfg: Config, json: bool) -> anyhow::Result<i32> {
                 s_of(r, "resource")
             );
         }
+    }
+    if !issues.is_empty() {
+        let list: Vec<String> = issues.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        outln!(
+            "odd records (stored as received, a field NULL in its typed column; table record_issues): {}",
+            list.join(", ")
+        );
     }
     if let Some(skew) = &api.clock_skew_secs {
         outln!(

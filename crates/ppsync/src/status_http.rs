@@ -68,6 +68,8 @@ fn router(ctx: StatusContext) -> Router {
 const GRACE: chrono::Duration = chrono::Duration::minutes(5);
 /// Recent runs on the page and in `/status`.
 const RECENT_RUNS: i64 = 20;
+/// Latest record issues on the page and in `/status`.
+const RECENT_ISSUES: i64 = 20;
 /// Deadlines shown: the next `DEADLINE_DAYS` days (at most the notification window), first few.
 const DEADLINE_DAYS: i64 = 7;
 const DEADLINES_SHOWN: usize = 20;
@@ -136,6 +138,10 @@ struct Snapshot {
     requests: Requests,
     budget: BudgetUse,
     resources: Vec<ResourceStatus>,
+    /// Records with a field that could not be read into its typed column, per resource.
+    record_issues: BTreeMap<String, i64>,
+    /// The latest of them (the record is stored; the column is NULL).
+    recent_issues: Vec<crate::store::IssueRow>,
     /// Outbox rows per `kind/status`.
     outbox: BTreeMap<String, i64>,
     /// Outbox rows waiting for delivery.
@@ -263,8 +269,12 @@ async fn snapshot(ctx: &StatusContext) -> anyhow::Result<Snapshot> {
         .get(crate::sync::dialect::API)
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or_default();
+    let record_issues = ctx.store.issue_counts().await?;
+    let recent_issues = ctx.store.issues(RECENT_ISSUES).await?;
     Ok(Snapshot {
         now: canonical(now),
+        record_issues,
+        recent_issues,
         healthy: behind.is_empty() && incomplete.is_empty(),
         behind,
         incomplete,
@@ -623,6 +633,18 @@ fn render_metrics(s: &Snapshot) -> String {
         "1 when no enabled resource is behind or incomplete (what /healthz answers).",
     )
     .sample(name, &[], u(u64::from(s.healthy)));
+
+    let name = "ppsync_record_issues";
+    let mut f = Family::new(
+        &mut out,
+        name,
+        "gauge",
+        "Records stored with a field that could not be read into its typed column (NULL there).",
+    );
+    for r in &s.resources {
+        let n = s.record_issues.get(r.name).copied().unwrap_or(0);
+        f.sample(name, &[("resource", r.name)], i(n));
+    }
 
     let name = "ppsync_outbox_depth";
     Family::new(
@@ -1060,6 +1082,29 @@ fn render_page(s: &Snapshot, now: DateTime<Utc>) -> String {
         );
     }
     h.push_str("</tbody></table></section>\n");
+
+    // Records stored with a field that could not be read.
+    if !s.recent_issues.is_empty() {
+        let total: i64 = s.record_issues.values().sum();
+        let _ = writeln!(
+            h,
+            "<section id=\"issues\"><h2>Odd records ({total})</h2><p class=\"muted\">Stored as received; \
+             the field's typed column is NULL.</p><table><thead><tr><th>resource</th><th>record</th>\
+             <th>field</th><th>what</th><th>last seen (UTC)</th></tr></thead><tbody>"
+        );
+        for i in &s.recent_issues {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"err\">{}</td><td class=\"t\">{}</td></tr>",
+                esc(&i.resource),
+                esc(&i.record_id),
+                esc(&i.field),
+                esc(&i.problem),
+                esc(&short_time(&i.last_seen))
+            );
+        }
+        h.push_str("</tbody></table></section>\n");
+    }
 
     // Recent runs.
     h.push_str("<section id=\"runs\"><h2>Recent runs</h2>");

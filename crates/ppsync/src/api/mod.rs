@@ -197,7 +197,7 @@ impl Client {
                 });
             }
             let retry_after = retry_after(&resp, inner.clock.now());
-            let body = snippet(resp.text().await.unwrap_or_default());
+            let body = snippet(read_capped(resp).await);
             let err = classify_status(path, status.as_u16(), &body, retry_after);
             let class = err.class();
             let tries = if class == Class::Auth {
@@ -341,7 +341,7 @@ impl Client {
             };
             let status = resp.status().as_u16();
             let ra = retry_after(&resp, inner.clock.now());
-            let body = resp.text().await.unwrap_or_default();
+            let body = read_capped(resp).await;
             match status {
                 200 => {
                     return serde_json::from_str(&body).map_err(|e| Error::RefreshRejected {
@@ -429,8 +429,7 @@ impl Client {
         Ok(Tokens {
             access_token: SecretString::from(r.access_token),
             refresh_token: SecretString::from(r.refresh_token.unwrap_or_default()),
-            expires_at: self.inner.clock.now()
-                + chrono::Duration::seconds(r.expires_in.unwrap_or(86_400).max(60)),
+            expires_at: auth::expiry(self.inner.clock.now(), r.expires_in),
         })
     }
 
@@ -483,6 +482,25 @@ fn retry_after(resp: &reqwest::Response, now: DateTime<Utc>) -> Option<Duration>
     }
     let at = DateTime::parse_from_rfc2822(v).ok()?.with_timezone(&Utc);
     Some((at - now).to_std().unwrap_or(Duration::from_secs(1)))
+}
+
+/// The most of an error or token body read (a token answer is well under a kilobyte; a broken
+/// or hostile server must not make a request hold its whole body).
+const BODY_CAP: usize = 64 * 1024;
+
+/// A body as text, at most [`BODY_CAP`] bytes of it (the rest is not read).
+async fn read_capped(mut resp: reqwest::Response) -> String {
+    let mut out: Vec<u8> = Vec::new();
+    while out.len() < BODY_CAP {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                let room = BODY_CAP - out.len();
+                out.extend_from_slice(&c[..c.len().min(room)]);
+            }
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The first 200 characters of a body, on one line.

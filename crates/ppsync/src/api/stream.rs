@@ -226,6 +226,9 @@ fn truncated() -> Stop {
     })
 }
 
+/// The largest single array element held in memory (a record of PracticePanther's is kilobytes).
+const MAX_ELEMENT: usize = 64 << 20;
+
 /// Where the scanner is in the array.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum At {
@@ -243,8 +246,14 @@ enum At {
 
 /// Reads a JSON array from `reader`, calling `element` with each element's bytes (trimmed).
 /// Element contents are not checked here (the callback parses them); the array's own structure is.
-fn split<R: Read>(
+fn split<R: Read>(reader: R, element: impl FnMut(&[u8]) -> Result<(), Stop>) -> Result<(), Stop> {
+    split_capped(reader, MAX_ELEMENT, element)
+}
+
+/// [`split`] with the largest element held given (tests use a small one).
+fn split_capped<R: Read>(
     mut reader: R,
+    max_element: usize,
     mut element: impl FnMut(&[u8]) -> Result<(), Stop>,
 ) -> Result<(), Stop> {
     let mut buf: Vec<u8> = vec![0; READ];
@@ -339,7 +348,14 @@ fn split<R: Read>(
             start = 0;
         }
         if len == buf.len() {
-            // One element larger than the buffer: grow for it.
+            // One element larger than the buffer: grow for it, up to a bound (a broken or hostile
+            // server must not grow memory without end).
+            if buf.len() >= max_element {
+                return Err(Stop::Failed(malformed(format!(
+                    "a single record larger than {} KiB (refused: a broken server?)",
+                    max_element >> 10
+                ))));
+            }
             buf.resize(buf.len() * 2, 0);
         }
         let n = match reader.read(&mut buf[len..]) {
@@ -414,6 +430,32 @@ mod tests {
             Stop::Gone => "gone".into(),
         })?;
         Ok(out)
+    }
+
+    #[test]
+    fn an_element_beyond_the_bound_is_refused_not_held() {
+        let big = format!("[{{\"id\":\"{}\"}}]", "x".repeat(3 * READ));
+        let mut n = 0;
+        let r = split_capped(
+            Pieces {
+                data: big.as_bytes(),
+                step: 4096,
+            },
+            2 * READ,
+            |_| {
+                n += 1;
+                Ok(())
+            },
+        );
+        match r {
+            Err(Stop::Failed(Error::Malformed { detail, .. })) => {
+                assert!(detail.contains("larger than 128 KiB"), "{detail}")
+            }
+            _ => panic!("refused"),
+        }
+        assert_eq!(n, 0);
+        // Within the bound it is read whole.
+        assert_eq!(elements(&big, 4096).unwrap().len(), 1);
     }
 
     #[test]

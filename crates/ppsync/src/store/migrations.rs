@@ -47,6 +47,11 @@ pub(super) const SQLITE: &[Source] = &[
         "dialects",
         include_str!("../../migrations/sqlite/0006_dialects.sql"),
     ),
+    (
+        7,
+        "record issues",
+        include_str!("../../migrations/sqlite/0007_record_issues.sql"),
+    ),
 ];
 
 pub(super) const POSTGRES: &[Source] = &[
@@ -64,6 +69,11 @@ pub(super) const POSTGRES: &[Source] = &[
         3,
         "dialects",
         include_str!("../../migrations/postgres/0003_dialects.sql"),
+    ),
+    (
+        4,
+        "record issues",
+        include_str!("../../migrations/postgres/0004_record_issues.sql"),
     ),
 ];
 

@@ -50,6 +50,33 @@ pub enum Error {
     Fenced,
 }
 
+impl Error {
+    /// A value the database refuses — PostgreSQL's data exceptions and integrity violations
+    /// (classes 22 and 23), SQLite's constraint, type-mismatch and too-big errors: the record's
+    /// or the resource's problem, not the database's, so only that resource is skipped.
+    pub fn is_data(&self) -> bool {
+        // SQLite's primary result codes: TOOBIG, CONSTRAINT, MISMATCH.
+        const SQLITE_DATA: [i32; 3] = [18, 19, 20];
+        match self {
+            Error::Sql(sqlx::Error::Database(d)) => {
+                let code = d.code().unwrap_or_default();
+                if d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some()
+                {
+                    code.starts_with("22") || code.starts_with("23")
+                } else {
+                    code.parse::<i32>()
+                        .is_ok_and(|n| SQLITE_DATA.contains(&(n & 0xff)))
+                }
+            }
+            Error::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                SQLITE_DATA.contains(&(e.extended_code & 0xff))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Everything known about one resource's progress.
 #[derive(Clone, Debug, Default)]
 pub struct State {
@@ -512,6 +539,54 @@ impl Store {
         })
     }
 
+    /// The records of `res` with an issue noted.
+    pub async fn issue_ids(&self, res: &Resource) -> Result<std::collections::HashSet<String>> {
+        let sql = format!(
+            "SELECT DISTINCT record_id FROM {} WHERE resource = $1",
+            self.t("record_issues")
+        );
+        let ids: Vec<String> = on!(Db, &self.db, p => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(res.name).fetch_all(p).await?
+        });
+        Ok(ids.into_iter().collect())
+    }
+
+    /// Records with issues noted, per resource.
+    pub async fn issue_counts(&self) -> Result<std::collections::BTreeMap<String, i64>> {
+        let sql = format!(
+            "SELECT resource, COUNT(DISTINCT record_id) FROM {} GROUP BY resource",
+            self.t("record_issues")
+        );
+        let rows: Vec<(String, i64)> = on!(Db, &self.db, p => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(p).await?
+        });
+        Ok(rows.into_iter().collect())
+    }
+
+    /// The issues noted, newest first: (resource, record id, field, problem, first seen, last seen).
+    pub async fn issues(&self, limit: i64) -> Result<Vec<IssueRow>> {
+        let sql = format!(
+            "SELECT resource, record_id, field, problem, first_seen, last_seen FROM {} \
+             ORDER BY last_seen DESC, resource, record_id, field LIMIT $1",
+            self.t("record_issues")
+        );
+        on!(Db, &self.db, p => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(p).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(IssueRow {
+                        resource: r.try_get(0)?,
+                        record_id: r.try_get(1)?,
+                        field: r.try_get(2)?,
+                        problem: r.try_get(3)?,
+                        first_seen: r.try_get::<Ts, _>(4)?.text(),
+                        last_seen: r.try_get::<Ts, _>(5)?.text(),
+                    })
+                })
+                .collect()
+        })
+    }
+
     /// The learned facts of an endpoint (`sync::dialect`), as stored (JSON).
     pub async fn dialect(&self, endpoint: &str) -> Result<Option<String>> {
         let sql = format!(
@@ -676,8 +751,13 @@ impl Store {
         } else {
             "WHERE deleted_at IS NULL"
         };
+        // PostgreSQL: the record as received where jsonb could not hold it (`raw`).
+        let data = match self.db {
+            Db::Sqlite(_) => "data",
+            Db::Pg(_) => "COALESCE(raw, data::text) AS data",
+        };
         let sql = format!(
-            "SELECT id, created_at, updated_at, deleted_at, data{extra} FROM {} {filter} ORDER BY id",
+            "SELECT id, created_at, updated_at, deleted_at, {data}{extra} FROM {} {filter} ORDER BY id",
             self.t(res.name)
         );
         let mut n = 0;
@@ -696,13 +776,13 @@ impl Store {
                     };
                     typed.push(v);
                 }
-                let data: Box<RawValue> = row.try_get("data")?;
+                let data: String = row.try_get("data")?;
                 out(ExportRow {
                     id: row.try_get("id")?,
                     created_at: row.try_get::<Option<Ts>, _>("created_at")?.map(Ts::text),
                     updated_at: row.try_get::<Option<Ts>, _>("updated_at")?.map(Ts::text),
                     deleted_at: row.try_get::<Option<Ts>, _>("deleted_at")?.map(Ts::text),
-                    data: String::from(Box::<str>::from(data)),
+                    data,
                     columns: &typed,
                 })?;
                 n += 1;
@@ -1159,7 +1239,7 @@ impl Tx {
         };
         let mut changed = Vec::new();
         let mut insert = format!(
-            "INSERT INTO {table} (id, created_at, updated_at, deleted_at, synced_at, hash, seen_run, data"
+            "INSERT INTO {table} (id, created_at, updated_at, deleted_at, synced_at, hash, seen_run, data, raw"
         );
         for c in res.columns {
             insert.push_str(", ");
@@ -1169,7 +1249,7 @@ impl Tx {
         let mut on_conflict = String::from(
             " ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, updated_at = excluded.updated_at, \
              deleted_at = NULL, synced_at = excluded.synced_at, hash = excluded.hash, seen_run = excluded.seen_run, \
-             data = excluded.data",
+             data = excluded.data, raw = excluded.raw",
         );
         for c in res.columns {
             on_conflict.push_str(&format!(", {0} = excluded.{0}", c.name));
@@ -1198,8 +1278,11 @@ impl Tx {
                         .push_bind(r.hash)
                         .push_bind(run)
                         // The record's text, checked JSON already: PostgreSQL parses it once more.
-                        .push_bind(&*r.data)
-                        .push_unseparated("::jsonb");
+                        // What jsonb cannot hold (NUL, lone surrogates) is U+FFFD there, and the
+                        // record as received is kept in `raw`.
+                        .push_bind(r.jsonb.as_deref().unwrap_or(&r.data))
+                        .push_unseparated("::jsonb")
+                        .push_bind((r.jsonb.is_some() || r.keep_raw).then_some(&*r.data));
                     for (v, c) in r.columns.iter().zip(res.columns) {
                         match v {
                             // A NULL typed as its column (PostgreSQL checks).
@@ -1291,6 +1374,56 @@ impl Tx {
             .fetch_all(&mut **tx)
             .await?),
         )
+    }
+
+    /// Notes what could not be read of these records (`record_issues`): a row per record and
+    /// field, its first sighting kept.
+    pub async fn note_issues(
+        &mut self,
+        res: &Resource,
+        rows: &[&Row],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO {} (resource, record_id, field, problem, sample, first_seen, last_seen) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (resource, record_id, field) DO UPDATE \
+             SET problem = excluded.problem, sample = excluded.sample, last_seen = excluded.last_seen",
+            self.t("record_issues")
+        );
+        for row in rows {
+            // A keyless record cannot be looked up in its table: the start of its text is kept.
+            let sample: Option<String> = row.keyless.then(|| row.data.chars().take(500).collect());
+            for issue in &row.issues {
+                on!(TxInner, &mut self.tx, tx => sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(res.name)
+                    .bind(row.id.as_str())
+                    .bind(issue.field.as_str())
+                    .bind(issue.problem.as_str())
+                    .bind(sample.as_deref())
+                    .bind(Ts(now))
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected());
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets the issues of records received clean again.
+    pub async fn clear_issues(&mut self, res: &Resource, ids: &[&str]) -> Result<()> {
+        let sql = format!(
+            "DELETE FROM {} WHERE resource = $1 AND record_id = $2",
+            self.t("record_issues")
+        );
+        for id in ids {
+            on!(TxInner, &mut self.tx, tx => sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(res.name)
+                .bind(*id)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected());
+        }
+        Ok(())
     }
 
     /// Live records whose typed `column` is NULL.
@@ -1724,21 +1857,43 @@ impl TokenStore for Store {
         t: &'a Tokens,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send + 'a>> {
         Box::pin(async move {
-            // A committed transaction (WAL with synchronous=NORMAL on SQLite) survives a process kill.
             let sql = format!(
                 "INSERT INTO {} (id, access_token, refresh_token, expires_at, updated_at) \
                  VALUES (1, $1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET access_token = excluded.access_token, \
                  refresh_token = excluded.refresh_token, expires_at = excluded.expires_at, updated_at = excluded.updated_at",
                 self.t("oauth_tokens")
             );
-            on!(Db, &self.db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(t.access_token.expose_secret())
-                .bind(t.refresh_token.expose_secret())
-                .bind(Ts(t.expires_at))
-                .bind(Ts(Utc::now()))
-                .execute(p)
-                .await?
-                .rows_affected());
+            match &self.db {
+                Db::Sqlite(p) => {
+                    // The spent refresh token's successor must survive a power cut too, not only
+                    // a kill: this one write is synced to disk (synchronous=FULL) on its own
+                    // connection, which then goes back to the pool's NORMAL.
+                    let mut conn = p.acquire().await?;
+                    sqlx::query("PRAGMA synchronous = FULL")
+                        .execute(&mut *conn)
+                        .await?;
+                    let written = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(t.access_token.expose_secret())
+                        .bind(t.refresh_token.expose_secret())
+                        .bind(Ts(t.expires_at))
+                        .bind(Ts(Utc::now()))
+                        .execute(&mut *conn)
+                        .await;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    written?;
+                }
+                Db::Pg(p) => {
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(t.access_token.expose_secret())
+                        .bind(t.refresh_token.expose_secret())
+                        .bind(Ts(t.expires_at))
+                        .bind(Ts(Utc::now()))
+                        .execute(p)
+                        .await?;
+                }
+            }
             Ok(())
         })
     }
@@ -1762,6 +1917,17 @@ impl Store {
             })
         })
     }
+}
+
+/// A noted record issue (`record_issues`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct IssueRow {
+    pub resource: String,
+    pub record_id: String,
+    pub field: String,
+    pub problem: String,
+    pub first_seen: String,
+    pub last_seen: String,
 }
 
 /// One resource's run history in short (for the status endpoint).

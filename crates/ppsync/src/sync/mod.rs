@@ -177,7 +177,13 @@ enum Stop {
 
 impl From<store::Error> for Stop {
     fn from(e: store::Error) -> Self {
-        Stop::Fatal(e.to_string())
+        // A value the database refuses is this resource's problem: the others go on. Anything
+        // else (the database gone, the disk full) stops the pass.
+        if e.is_data() {
+            Stop::Skip(format!("{e} (this resource is skipped this pass)"))
+        } else {
+            Stop::Fatal(e.to_string())
+        }
     }
 }
 
@@ -503,6 +509,7 @@ impl Engine {
             p.start(res.name, listing.mode);
         }
         let dialect = self.dialect(res).await?;
+        listing.with_issues = std::sync::Arc::new(self.store.issue_ids(res).await?);
         let before = self.client.requests_made();
         let mut r = Run {
             res,
@@ -1202,7 +1209,7 @@ impl Engine {
                         sent: sent_now,
                     }));
                 }
-                Err((PageError::Store(e), _)) => return Err(Stop::Fatal(e.to_string())),
+                Err((PageError::Store(e), _)) => return Err(Stop::from(e)),
                 Err((PageError::Api(e), touched)) => (e, touched),
             };
             let mut returned = false;
@@ -1437,6 +1444,8 @@ impl Engine {
     }
 
     /// Upserts a batch and enqueues the notifications it causes, in the page's transaction.
+    /// What could not be read of a record is noted beside it (`record_issues`); a record without
+    /// its key is only noted.
     async fn write_batch(
         &self,
         tx: &mut store::Tx,
@@ -1446,6 +1455,21 @@ impl Engine {
         now: DateTime<Utc>,
         listing: &Listing,
     ) -> Result<u64, PageError> {
+        let odd: Vec<&Row> = batch.iter().filter(|r| !r.issues.is_empty()).collect();
+        if !odd.is_empty() {
+            tx.note_issues(res, &odd, now).await?;
+        }
+        if !listing.with_issues.is_empty() {
+            let clean: Vec<&str> = batch
+                .iter()
+                .filter(|r| r.issues.is_empty() && listing.with_issues.contains(&r.id))
+                .map(|r| r.id.as_str())
+                .collect();
+            tx.clear_issues(res, &clean).await?;
+        }
+        if odd.iter().any(|r| r.keyless) {
+            batch.retain(|r| !r.keyless);
+        }
         let rule = crate::notify::rule(res);
         let fresh = tx
             .upsert(

@@ -159,6 +159,10 @@ pub struct Listing {
     /// listing checks again.
     #[serde(skip)]
     pub new_table: bool,
+    /// The records of the resource with issues noted when the run began: those received clean
+    /// clear theirs. Never saved: read when the run begins.
+    #[serde(skip)]
+    pub with_issues: std::sync::Arc<std::collections::HashSet<String>>,
 }
 
 impl Listing {
@@ -189,6 +193,7 @@ impl Listing {
             probe_since: None,
             seen_before_reverse: 0,
             new_table: false,
+            with_issues: Default::default(),
         }
     }
 

@@ -11,5 +11,6 @@ mod engine;
 mod firms;
 mod fleet;
 mod kill;
+mod odd_records;
 mod probe;
 mod status_http;

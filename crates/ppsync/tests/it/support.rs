@@ -333,7 +333,14 @@ pub async fn live_records(store: &ppsync::store::Store, res: &Resource) -> Vec<V
     let mut out = Vec::new();
     store
         .export(res, false, |r| {
-            out.push(serde_json::from_str::<Value>(&r.data).unwrap());
+            // A lone surrogate (kept as received) parses with U+FFFD in its place. Nesting deeper
+            // than serde_json parses is left out (ppsim's `truth` leaves it out too): the odd
+            // record tests compare such records as text.
+            let v = serde_json::from_str::<Value>(&r.data).ok().or_else(|| {
+                let safe = ppsync::record::jsonb_safe(&r.data)?;
+                serde_json::from_str(&safe).ok()
+            });
+            out.extend(v);
             Ok(())
         })
         .await
