@@ -223,6 +223,14 @@ impl Firm {
         self.clock.now() + self.faults.skew().1 * TICKS_PER_SEC
     }
 
+    pub fn truth_by_id_bytes(&self, res: Res) -> Vec<Vec<u8>> {
+        self.world().store.render_by_id(res)
+    }
+
+    pub fn set_full_list(&self, res: Res, full: bool) {
+        self.world().store.set_full_list(res, full)
+    }
+
     pub fn truth_bytes(&self, res: Res) -> Vec<Bytes> {
         self.world()
             .store
@@ -287,6 +295,8 @@ pub(crate) struct Shared {
     /// Every access token ever issued → its firm (kept after expiry and revocation, so a
     /// request with a dead token is still attributed to its firm's budget and journal).
     pub owners: Mutex<HashMap<String, u32>>,
+    /// The change generator is paused: the clock still moves, nothing changes.
+    pub paused: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -332,6 +342,13 @@ impl Shared {
         let old = self.clock.now();
         self.clock.advance(ticks);
         let new = old + ticks;
+        if self.paused.load(std::sync::atomic::Ordering::Relaxed) {
+            return self
+                .firms
+                .iter()
+                .map(|_| ChangeSummary::default())
+                .collect();
+        }
         self.firms
             .iter()
             .zip(worlds.iter_mut())
@@ -444,6 +461,7 @@ impl Sim {
             firms,
             journal: Mutex::new(vec![]),
             owners: Mutex::new(HashMap::new()),
+            paused: Default::default(),
             cfg,
         });
         let listener = tokio::net::TcpListener::bind(addr)
@@ -578,6 +596,14 @@ impl SimHandle {
         self.advance_firms(d).swap_remove(0)
     }
 
+    /// Pauses (or resumes) every firm's change generator: the clock still moves, nothing
+    /// changes (a test's final comparison on a clock that a client's waits advance).
+    pub fn pause_changes(&self, paused: bool) {
+        self.shared
+            .paused
+            .store(paused, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// As [`SimHandle::advance`], returning every firm's summary, by index.
     pub fn advance_firms(&self, d: std::time::Duration) -> Vec<ChangeSummary> {
         self.shared.advance(d)
@@ -602,6 +628,18 @@ impl SimHandle {
     /// tags: name). An unknown resource gives an empty list.
     pub fn truth(&self, resource: &str) -> Vec<Value> {
         self.firm0().truth(resource)
+    }
+
+    /// Every live record of a resource as GET-by-id renders it (with the fields only the
+    /// single read returns: an email's `body_html`, a payment's `refundedAmount`). Firm 0.
+    pub fn truth_by_id(&self, resource: &str) -> Vec<Value> {
+        self.firm0().truth_by_id(resource)
+    }
+
+    /// Makes a resource's list carry the fields the spec says only GET-by-id returns (the other
+    /// answer to that unknown), or leave them out again (the default). Firm 0.
+    pub fn set_list_includes_single_only(&self, resource: &str, full: bool) -> anyhow::Result<()> {
+        self.firm0().set_list_includes_single_only(resource, full)
     }
 
     /// Every list resource name (the path after `/api/v2/`, lowercase).
@@ -756,6 +794,24 @@ impl FirmHandle {
             .iter()
             .filter_map(|b| serde_json::from_slice(b).ok())
             .collect()
+    }
+
+    /// As [`SimHandle::truth_by_id`], in this firm.
+    pub fn truth_by_id(&self, resource: &str) -> Vec<Value> {
+        let Some(res) = Res::from_name(resource) else {
+            return vec![];
+        };
+        self.f()
+            .truth_by_id_bytes(res)
+            .iter()
+            .filter_map(|b| serde_json::from_slice(b).ok())
+            .collect()
+    }
+
+    /// As [`SimHandle::set_list_includes_single_only`], in this firm.
+    pub fn set_list_includes_single_only(&self, resource: &str, full: bool) -> anyhow::Result<()> {
+        self.f().set_full_list(resource_named(resource)?, full);
+        Ok(())
     }
 
     /// This firm's journal entries only, in order.

@@ -107,6 +107,9 @@ pub struct Store {
     by_updated: Vec<OnceLock<ByUpdated>>,
     /// Bumped by every change to any table (what the change generator's memo is checked against).
     version: u64,
+    /// Per table: its list rendering carries the fields the spec says only GET-by-id returns
+    /// (the other answer to an unknown: the live list may hold them after all).
+    full_lists: Vec<bool>,
 }
 
 impl Store {
@@ -115,7 +118,29 @@ impl Store {
             tables: Res::ALL.iter().map(|_| BTreeMap::new()).collect(),
             by_updated: Res::ALL.iter().map(|_| OnceLock::new()).collect(),
             version: 0,
+            full_lists: Res::ALL.iter().map(|_| false).collect(),
         }
+    }
+
+    /// Makes `res`'s list rendering carry (or leave out) the single-GET-only fields, re-rendering
+    /// its records (their `updated_at` unchanged, as a server that changed its serializer).
+    pub fn set_full_list(&mut self, res: Res, full: bool) {
+        if self.full_lists[res.idx()] == full {
+            return;
+        }
+        self.full_lists[res.idx()] = full;
+        let keys: Vec<Vec<u8>> = self.tables[res.idx()].keys().cloned().collect();
+        for k in keys {
+            self.refresh_key(res, &k);
+        }
+    }
+
+    /// Every record of `res` as GET-by-id renders it.
+    pub fn render_by_id(&self, res: Res) -> Vec<Vec<u8>> {
+        self.tables[res.idx()]
+            .values()
+            .map(|rec| self.render(res, rec, true))
+            .collect()
     }
 
     /// Changes with every change to the records (not with re-rendering them).
@@ -189,7 +214,7 @@ impl Store {
         let Some(rec) = self.tables[res.idx()].get(key) else {
             return;
         };
-        let bytes = Bytes::from(self.render(res, rec, false));
+        let bytes = Bytes::from(self.render(res, rec, self.full_lists[res.idx()]));
         // Only the rendering changes (not the version), but the `updated_at` order holds it too.
         if let Some(rec) = self.tables[res.idx()].get_mut(key) {
             rec.bytes = bytes;

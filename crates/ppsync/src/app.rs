@@ -51,13 +51,26 @@ pub async fn open_firm(cfg: &Config, home: &Store, name: &str) -> anyhow::Result
     Ok((firm_cfg, store))
 }
 
-/// The API client over a store's token table.
-pub fn client(cfg: &Config, store: &Store, clock: Arc<dyn Clock>) -> anyhow::Result<Client> {
+/// The API client over a store's token table, its budget shared through the store's request
+/// ledger with every other process of the firm.
+pub async fn client(cfg: &Config, store: &Store, clock: Arc<dyn Clock>) -> anyhow::Result<Client> {
     let budget = Arc::new(Budget::new(
         cfg.budget_requests,
         cfg.budget_window,
         clock.clone(),
     ));
+    match store
+        .request_ledger(cfg.budget_window, cfg.request_timeout)
+        .await?
+    {
+        Some(ledger) => budget.share(crate::store::shared_ledger(ledger)),
+        None => {
+            // No ledger (an in-memory mirror): what finished passes spent in the window counts.
+            let window = chrono::Duration::from_std(cfg.budget_window).unwrap_or_default();
+            let spent = store.requests_since(clock.now() - window).await?;
+            budget.prime(&spent).await;
+        }
+    }
     Client::new(
         ClientConfig {
             base_url: cfg.api_base_url.clone(),
@@ -92,12 +105,9 @@ pub async fn engine_on(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Engine> {
     cfg.require_credentials()?;
-    let client = client(cfg, &store, clock.clone())?;
-    // What this firm spent in the current window before this process (a restart, the CLI after
-    // the daemon, another instance before a hand-over) counts against the budget too.
-    let window = chrono::Duration::from_std(cfg.budget_window).unwrap_or_default();
-    let spent = store.requests_since(clock.now() - window).await?;
-    client.budget().prime(&spent).await;
+    // What this firm spends or spent in the current window in other processes (a restart, the
+    // CLI beside the daemon, another instance before a hand-over) counts against the budget too.
+    let client = client(cfg, &store, clock.clone()).await?;
     let engine = Engine {
         client,
         store,

@@ -141,6 +141,9 @@ pub struct SyncArgs {
     /// Complete listings: repairs anything missed and marks vanished records deleted
     #[arg(long)]
     pub full: bool,
+    /// Leave the by-id reads of emails and payments queued (the daemon works them off)
+    #[arg(long)]
+    pub no_details: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -199,7 +202,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 async fn daemon(cfg: Config) -> anyhow::Result<i32> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let home = app::open_home(&cfg).await?;
-    if cfg.firm.is_some() || !home.firms().await?.is_empty() {
+    let fleet_mode = cfg.firm.is_some() || !home.firms().await?.is_empty();
+    // One daemon per mirror: a SQLite file (one instance serves all its firms), or PostgreSQL's
+    // default firm (registered firms are claimed by the fleet's own locks).
+    let _lock = if home.backend() == crate::store::Backend::Sqlite || !fleet_mode {
+        Some(home.lock_runs().await?)
+    } else {
+        None
+    };
+    if fleet_mode {
         return fleet(cfg, home, clock).await;
     }
     let engine = app::engine_on(&cfg, home, clock.clone()).await?;
@@ -527,7 +538,7 @@ async fn auth(cfg: Config, cmd: AuthCommand) -> anyhow::Result<i32> {
             if refresh_token.trim().is_empty() {
                 bail!("--refresh-token is empty: pass the refresh token PracticePanther issued");
             }
-            let client = app::client(&cfg, &store, clock)?;
+            let client = app::client(&cfg, &store, clock).await?;
             let tokens = client.redeem_refresh_token(refresh_token.trim()).await?;
             store.save(&tokens).await?;
             outln!(
@@ -538,7 +549,7 @@ async fn auth(cfg: Config, cmd: AuthCommand) -> anyhow::Result<i32> {
         }
         AuthCommand::Login { paste } => {
             cfg.require_credentials()?;
-            let client = app::client(&cfg, &store, clock)?;
+            let client = app::client(&cfg, &store, clock).await?;
             let state = format!("{:032x}", rand::random::<u128>());
             let url = client.authorize_url(&cfg.redirect_uri, &state);
             let code = if paste {
@@ -606,7 +617,32 @@ async fn sync(cfg: Config, args: SyncArgs) -> anyhow::Result<i32> {
     engine.progress = Some(bars.clone());
     let report = engine.pass(&resources, args.full, "cli").await;
     // The pass is committed: a closed stdout must not keep its errors off stderr or the store open.
-    let printed = print_pass(&report);
+    let mut printed = print_pass(&report);
+    let mut code = report.exit_code();
+    let details = engine.detail_resources(&resources);
+    if !args.no_details && !details.is_empty() && report.fatal.is_none() {
+        // Records whose list leaves fields out are read by id, on background budget.
+        let d = engine.fetch_details(&details, None).await;
+        if d.requests > 0 || d.left > 0 {
+            printed = printed.and_then(|()| {
+                writeln!(
+                    std::io::stdout().lock(),
+                    "by-id reads: {} stored, {} gone, {} failed, {} requests, {} still queued",
+                    d.stored,
+                    d.gone,
+                    d.failed,
+                    d.requests,
+                    d.left
+                )
+            });
+        }
+        if let Some(e) = &d.error {
+            eprintln!("by-id reads stopped: {e}");
+            if d.fatal {
+                code = 2;
+            }
+        }
+    }
     if let Some(f) = &report.fatal {
         eprintln!("error: {f}");
     }
@@ -627,7 +663,7 @@ async fn sync(cfg: Config, args: SyncArgs) -> anyhow::Result<i32> {
     }
     engine.store.close().await;
     printed?;
-    Ok(report.exit_code())
+    Ok(code)
 }
 
 async fn probe(cfg: Config, names: &[String], json: bool) -> anyhow::Result<i32> {
@@ -713,6 +749,7 @@ async fn status(cfg: Config, json: bool) -> anyhow::Result<i32> {
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or_default();
     let issues = store.issue_counts().await?;
+    let backlog = store.detail_backlog().await?;
     let mut rows = Vec::new();
     for res in resource::RESOURCES {
         let (live, deleted) = store.counts(res).await?;
@@ -729,6 +766,8 @@ async fn status(cfg: Config, json: bool) -> anyhow::Result<i32> {
             "incomplete": st.incomplete,
             "unproven": st.unproven,
             "odd_records": issues.get(res.name).copied().unwrap_or(0),
+            "details_queued": backlog.get(res.name).map_or(0, |b| b.queued),
+            "details_failing": backlog.get(res.name).map_or(0, |b| b.failing),
             "dialect": learned(res.name),
             "last_run": last.map(|r| serde_json::json!({
                 "mode": r.mode, "finished_at": r.finished_at, "outcome": r.outcome,
@@ -787,6 +826,25 @@ async fn status(cfg: Config, json: bool) -> anyhow::Result<i32> {
                 s_of(r, "resource")
             );
         }
+    }
+    if !backlog.is_empty() {
+        let list: Vec<String> = backlog
+            .iter()
+            .map(|(r, b)| {
+                if b.failing > 0 {
+                    format!(
+                        "{r} {} ({} failing, retried with backoff)",
+                        b.queued, b.failing
+                    )
+                } else {
+                    format!("{r} {}", b.queued)
+                }
+            })
+            .collect();
+        outln!(
+            "by-id reads queued (fields the list leaves out; the daemon reads them between cycles): {}",
+            list.join(", ")
+        );
     }
     if !issues.is_empty() {
         let list: Vec<String> = issues.iter().map(|(r, n)| format!("{r} {n}")).collect();
@@ -941,4 +999,32 @@ impl ProgressSink for Bars {
             b.finish_with_message(msg);
         }
     }
+    fn details_start(&self, total: u64) {
+        let bar = self.multi.add(ProgressBar::new(total));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {prefix:<22} [{bar:24}] {pos:>7}/{len} by id  {per_sec}  eta {eta}",
+            )
+            .expect("valid template"),
+        );
+        bar.set_prefix("details");
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        self.bars
+            .lock()
+            .expect("bars lock")
+            .insert(DETAILS_BAR.to_string(), bar);
+    }
+    fn details_progress(&self, done: u64) {
+        if let Some(b) = self.bars.lock().expect("bars lock").get(DETAILS_BAR) {
+            b.set_position(done);
+        }
+    }
+    fn details_done(&self, report: &crate::sync::DetailReport) {
+        if let Some(b) = self.bars.lock().expect("bars lock").remove(DETAILS_BAR) {
+            b.finish_with_message(format!("{} left", report.left));
+        }
+    }
 }
+
+/// The by-id reads' bar (not a resource name).
+const DETAILS_BAR: &str = " details";

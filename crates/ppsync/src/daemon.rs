@@ -39,6 +39,13 @@ pub struct DaemonSummary {
     pub cycles: Vec<PassReport>,
     pub reconciliations: u32,
     pub delivered: u64,
+    /// By-id renderings stored (records whose list leaves fields out).
+    pub details: u64,
+    /// Requests the by-id reads made.
+    pub detail_requests: u64,
+    /// When the by-id queue was first found empty after having held records (the first
+    /// backfill's backlog worked off).
+    pub details_drained_at: Option<DateTime<Utc>>,
 }
 
 /// Status shared with the HTTP endpoint.
@@ -63,6 +70,9 @@ impl Daemon {
         let mut summary = DaemonSummary::default();
         let mut next = self.initial_due().await?;
         let mut next_reconcile = self.cfg.reconcile_at.map(|t| next_at(clock.now(), t));
+        let scheduled: Vec<&'static Resource> = self.cfg.schedule.iter().map(|(r, _)| *r).collect();
+        let details = engine.detail_resources(&scheduled);
+        let detail_names: Vec<&str> = details.iter().map(|r| r.name).collect();
         tracing::info!(resources = self.cfg.schedule.len(), "daemon started");
         loop {
             if self.stopping(clock.now()) {
@@ -87,6 +97,39 @@ impl Daemon {
                 next_reconcile = Some(at + chrono::Duration::days(1))
                     .map(|n| n.max(next_at(clock.now(), at.time())));
             }
+            // By-id reads in the time left before the next scheduled work: they never send a
+            // request that would wait for the budget past it.
+            let mut details_wake = None;
+            if !details.is_empty() {
+                let mut until = next.values().min().copied();
+                if let Some(r) = next_reconcile {
+                    until = Some(until.map_or(r, |u| u.min(r)));
+                }
+                if let Some(stop) = self.cfg.stop_at {
+                    until = Some(until.map_or(stop, |u| u.min(stop)));
+                }
+                let report = background.fetch_details(&details, until).await;
+                if report.left == 0
+                    && summary.details_drained_at.is_none()
+                    && (report.stored > 0 || summary.details > 0)
+                {
+                    summary.details_drained_at = Some(clock.now());
+                }
+                summary.details += report.stored;
+                summary.detail_requests += report.requests;
+                if let Some(e) = &report.error {
+                    tracing::warn!(error = %e, left = report.left, "by-id reads stopped for now");
+                }
+                if !report.deferred && report.error.is_none() {
+                    // Records whose read failed come back when their backoff ends.
+                    details_wake = engine
+                        .store
+                        .next_detail_at(&detail_names)
+                        .await
+                        .ok()
+                        .flatten();
+                }
+            }
             let now = clock.now();
             if let Err(e) =
                 crate::notify::deadline_scan(&engine.store, now, self.cfg.notify.window).await
@@ -110,6 +153,10 @@ impl Daemon {
             }
             if let Some(stop) = self.cfg.stop_at {
                 wake = wake.min(stop);
+            }
+            if let Some(d) = details_wake {
+                // Never sooner than a second from now: a record due already waits for budget.
+                wake = wake.min(d.max(now + chrono::Duration::seconds(1)));
             }
             if dispatcher.has_sinks()
                 && engine

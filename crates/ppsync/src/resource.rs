@@ -95,6 +95,11 @@ pub struct Resource {
     /// The API's own filters that partition the list by a business date (`date_from`/`date_to`),
     /// for when paging cannot list it whole.
     pub partition: Option<Partition>,
+    /// The by-id read returns fields the list leaves out (an email's `body_html`, a payment's
+    /// `refundedAmount`: practicepanther-api.md §2): by default, new and changed records are
+    /// read by id too, in the background, and the mirror holds that rendering
+    /// (`[resources.<name>] details` switches it).
+    pub details: bool,
 }
 
 /// A pair of inclusive filters on a business date, and the typed column that holds the date.
@@ -131,6 +136,11 @@ impl Resource {
         self.by_id = Some(path);
         self
     }
+
+    const fn with_details(mut self) -> Self {
+        self.details = true;
+        self
+    }
 }
 
 impl fmt::Display for Resource {
@@ -163,6 +173,7 @@ const fn res(
         columns,
         by_id: Some(path),
         partition: None,
+        details: false,
     }
 }
 
@@ -182,6 +193,7 @@ const fn full(
         columns,
         by_id: None,
         partition: None,
+        details: false,
     }
 }
 
@@ -268,7 +280,8 @@ pub static RESOURCES: &[Resource] = &[
             col("subject", "/subject", Text),
             col("date", "/date", Time),
         ],
-    ),
+    )
+    .with_details(),
     res(
         "events",
         "events",
@@ -368,7 +381,8 @@ pub static RESOURCES: &[Resource] = &[
             col("status", "/status", Text),
         ],
     )
-    .partitioned(dates("date")),
+    .partitioned(dates("date"))
+    .with_details(),
     res(
         "users",
         "users",
@@ -502,6 +516,14 @@ mod tests {
             assert_eq!(r.columns[i].ty, ColumnType::Time, "{}", r.name);
         }
         assert_eq!(RESOURCES.iter().filter(|r| r.by_id.is_none()).count(), 4);
+        // What the spec marks single-GET-only: emails' body_html, payments' Payment_Detail.
+        let details: Vec<&str> = RESOURCES
+            .iter()
+            .filter(|r| r.details)
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(details, ["emails", "payments"]);
+        assert!(RESOURCES.iter().all(|r| !r.details || r.by_id.is_some()));
         assert!(find("widgets").is_none());
         assert!(unknown("widgets").contains("matters"));
     }

@@ -142,6 +142,8 @@ struct Snapshot {
     record_issues: BTreeMap<String, i64>,
     /// The latest of them (the record is stored; the column is NULL).
     recent_issues: Vec<crate::store::IssueRow>,
+    /// Records waiting for their by-id read, per resource (only resources with some).
+    details: BTreeMap<String, crate::store::DetailBacklog>,
     /// Outbox rows per `kind/status`.
     outbox: BTreeMap<String, i64>,
     /// Outbox rows waiting for delivery.
@@ -271,7 +273,9 @@ async fn snapshot(ctx: &StatusContext) -> anyhow::Result<Snapshot> {
         .unwrap_or_default();
     let record_issues = ctx.store.issue_counts().await?;
     let recent_issues = ctx.store.issues(RECENT_ISSUES).await?;
+    let details = ctx.store.detail_backlog().await?;
     Ok(Snapshot {
+        details,
         now: canonical(now),
         record_issues,
         recent_issues,
@@ -643,6 +647,29 @@ fn render_metrics(s: &Snapshot) -> String {
     );
     for r in &s.resources {
         let n = s.record_issues.get(r.name).copied().unwrap_or(0);
+        f.sample(name, &[("resource", r.name)], i(n));
+    }
+
+    let name = "ppsync_detail_backlog";
+    let mut f = Family::new(
+        &mut out,
+        name,
+        "gauge",
+        "Records waiting for their by-id read (fields the list leaves out).",
+    );
+    for r in &s.resources {
+        let n = s.details.get(r.name).map_or(0, |b| b.queued);
+        f.sample(name, &[("resource", r.name)], i(n));
+    }
+    let name = "ppsync_detail_failing";
+    let mut f = Family::new(
+        &mut out,
+        name,
+        "gauge",
+        "Queued by-id reads whose last try failed (retried with backoff).",
+    );
+    for r in &s.resources {
+        let n = s.details.get(r.name).map_or(0, |b| b.failing);
         f.sample(name, &[("resource", r.name)], i(n));
     }
 
@@ -1082,6 +1109,27 @@ fn render_page(s: &Snapshot, now: DateTime<Utc>) -> String {
         );
     }
     h.push_str("</tbody></table></section>\n");
+
+    // Records waiting for their by-id read.
+    if !s.details.is_empty() {
+        let _ = writeln!(
+            h,
+            "<section id=\"details\"><h2>By-id reads queued</h2><p class=\"muted\">Fields the \
+             list leaves out (an email's body, a payment's refunds), read between cycles on \
+             background budget.</p><table><thead><tr><th>resource</th><th>queued</th>\
+             <th>failing</th></tr></thead><tbody>"
+        );
+        for (name, b) in &s.details {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                esc(name),
+                b.queued,
+                b.failing
+            );
+        }
+        h.push_str("</tbody></table></section>\n");
+    }
 
     // Records stored with a field that could not be read.
     if !s.recent_issues.is_empty() {

@@ -14,6 +14,28 @@ use tokio::sync::Notify;
 
 use crate::time::Clock;
 
+type Fut<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Where every process of a firm counts its requests (the database: a daemon, a CLI pass beside
+/// it, a process that crashed a minute ago, another instance), so the budget holds for the firm
+/// and not only for one process. `api` knows nothing of storage: the store implements it.
+pub trait Ledger: Send + Sync {
+    /// In one atomic step: marks this holder's `settled` requests answered; then, if the
+    /// requests of every holder that still count at `now` leave room under `cap`, records request
+    /// `seq` as sent at `now` and returns None; otherwise the earliest instant a slot frees. A
+    /// request counts for a window from its answer, or, unanswered (in flight, or its process
+    /// died), from its send plus the longest a request may take.
+    fn take<'a>(
+        &'a self,
+        seq: u64,
+        now: DateTime<Utc>,
+        cap: usize,
+        settled: &'a [(u64, DateTime<Utc>)],
+    ) -> Fut<'a, anyhow::Result<Option<DateTime<Utc>>>>;
+    /// Marks this holder's requests answered.
+    fn settle<'a>(&'a self, settled: &'a [(u64, DateTime<Utc>)]) -> Fut<'a, anyhow::Result<()>>;
+}
+
 pub struct Budget {
     /// Lowered at run time when the server throttles without saying for how long.
     limit: AtomicUsize,
@@ -27,6 +49,13 @@ pub struct Budget {
     settled: Notify,
     used: AtomicU64,
     waited_ms: AtomicU64,
+    /// The firm's shared count (None: this process's own count only).
+    ledger: std::sync::OnceLock<Arc<dyn Ledger>>,
+    /// Answers not yet written to the ledger (written with the next request, or by `flush`).
+    unsettled: Mutex<Vec<(u64, DateTime<Utc>)>>,
+    /// The ledger failed (the database unreachable): said once, then the process's own count
+    /// stands in until it works again.
+    ledger_failing: AtomicBool,
 }
 
 #[derive(Default)]
@@ -72,6 +101,13 @@ impl Drop for Sent<'_> {
         {
             e.1 = Some(now);
         }
+        if self.budget.ledger.get().is_some() {
+            self.budget
+                .unsettled
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((self.id, now));
+        }
         self.budget.settled.notify_waiters();
     }
 }
@@ -87,6 +123,57 @@ impl Budget {
             settled: Notify::new(),
             used: AtomicU64::new(0),
             waited_ms: AtomicU64::new(0),
+            ledger: std::sync::OnceLock::new(),
+            unsettled: Mutex::new(Vec::new()),
+            ledger_failing: AtomicBool::new(false),
+        }
+    }
+
+    /// Counts every request in the firm's shared ledger too, so the budget holds across
+    /// processes. Set once, before the first request.
+    pub fn share(&self, ledger: Arc<dyn Ledger>) {
+        let _ = self.ledger.set(ledger);
+    }
+
+    /// Writes answers not yet in the ledger (the end of a pass, of a process).
+    pub async fn flush(&self) {
+        let Some(ledger) = self.ledger.get() else {
+            return;
+        };
+        let settled =
+            std::mem::take(&mut *self.unsettled.lock().unwrap_or_else(|e| e.into_inner()));
+        if settled.is_empty() {
+            return;
+        }
+        if let Err(e) = ledger.settle(&settled).await {
+            tracing::warn!(error = %format!("{e:#}"), "the request ledger could not be written");
+        }
+    }
+
+    /// Asks the shared ledger for request `id`'s slot: None when it is taken, else when to try
+    /// again. A ledger that cannot be reached leaves the decision to this process's own count.
+    async fn take_shared(&self, id: u64, cap: usize) -> Option<DateTime<Utc>> {
+        let ledger = self.ledger.get()?;
+        let settled =
+            std::mem::take(&mut *self.unsettled.lock().unwrap_or_else(|e| e.into_inner()));
+        match ledger.take(id, self.clock.now(), cap, &settled).await {
+            Ok(wait) => {
+                if self.ledger_failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("the request ledger works again");
+                }
+                wait
+            }
+            Err(e) => {
+                // Put the answers back for the next try.
+                self.unsettled
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(settled);
+                if !self.ledger_failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %format!("{e:#}"), "the request ledger cannot be reached: counting this process's requests only");
+                }
+                None
+            }
         }
     }
 
@@ -98,16 +185,31 @@ impl Budget {
     /// Waits until one more request fits in the window; it counts until its [`Sent`] is dropped
     /// and for a window after that.
     pub async fn acquire(&self) -> Sent<'_> {
-        self.acquire_leaving(0).await
+        self.acquire_leaving(0, None)
+            .await
+            .expect("no deadline: always acquired")
     }
 
     /// For background work (reconciliation): waits until a request fits while still leaving a
     /// fifth of the window free, so the 15-minute tier is never starved.
     pub async fn acquire_background(&self) -> Sent<'_> {
-        self.acquire_leaving(self.limit() / 5).await
+        self.acquire_leaving(self.limit() / 5, None)
+            .await
+            .expect("no deadline: always acquired")
     }
 
-    async fn acquire_leaving(&self, reserve: usize) -> Sent<'_> {
+    /// As [`Budget::acquire_background`], but None at once when the request could not be sent
+    /// before `deadline` (background work then yields to the scheduled work due there, instead
+    /// of sleeping into its time).
+    pub async fn acquire_background_before(&self, deadline: DateTime<Utc>) -> Option<Sent<'_>> {
+        self.acquire_leaving(self.limit() / 5, Some(deadline)).await
+    }
+
+    async fn acquire_leaving(
+        &self,
+        reserve: usize,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Option<Sent<'_>> {
         let cap = self.limit().saturating_sub(reserve).max(1);
         loop {
             let settled = self.settled.notified();
@@ -142,10 +244,39 @@ impl Budget {
                     }
                 }
             };
+            if let Some(deadline) = deadline {
+                let now = self.clock.now();
+                let late = match &wait {
+                    Wait::Go(_) => now >= deadline,
+                    Wait::Sleep(d) => now + *d >= deadline,
+                    Wait::Settle => false,
+                };
+                if late {
+                    if let Wait::Go(id) = wait {
+                        self.lock().sent.retain(|e| e.0 != id);
+                    }
+                    return None;
+                }
+            }
+            let wait = match wait {
+                Wait::Go(id) => match self.take_shared(id, cap).await {
+                    None => Wait::Go(id),
+                    Some(at) => {
+                        // Other processes of this firm hold the window: this slot is not ours.
+                        self.lock().sent.retain(|e| e.0 != id);
+                        let now = self.clock.now();
+                        if deadline.is_some_and(|d| at >= d) {
+                            return None;
+                        }
+                        Wait::Sleep((at - now).max(chrono::Duration::milliseconds(1)))
+                    }
+                },
+                other => other,
+            };
             match wait {
                 Wait::Go(id) => {
                     self.used.fetch_add(1, Ordering::Relaxed);
-                    return Sent { budget: self, id };
+                    return Some(Sent { budget: self, id });
                 }
                 Wait::Settle => settled.await,
                 Wait::Sleep(d) => {
@@ -320,6 +451,33 @@ mod tests {
         let _ = budget.acquire().await;
         assert_eq!(clock.now() - start, chrono::Duration::seconds(60));
         assert_eq!(budget.in_window().await, 3);
+    }
+
+    #[tokio::test]
+    async fn background_work_yields_rather_than_wait_past_a_deadline() {
+        let start = crate::time::parse_api_time("2026-11-25T00:00:00").unwrap();
+        let clock = Arc::new(ManualClock(StdMutex::new(start)));
+        let budget = Budget::new(10, Duration::from_secs(60), clock.clone());
+        let deadline = start + chrono::Duration::seconds(30);
+        for _ in 0..8 {
+            assert!(budget.acquire_background_before(deadline).await.is_some());
+        }
+        // The 9th would wait a full window, past the deadline: refused at once, no time spent,
+        // and no slot taken.
+        assert!(budget.acquire_background_before(deadline).await.is_none());
+        assert_eq!(clock.now(), start);
+        assert_eq!(budget.in_window().await, 8);
+        // With the deadline beyond the wait, it waits and goes.
+        let later = start + chrono::Duration::seconds(90);
+        assert!(budget.acquire_background_before(later).await.is_some());
+        assert_eq!(clock.now() - start, chrono::Duration::seconds(60));
+        // At or past the deadline nothing goes, even with room.
+        assert!(
+            budget
+                .acquire_background_before(clock.now())
+                .await
+                .is_none()
+        );
     }
 
     #[tokio::test]

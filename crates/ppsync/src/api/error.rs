@@ -67,6 +67,8 @@ pub enum Error {
         records: u64,
         detail: String,
     },
+    #[error("background work yields: the budget has no room before scheduled work is due")]
+    Deferred,
     #[error("{resource}: record {record} has a field of an unexpected type: {detail}")]
     BadRecord {
         resource: String,
@@ -121,7 +123,7 @@ impl Error {
             | Error::CorruptTokens { .. }
             | Error::Unauthorized => Class::AuthDead,
             Error::TokenRefused { .. } => Class::Auth,
-            Error::RateLimited { .. } => Class::Throttled,
+            Error::RateLimited { .. } | Error::Deferred => Class::Throttled,
             Error::BadRequest { .. } => Class::BadCursor,
             Error::Client { .. } => Class::Client,
             Error::Server { .. }

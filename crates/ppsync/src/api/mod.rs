@@ -45,8 +45,11 @@ pub struct ClientConfig {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
-    /// Background work (reconciliation) leaves part of the budget to scheduled passes.
+    /// Background work (reconciliation, by-id reads) leaves part of the budget to scheduled passes.
     background: bool,
+    /// Background work that must not take budget past this instant (when scheduled work is due):
+    /// a request that would have to wait beyond it fails with [`Error::Deferred`] instead.
+    yield_at: Option<DateTime<Utc>>,
 }
 
 struct Inner {
@@ -93,6 +96,7 @@ impl Client {
                 refreshes: AtomicU64::new(0),
             }),
             background: false,
+            yield_at: None,
         })
     }
 
@@ -101,14 +105,29 @@ impl Client {
         Client {
             inner: self.inner.clone(),
             background: true,
+            yield_at: None,
         }
     }
 
-    async fn acquire(&self) -> budget::Sent<'_> {
-        if self.background {
-            self.inner.budget.acquire_background().await
-        } else {
-            self.inner.budget.acquire().await
+    /// The same client for background work that yields at `t`: no request is sent that would
+    /// have to wait for the budget past it ([`Error::Deferred`]).
+    pub fn background_until(&self, t: DateTime<Utc>) -> Client {
+        Client {
+            inner: self.inner.clone(),
+            background: true,
+            yield_at: Some(t),
+        }
+    }
+
+    async fn acquire(&self) -> Result<budget::Sent<'_>, Error> {
+        let budget = &self.inner.budget;
+        match (self.background, self.yield_at) {
+            (_, Some(t)) => budget
+                .acquire_background_before(t)
+                .await
+                .ok_or(Error::Deferred),
+            (true, None) => Ok(budget.acquire_background().await),
+            (false, None) => Ok(budget.acquire().await),
         }
     }
 
@@ -157,7 +176,7 @@ impl Client {
         let mut auth_attempt = 0u32;
         loop {
             attempt += 1;
-            let slot = self.acquire().await;
+            let slot = self.acquire().await?;
             inner.requests.fetch_add(1, Ordering::Relaxed);
             let sent = inner
                 .http
@@ -197,7 +216,7 @@ impl Client {
                 });
             }
             let retry_after = retry_after(&resp, inner.clock.now());
-            let body = snippet(read_capped(resp).await);
+            let body = snippet(read_capped(resp, BODY_CAP).await);
             let err = classify_status(path, status.as_u16(), &body, retry_after);
             let class = err.class();
             let tries = if class == Class::Auth {
@@ -242,6 +261,56 @@ impl Client {
                 _ => return Err(err),
             }
         }
+    }
+
+    /// `GET /api/v2/{path}/{id}`: the record's text as sent (None: 404, it is gone). The body is
+    /// held whole, up to the size a single list element may have.
+    pub async fn get_record(&self, path: &str, id: &str) -> Result<Option<String>, Error> {
+        let full = format!("{path}/{id}");
+        let resp = match self.get(&full, &[]).await {
+            Ok(r) => r,
+            Err(Error::Client { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let status = resp.resp.status().as_u16();
+        let content_type = resp
+            .resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        if !content_type.is_empty() && !content_type.contains("json") {
+            let body = read_capped(resp.resp, BODY_CAP).await;
+            return Err(Error::NotJson {
+                path: full,
+                status,
+                content_type,
+                snippet: snippet(body),
+            });
+        }
+        let (body, whole) = read_up_to(resp.resp, stream::MAX_ELEMENT)
+            .await
+            .map_err(|source| Error::Transport {
+                path: full.clone(),
+                source,
+            })?;
+        if !whole {
+            return Err(Error::Malformed {
+                path: full,
+                records: 0,
+                detail: format!(
+                    "a single record larger than {} KiB (refused: a broken server?)",
+                    stream::MAX_ELEMENT >> 10
+                ),
+            });
+        }
+        let text = String::from_utf8(body).map_err(|e| Error::Malformed {
+            path: full.clone(),
+            records: 0,
+            detail: format!("not UTF-8: {e}"),
+        })?;
+        Ok(Some(text))
     }
 
     /// Whether `GET /api/v2/{path}/{id}` finds the record (404: it is gone).
@@ -341,7 +410,7 @@ impl Client {
             };
             let status = resp.status().as_u16();
             let ra = retry_after(&resp, inner.clock.now());
-            let body = read_capped(resp).await;
+            let body = read_capped(resp, BODY_CAP).await;
             match status {
                 200 => {
                     return serde_json::from_str(&body).map_err(|e| Error::RefreshRejected {
@@ -488,19 +557,36 @@ fn retry_after(resp: &reqwest::Response, now: DateTime<Utc>) -> Option<Duration>
 /// or hostile server must not make a request hold its whole body).
 const BODY_CAP: usize = 64 * 1024;
 
-/// A body as text, at most [`BODY_CAP`] bytes of it (the rest is not read).
-async fn read_capped(mut resp: reqwest::Response) -> String {
+/// A body as text, at most `cap` bytes of it (the rest is not read).
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> String {
     let mut out: Vec<u8> = Vec::new();
-    while out.len() < BODY_CAP {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
-                let room = BODY_CAP - out.len();
-                out.extend_from_slice(&c[..c.len().min(room)]);
-            }
-            _ => break,
+    // A read error ends the text where it is: it only goes into a message.
+    while let Ok(Some(c)) = resp.chunk().await {
+        let room = cap - out.len();
+        out.extend_from_slice(&c[..c.len().min(room)]);
+        if out.len() == cap {
+            break;
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A body, and whether it was whole within `cap` bytes (false: it was larger, and only `cap`
+/// bytes were read).
+async fn read_up_to(
+    mut resp: reqwest::Response,
+    cap: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut out: Vec<u8> = Vec::new();
+    while let Some(c) = resp.chunk().await? {
+        let room = cap - out.len();
+        if c.len() > room {
+            out.extend_from_slice(&c[..room]);
+            return Ok((out, false));
+        }
+        out.extend_from_slice(&c);
+    }
+    Ok((out, true))
 }
 
 /// The first 200 characters of a body, on one line.

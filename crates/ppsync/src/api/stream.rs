@@ -227,7 +227,7 @@ fn truncated() -> Stop {
 }
 
 /// The largest single array element held in memory (a record of PracticePanther's is kilobytes).
-const MAX_ELEMENT: usize = 64 << 20;
+pub(crate) const MAX_ELEMENT: usize = 64 << 20;
 
 /// Where the scanner is in the array.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -52,6 +52,11 @@ pub(super) const SQLITE: &[Source] = &[
         "record issues",
         include_str!("../../migrations/sqlite/0007_record_issues.sql"),
     ),
+    (
+        8,
+        "details",
+        include_str!("../../migrations/sqlite/0008_details.sql"),
+    ),
 ];
 
 pub(super) const POSTGRES: &[Source] = &[
@@ -74,6 +79,11 @@ pub(super) const POSTGRES: &[Source] = &[
         4,
         "record issues",
         include_str!("../../migrations/postgres/0004_record_issues.sql"),
+    ),
+    (
+        5,
+        "details and ledger",
+        include_str!("../../migrations/postgres/0005_details_and_ledger.sql"),
     ),
 ];
 

@@ -206,6 +206,13 @@ macro_rules! on {
     };
 }
 
+mod details;
+mod ledger;
+mod run_lock;
+pub use details::{DetailBacklog, DetailItem};
+pub use ledger::{RequestLedger, shared as shared_ledger, sidecar as ledger_file};
+pub use run_lock::{RunLock, RunLockError, lock_file as run_lock_file};
+
 /// Connections per PostgreSQL pool: shared by every firm an instance serves (a page's transaction
 /// holds one while the page streams in).
 const PG_POOL: u32 = 16;
@@ -335,7 +342,8 @@ impl Store {
                     "not a ppsync database ({e}): point database_url at a ppsync database or a new file"
                 )))?;
         // Indexes a killed first backfill had set aside (store/bulk.rs).
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        // IMMEDIATE: it may write, and a daemon may be writing beside this process.
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
         bulk::restore(&mut tx, None).await?;
         tx.commit().await?;
         Ok(Store {
@@ -621,7 +629,16 @@ impl Store {
 
     pub async fn begin(&self) -> Result<Tx> {
         let tx = match &self.db {
-            Db::Sqlite(p) => TxInner::Sqlite(self.writer.as_ref().unwrap_or(p).begin().await?),
+            // IMMEDIATE: the write lock from the start. A deferred transaction that reads (the
+            // known hashes) and then writes fails at once with "database is locked" when another
+            // process (a CLI pass beside the daemon) committed in between; this one waits its turn.
+            Db::Sqlite(p) => TxInner::Sqlite(
+                self.writer
+                    .as_ref()
+                    .unwrap_or(p)
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await?,
+            ),
             Db::Pg(p) => TxInner::Pg(p.begin().await?),
         };
         Ok(Tx {
@@ -858,6 +875,26 @@ impl Store {
                 .fetch_all(p)
                 .await?;
             Ok(rows.into_iter().map(|(t, n)| (t.0, n.max(0) as u64)).collect())
+        })
+    }
+
+    /// When each pass of `trigger` started since `since`, in order.
+    pub async fn cycle_starts(
+        &self,
+        trigger: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>> {
+        let sql = format!(
+            "SELECT started_at FROM {} WHERE trigger = $1 AND started_at >= $2 ORDER BY id",
+            self.t("sync_cycles")
+        );
+        on!(Db, &self.db, p => {
+            let rows: Vec<Ts> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(trigger)
+                .bind(Ts(since))
+                .fetch_all(p)
+                .await?;
+            Ok(rows.into_iter().map(|t| t.0).collect())
         })
     }
 

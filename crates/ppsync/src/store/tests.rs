@@ -314,3 +314,59 @@ async fn a_fenced_store_commits_only_while_the_claim_holds() {
         "only the fenced commits while held"
     );
 }
+
+/// Two processes' ledgers on one firm's store see each other's requests: the second cannot take
+/// a slot the first holds, answered or in flight; a request whose process died unanswered counts
+/// until its send plus the request timeout has left the window; answers settle what counts.
+#[tokio::test]
+async fn the_request_ledger_is_shared_by_every_process_of_a_firm() {
+    use crate::api::budget::Ledger as _;
+    let t = |s: &str| crate::time::parse_api_time(s).unwrap();
+    for (_d, store) in stores().await {
+        let window = Duration::from_secs(300);
+        let in_flight = Duration::from_secs(120);
+        let a = store
+            .request_ledger(window, in_flight)
+            .await
+            .unwrap()
+            .unwrap();
+        let b = store
+            .request_ledger(window, in_flight)
+            .await
+            .unwrap()
+            .unwrap();
+        let now = t("2026-12-06T10:00:00Z");
+        // A takes three of a cap of four, answered at once.
+        for seq in 0..3 {
+            assert_eq!(a.take(seq, now, 4, &[]).await.unwrap(), None);
+        }
+        a.settle(&[(0, now), (1, now), (2, now)]).await.unwrap();
+        // B gets the fourth; the fifth must wait for A's first to leave the window.
+        assert_eq!(b.take(0, now, 4, &[]).await.unwrap(), None);
+        let wait = b.take(1, now, 4, &[]).await.unwrap();
+        assert_eq!(
+            wait,
+            Some(now + chrono::Duration::seconds(300)),
+            "{:?}",
+            store.backend()
+        );
+        // B's own request never answered (its process died): it counts until its send plus the
+        // timeout has left the window, so at +5 min the three answered ones are gone, it is not.
+        let later = now + chrono::Duration::seconds(301);
+        for seq in 3..6 {
+            assert_eq!(a.take(seq, later, 4, &[]).await.unwrap(), None);
+        }
+        assert_eq!(
+            a.take(6, later, 4, &[]).await.unwrap(),
+            Some(now + chrono::Duration::seconds(420)),
+            "the dead request counts until sent + 120 s + 300 s"
+        );
+        // Settled with its answer, a request counts from then.
+        assert_eq!(
+            b.take(7, later, 5, &[(0, now + chrono::Duration::seconds(1))])
+                .await
+                .unwrap(),
+            None
+        );
+    }
+}

@@ -97,7 +97,24 @@ pub struct Dialect {
     /// One `updated_at` exactly as sent (from `ppsync probe`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp_sample: Option<String>,
+    /// The top-level fields the by-id read returns and the list leaves out; empty once
+    /// [`DETAIL_PROOF`] by-id reads in a row added none (the list holds everything: by-id reads
+    /// stop until the fact is [`DETAIL_RECHECK`] old).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_id_adds: Option<Fact<Vec<String>>>,
+    /// By-id reads in a row that added no field to the list's rendering.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub by_id_same: u32,
 }
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// By-id reads in a row that must add nothing before the list is taken to hold every field.
+pub const DETAIL_PROOF: u32 = 20;
+/// How long "the list holds every field" is believed before by-id reads check it again.
+pub const DETAIL_RECHECK: chrono::TimeDelta = chrono::TimeDelta::days(30);
 
 /// The firm-wide facts (stored under the endpoint name `*`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -204,6 +221,49 @@ impl Dialect {
             }
         }
         changed
+    }
+
+    /// Whether new and changed records are worth a by-id read: unless the list was proven to
+    /// hold every field the by-id read does, within [`DETAIL_RECHECK`].
+    pub fn details_needed(&self, now: DateTime<Utc>) -> bool {
+        !self
+            .by_id_adds
+            .as_ref()
+            .is_some_and(|f| f.value.is_empty() && now - f.at < DETAIL_RECHECK)
+    }
+
+    /// Notes one by-id read: the top-level field names of the list's rendering and of the by-id
+    /// rendering of the same record. True when it changed what is known.
+    pub fn saw_by_id(
+        &mut self,
+        list: &BTreeSet<String>,
+        by_id: &BTreeSet<String>,
+        at: DateTime<Utc>,
+    ) -> bool {
+        let extra: Vec<String> = by_id.difference(list).cloned().collect();
+        if !extra.is_empty() {
+            self.by_id_same = 0;
+            if self.by_id_adds.as_ref().is_some_and(|f| f.value == extra) {
+                return false;
+            }
+            let how = format!(
+                "a by-id read returned {} that the list left out",
+                extra.join(", ")
+            );
+            self.by_id_adds = fact(extra, &how, at);
+            return true;
+        }
+        self.by_id_same += 1;
+        if self.by_id_same >= DETAIL_PROOF
+            && !self.by_id_adds.as_ref().is_some_and(|f| f.value.is_empty())
+        {
+            let how = format!(
+                "{} by-id reads in a row added no field to the list's",
+                self.by_id_same
+            );
+            self.by_id_adds = fact(Vec::new(), &how, at);
+        }
+        true
     }
 
     /// A one-line summary for logs and `ppsync status`.
@@ -353,5 +413,35 @@ mod tests {
         assert_eq!(back.orderby(), Support::Rejected);
         assert_eq!(back.orderby.unwrap().how, "400 naming it");
         assert!(d.summary().contains("$orderby rejected"), "{}", d.summary());
+    }
+
+    #[test]
+    fn by_id_reads_are_needed_until_proven_to_add_nothing() {
+        let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let list = keys(&["id", "subject"]);
+        let mut d = Dialect::default();
+        assert!(d.details_needed(t()), "unknown: needed");
+        // A read that adds a field proves them needed, and resets the count.
+        assert!(d.saw_by_id(&list, &keys(&["id", "subject", "body_html"]), t()));
+        assert_eq!(d.by_id_adds.as_ref().unwrap().value, ["body_html"]);
+        assert!(!d.saw_by_id(&list, &keys(&["id", "subject", "body_html"]), t()));
+        assert!(d.details_needed(t()));
+        // DETAIL_PROOF reads in a row that add nothing: the list holds everything.
+        for i in 1..DETAIL_PROOF {
+            d.saw_by_id(&list, &list, t());
+            assert!(d.details_needed(t()), "after {i}");
+        }
+        d.saw_by_id(&list, &list, t());
+        assert!(!d.details_needed(t()));
+        assert!(
+            d.details_needed(t() + DETAIL_RECHECK),
+            "checked again later"
+        );
+        // One that adds a field again (the list changed back) makes them needed at once.
+        d.saw_by_id(&list, &keys(&["id", "subject", "body_html"]), t());
+        assert!(d.details_needed(t()));
+        assert_eq!(d.by_id_same, 0);
+        let back: Dialect = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
+        assert_eq!(back, d);
     }
 }

@@ -11,6 +11,7 @@
 //!   there first (404 = gone); a candidate that still exists stops all marking for the resource.
 //! - Time comes from the `Clock`; `sync` builds neither HTTP requests nor SQL.
 
+pub mod details;
 pub mod dialect;
 pub mod paging;
 
@@ -25,6 +26,7 @@ use crate::record::{self, Row};
 use crate::resource::{Incremental, Resource};
 use crate::store::{self, RunStats, Store};
 use crate::time::{Clock, canonical, parse_api_time};
+pub use details::DetailReport;
 pub use dialect::{ApiFacts, Dialect};
 use dialect::{QueryOption, Support};
 pub use paging::Mode;
@@ -61,6 +63,15 @@ pub struct SyncConfig {
     pub max_clock_skew: Duration,
     /// Deletion candidates confirmed by id per listing (more: a sample of this many).
     pub confirm_deletions: u32,
+    /// Resources whose new and changed records are also read by id (`details`), by name.
+    pub details: Vec<&'static str>,
+}
+
+impl SyncConfig {
+    /// Whether new and changed records of `res` are read by id too.
+    pub fn details(&self, res: &Resource) -> bool {
+        self.details.contains(&res.name)
+    }
 }
 
 impl Default for SyncConfig {
@@ -77,6 +88,11 @@ impl Default for SyncConfig {
             notify_window: Duration::from_secs(30 * 86400),
             max_clock_skew: Duration::from_secs(15 * 60),
             confirm_deletions: 25,
+            details: crate::resource::RESOURCES
+                .iter()
+                .filter(|r| r.details)
+                .map(|r| r.name)
+                .collect(),
         }
     }
 }
@@ -145,6 +161,11 @@ pub trait ProgressSink: Send + Sync {
     fn start(&self, resource: &str, mode: Mode);
     fn records(&self, resource: &str, n: u64);
     fn finish(&self, resource: &str, outcome: &Outcome);
+    /// By-id reads begin: `total` records are queued.
+    fn details_start(&self, _total: u64) {}
+    /// `done` records of the queue read so far.
+    fn details_progress(&self, _done: u64) {}
+    fn details_done(&self, _report: &DetailReport) {}
 }
 
 #[derive(Clone)]
@@ -215,6 +236,13 @@ impl Ahead {
             }
         }
         true
+    }
+
+    /// Waits for the answer (the response's head, or the request's failure), keeping it.
+    async fn wait(&mut self) {
+        if let Some(task) = self.task.take() {
+            self.answer = Some(join(task.await));
+        }
     }
 
     async fn answer(&mut self) -> Result<Incoming, api::Error> {
@@ -357,6 +385,8 @@ impl Engine {
             }
         }
         report.requests = self.client.requests_made() - before;
+        // The last answers go into the firm's request ledger now, not with the next request.
+        self.client.budget().flush().await;
         let outcome = match report.exit_code() {
             0 => "ok",
             1 => "partial",
@@ -510,6 +540,7 @@ impl Engine {
         }
         let dialect = self.dialect(res).await?;
         listing.with_issues = std::sync::Arc::new(self.store.issue_ids(res).await?);
+        listing.details = self.cfg.details(res) && dialect.details_needed(now);
         let before = self.client.requests_made();
         let mut r = Run {
             res,
@@ -1175,7 +1206,14 @@ impl Engine {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let mut requested = ahead
+                .take()
+                .unwrap_or_else(|| self.request(res, query.clone(), sent.clone(), &r.listing));
             if group.is_none() {
+                // The transaction begins once the answer is here: on SQLite it takes the write
+                // lock when it begins, and the request may need a write of its own first (a
+                // token refresh saves the rotated pair on another connection).
+                requested.wait().await;
                 *group = Some(Group {
                     tx: self.store.begin().await?,
                     records: 0,
@@ -1186,9 +1224,6 @@ impl Engine {
                 });
             }
             let g = group.as_mut().expect("begun above");
-            let mut requested = ahead
-                .take()
-                .unwrap_or_else(|| self.request(res, query.clone(), sent.clone(), &r.listing));
             let sent_now = requested.sent.clone();
             let (err, touched) = match self
                 .fetch_page(
@@ -1253,7 +1288,12 @@ impl Engine {
                 }
                 Action::Relist if r.listing.mode == Mode::Incremental => {
                     tracing::warn!(resource = res.name, error = %err, "the API rejected the incremental query: re-listing fully");
-                    r.listing = Listing::new(Mode::Full, None, r.run);
+                    r.listing = Listing {
+                        // What the run knew when it began still holds.
+                        with_issues: r.listing.with_issues.clone(),
+                        details: r.listing.details,
+                        ..Listing::new(Mode::Full, None, r.run)
+                    };
                     *r.mode = Mode::Full;
                     return Ok(None);
                 }
@@ -1481,6 +1521,16 @@ impl Engine {
                 listing.new_table,
             )
             .await?;
+        if listing.details && !fresh.is_empty() {
+            // New and changed records wait for their by-id read, queued with the records.
+            let hashes: std::collections::HashMap<&str, i64> =
+                batch.iter().map(|r| (r.id.as_str(), r.hash)).collect();
+            let queue: Vec<(&str, i64)> = fresh
+                .iter()
+                .filter_map(|f| hashes.get(f.id.as_str()).map(|h| (f.id.as_str(), *h)))
+                .collect();
+            tx.queue_details(res, &queue, now).await?;
+        }
         if rule.is_some() && !fresh.is_empty() {
             let suppressed = listing.mode == Mode::Backfill;
             let items = crate::notify::for_page(

@@ -163,6 +163,10 @@ pub struct Listing {
     /// clear theirs. Never saved: read when the run begins.
     #[serde(skip)]
     pub with_issues: std::sync::Arc<std::collections::HashSet<String>>,
+    /// New and changed records are queued for a by-id read (`sync::details`). Never saved: set
+    /// when the run begins.
+    #[serde(skip)]
+    pub details: bool,
 }
 
 impl Listing {
@@ -194,6 +198,7 @@ impl Listing {
             seen_before_reverse: 0,
             new_table: false,
             with_issues: Default::default(),
+            details: false,
         }
     }
 

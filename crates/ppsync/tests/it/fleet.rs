@@ -139,7 +139,8 @@ async fn three_instances_share_ten_firms_and_take_over_a_killed_ones_firms() {
              [budget]\nrequests = 100000\n\
              [schedule]\nhigh = \"{INTERVAL}s\"\nmedium = \"{INTERVAL}s\"\nlow = \"{INTERVAL}s\"\nreconcile_at = \"off\"\n\
              [fleet]\nclaim_interval = \"1s\"\n[http]\nlisten = \"off\"\n\
-             [notify]\nwebhook_url = {hook_url:?}\n",
+             [notify]\nwebhook_url = {hook_url:?}\n\
+             [resources.emails]\ndetails = false\n[resources.payments]\ndetails = false\n",
             sim.url()
         ),
     )

@@ -20,10 +20,10 @@ use crate::support::*;
 const CONFIG: &str = "[sync]\npage_size = 20\ncommit_records = 30\n[budget]\nrequests = 1000000";
 
 /// A deterministic pseudo-random sequence (SplitMix64): the same kill delays on every run.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -31,14 +31,14 @@ impl Rng {
         z ^ (z >> 31)
     }
     /// Uniform in `[0, max)`.
-    fn below(&mut self, max: Duration) -> Duration {
+    pub(crate) fn below(&mut self, max: Duration) -> Duration {
         let nanos = max.as_nanos().max(1) as u64;
         Duration::from_nanos(self.next() % nanos)
     }
 }
 
 /// How a run that was to be killed ended.
-enum Ended {
+pub(crate) enum Ended {
     /// The kill landed on a running process.
     Killed,
     /// It finished well before the kill, after this long.
@@ -57,7 +57,7 @@ const GRANT_LOST: &str = "the refresh token was rejected";
 
 /// Starts `ppsync sync` and SIGKILLs it after `delay` (unless it finished first). Its stderr goes
 /// to `log` (checked for panics). `after_kill`: a kill already landed in this round.
-async fn sync_killed_after(
+pub(crate) async fn sync_killed_after(
     config: &Path,
     log: &Path,
     args: &[&str],

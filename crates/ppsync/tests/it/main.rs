@@ -4,8 +4,10 @@ mod support;
 
 mod api_answers;
 mod bad_input;
+mod budget;
 mod cli;
 mod daemon;
+mod details;
 mod dialects;
 mod engine;
 mod firms;

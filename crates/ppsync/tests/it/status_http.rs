@@ -16,14 +16,14 @@ use tokio_util::sync::CancellationToken;
 use crate::support::{TestApp, app, assert_clean};
 
 /// A running endpoint over a test app's mirror.
-struct Endpoint {
+pub(crate) struct Endpoint {
     addr: SocketAddr,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Endpoint {
-    async fn start(app: &TestApp, token: Option<&str>) -> Endpoint {
+    pub(crate) async fn start(app: &TestApp, token: Option<&str>) -> Endpoint {
         let cfg = Config::load(Some(&app.config_path)).expect("config loads");
         let ctx = StatusContext {
             store: app.engine.store.clone(),
@@ -44,7 +44,7 @@ impl Endpoint {
         format!("http://{}{path}", self.addr)
     }
 
-    async fn get(&self, path: &str) -> (u16, String, String) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, String, String) {
         self.get_with(path, None).await
     }
 
@@ -65,7 +65,7 @@ impl Endpoint {
     }
 
     /// Cancels the endpoint and checks it stops promptly and cleanly.
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.cancel();
         tokio::time::timeout(Duration::from_secs(10), self.task)
             .await

@@ -24,9 +24,14 @@ pub struct TestApp {
 }
 
 pub fn quiet_logs() {
-    if std::env::var_os("TEST_LOG").is_some() {
+    if let Some(filter) = std::env::var_os("TEST_LOG") {
+        // TEST_LOG=1: info; anything else is a filter (TEST_LOG=ppsync::api=debug).
+        let filter = match filter.to_str() {
+            Some("1") | None => "info".to_string(),
+            Some(f) => f.to_string(),
+        };
         let _ = tracing_subscriber::fmt()
-            .with_env_filter("info")
+            .with_env_filter(filter)
             .with_test_writer()
             .try_init();
     }
@@ -41,10 +46,30 @@ pub async fn sim(scale: f64) -> SimHandle {
     .expect("sim spawns")
 }
 
+/// By-id reads (emails, payments) are switched off unless a test's config speaks of `details`:
+/// they cost a request per record, which most tests' request counts and budgets do not want. The
+/// detail tests (`details.rs`) switch them on.
+fn details_off_unless_asked(extra: &str) -> String {
+    if extra.contains("details") {
+        return extra.to_string();
+    }
+    let mut out = extra.to_string();
+    for res in ["emails", "payments"] {
+        let header = format!("[resources.{res}]");
+        if out.contains(&header) {
+            out = out.replace(&header, &format!("{header}\ndetails = false"));
+        } else {
+            out.push_str(&format!("\n{header}\ndetails = false\n"));
+        }
+    }
+    out
+}
+
 /// Writes a config for `sim` into a fresh directory and returns its path.
 pub fn write_config(dir: &std::path::Path, sim: &SimHandle, extra: &str) -> PathBuf {
     let path = dir.join("ppsync.toml");
     let db = test_database_url(dir);
+    let extra = details_off_unless_asked(extra);
     std::fs::write(
         &path,
         format!(
@@ -141,16 +166,31 @@ impl TestApp {
         live_records(&self.engine.store, res).await
     }
 
+    /// The simulator's records as the mirror should hold them: the by-id rendering for a
+    /// resource read by id (`details`), the list's otherwise.
     pub fn truth(&self, res: &Resource) -> Vec<Value> {
-        let mut t = self.sim.truth(res.path);
+        let mut t = if self.engine.cfg.details(res) {
+            self.sim.truth_by_id(res.path)
+        } else {
+            self.sim.truth(res.path)
+        };
         sort_by_key(res, &mut t);
         t
+    }
+
+    /// Works off the by-id reads queued so far (what the daemon does between cycles).
+    pub async fn fetch_details(&self) -> ppsync::sync::DetailReport {
+        let all: Vec<&'static Resource> = RESOURCES.iter().collect();
+        self.engine.fetch_details(&all, None).await
     }
 
     /// Asserts the mirror equals the simulator's truth for every resource: the same ids with the
     /// same content, and no extra live rows beyond the source deletions no full pass has seen yet.
     /// Returns the record count.
     pub async fn assert_equal_to_truth(&self) -> usize {
+        let details = self.fetch_details().await;
+        assert!(details.error.is_none(), "by-id reads: {details:?}");
+        assert_eq!(details.left, 0, "by-id reads left queued: {details:?}");
         let mut total = 0;
         for res in RESOURCES {
             let mirror = self.mirror(res).await;
