@@ -86,6 +86,22 @@ pub enum Command {
     /// Register, list or unregister firms (many firms in one database)
     #[command(subcommand)]
     Firm(FirmCommand),
+    /// Notifications set aside as dead (listed by `ppsync status`)
+    #[command(subcommand)]
+    Notify(NotifyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NotifyCommand {
+    /// Send dead notifications again: back to pending, with their full number of tries
+    Retry {
+        /// Notification ids (as `ppsync status` lists them)
+        #[arg(value_name = "ID")]
+        ids: Vec<String>,
+        /// Every dead notification
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -196,6 +212,49 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Probe { resources, json } => probe(load(&at)?, &resources, json).await,
         Command::Run => daemon(load(&at)?).await,
         Command::Deadlines { days, json } => deadlines(load(&at)?, days, json).await,
+        Command::Notify(cmd) => notify(load(&at)?, cmd).await,
+    }
+}
+
+async fn notify(cfg: Config, cmd: NotifyCommand) -> anyhow::Result<i32> {
+    let (_, store) = app::open(&cfg).await?;
+    match cmd {
+        NotifyCommand::Retry { ids, all } => {
+            let n = if all && !ids.is_empty() {
+                bail!("pass notification ids or --all, not both");
+            } else if all {
+                store.outbox_retry(None, chrono::Utc::now()).await?
+            } else if ids.is_empty() {
+                bail!(
+                    "name the notifications to retry (`ppsync status` lists the dead ones by id), or pass --all"
+                );
+            } else {
+                // Every id is checked before any is changed: a typo changes nothing.
+                let known = store.outbox_status(&ids).await?;
+                for id in &ids {
+                    match known.get(id).map(String::as_str) {
+                        None => bail!(
+                            "no notification {id:?}: `ppsync status` lists the dead ones by id"
+                        ),
+                        Some("dead") => {}
+                        Some(other) => bail!(
+                            "notification {id:?} is {other}, not dead: only dead notifications are retried"
+                        ),
+                    }
+                }
+                store.outbox_retry(Some(&ids), chrono::Utc::now()).await?
+            };
+            if n == 0 {
+                outln!("no dead notifications");
+            } else {
+                outln!(
+                    "{n} notification{} back in the queue: `ppsync run` sends {} within a minute",
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "it" } else { "them" }
+                );
+            }
+            Ok(0)
+        }
     }
 }
 
@@ -852,6 +911,28 @@ async fn status(cfg: Config, json: bool) -> anyhow::Result<i32> {
             "odd records (stored as received, a field NULL in its typed column; table record_issues): {}",
             list.join(", ")
         );
+    }
+    let outbox = store.outbox_counts().await?;
+    let by_status = |status: &str| -> i64 {
+        outbox
+            .iter()
+            .filter(|(k, _)| k.ends_with(&format!("/{status}")))
+            .map(|(_, n)| *n)
+            .sum()
+    };
+    let (pending, dead) = (by_status("pending"), by_status("dead"));
+    if pending > 0 || dead > 0 {
+        outln!("notifications: {pending} pending, {dead} dead");
+    }
+    if dead > 0 {
+        const SHOWN: i64 = 20;
+        for d in store.outbox_dead_rows(SHOWN).await? {
+            outln!("DEAD {} ({} tries): {}", d.id, d.attempts, d.last_error);
+        }
+        if dead > SHOWN {
+            outln!("... and {} more", dead - SHOWN);
+        }
+        outln!("`ppsync notify retry ID...` (or --all) sends them again");
     }
     if let Some(skew) = &api.clock_skew_secs {
         outln!(

@@ -56,6 +56,33 @@ struct RawNotify {
     webhook_secret: Option<String>,
     webhook_timeout: Option<String>,
     command: Option<String>,
+    command_timeout: Option<String>,
+    command_env: Option<StrList>,
+    max_attempts: Option<u32>,
+}
+
+/// A list of names, as a TOML array or (handier in an environment variable) one string of names
+/// separated by commas or spaces.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StrList {
+    Many(Vec<String>),
+    One(String),
+}
+
+impl StrList {
+    fn names(&self) -> Vec<String> {
+        let split = |s: &str| -> Vec<String> {
+            s.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        match self {
+            StrList::Many(v) => v.iter().flat_map(|s| split(s)).collect(),
+            StrList::One(s) => split(s),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -359,20 +386,51 @@ impl Config {
             ),
         };
         let d_notify = crate::notify::NotifyConfig::default();
+        let webhook_secret = n.webhook_secret.clone().filter(|s| !s.is_empty());
+        if let Some(s) = &webhook_secret {
+            crate::notify::signing_key(s).map_err(err)?;
+        }
+        let command_env = match &n.command_env {
+            None => d_notify.command_env.clone(),
+            Some(list) => list.names(),
+        };
+        for name in &command_env {
+            if name.to_ascii_uppercase().starts_with("PPSYNC_") {
+                return Err(err(format!(
+                    "`notify.command_env` lists {name}: ppsync's own variables (its secrets among them) are never passed to the command; remove it"
+                )));
+            }
+            if name.contains(['=', '\0']) {
+                return Err(err(format!(
+                    "`notify.command_env` lists {name:?}, which is not a variable name"
+                )));
+            }
+        }
+        let max_attempts = n.max_attempts.unwrap_or(d_notify.max_attempts);
+        if max_attempts == 0 {
+            return Err(err("`notify.max_attempts` must be at least 1"));
+        }
+        let command_timeout = dur(
+            "notify.command_timeout",
+            &n.command_timeout,
+            d_notify.command_timeout,
+        )?;
+        if command_timeout.is_zero() {
+            return Err(err("`notify.command_timeout` must be longer than 0s"));
+        }
         let notify = crate::notify::NotifyConfig {
             window: dur("notify.window", &n.window, d_notify.window)?,
             webhook_url,
-            webhook_secret: n
-                .webhook_secret
-                .clone()
-                .filter(|s| !s.is_empty())
-                .map(SecretString::from),
+            webhook_secret: webhook_secret.map(SecretString::from),
             webhook_timeout: dur(
                 "notify.webhook_timeout",
                 &n.webhook_timeout,
                 d_notify.webhook_timeout,
             )?,
             command: n.command.clone().filter(|c| !c.trim().is_empty()),
+            command_timeout,
+            command_env,
+            max_attempts,
             firm: None,
         };
         let http_listen = match raw.http.listen.as_deref().map(str::trim) {
@@ -598,15 +656,31 @@ low = "1d"      # billing, users, reference data, files, messages, tags
 reconcile_at = "03:00"
 
 [notify]
-# New tasks, and open tasks and events coming due within this window, are notified.
+# New tasks, and open tasks and events coming due within this window, are notified, at least
+# once (receivers deduplicate by the stable id), on a task of their own: a slow or failing sink
+# never delays syncing.
 window = "30d"
-# A webhook gets each notification as a JSON POST, signed with HMAC-SHA256 of the body in the
-# `X-PPSync-Signature: sha256=<hex>` header; `X-PPSync-Id` carries its stable id.
+# A webhook gets each notification as a JSON POST with the Standard Webhooks headers
+# (standardwebhooks.com): `webhook-id` (the stable id), `webhook-timestamp` (unix seconds) and,
+# with a secret, `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
+# Receivers reject timestamps older than a few minutes (replays). A secret written whsec_<base64>
+# is decoded first, as the standard says; any other is used as it is. 2xx means delivered.
 webhook_url = ""
 webhook_secret = ""
 webhook_timeout = "10s"
-# A command gets each notification as JSON on stdin (run with sh -c); exit 0 means delivered.
+# A command gets each notification as one line of JSON on stdin (run with sh -c, in a process
+# group of its own); exit 0 means delivered. After `command_timeout` it is killed, with whatever
+# it started, and the try counts as failed.
 command = ""
+command_timeout = "30s"
+# The only environment variables the command gets from ppsync's (none named PPSYNC_*: those hold
+# ppsync's secrets). Payloads carry everything else it needs.
+command_env = ["PATH", "HOME", "LANG", "LC_ALL", "TZ"]
+# A failed notification is tried again after 30s, doubling up to 2h; after this many failed tries
+# (10: about 4 hours) it is set aside as `dead`, without holding up the others. `ppsync status`
+# lists dead ones; `ppsync notify retry ID... | --all` sends them again. Tries made while the sink
+# looks down (3 different notifications failing in a row) do not count.
+max_attempts = 10
 
 [http]
 # `ppsync run` serves /healthz, /metrics (Prometheus), /status (JSON) and a status page here.
@@ -647,6 +721,18 @@ mod tests {
         assert_eq!(c.sync.overlap, Duration::from_secs(900));
         assert_eq!(c.budget_requests, 300);
         assert_eq!(c.enabled_resources().len(), resource::RESOURCES.len());
+        let d = crate::notify::NotifyConfig::default();
+        assert_eq!(c.notify.command_env, d.command_env);
+        assert_eq!(c.notify.command_timeout, d.command_timeout);
+        assert_eq!(c.notify.max_attempts, d.max_attempts);
+    }
+
+    #[test]
+    fn command_env_takes_a_list_or_a_string() {
+        let c = from_toml("[notify]\ncommand_env = \"PATH, TZ MY_VAR\"").unwrap();
+        assert_eq!(c.notify.command_env, ["PATH", "TZ", "MY_VAR"]);
+        let c = from_toml("[notify]\ncommand_env = []").unwrap();
+        assert!(c.notify.command_env.is_empty());
     }
 
     #[test]
@@ -662,6 +748,20 @@ mod tests {
                 "unknown resource `widgets`",
             ),
             ("[budget]\nrequests = \"many\"", "requests"),
+            (
+                "[notify]\ncommand_env = [\"PATH\", \"PPSYNC_CLIENT_SECRET\"]",
+                "notify.command_env",
+            ),
+            (
+                "[notify]\ncommand_env = \"PATH,ppsync_database_url\"",
+                "ppsync_database_url",
+            ),
+            ("[notify]\nwebhook_secret = \"whsec_!!\"", "whsec_"),
+            ("[notify]\nmax_attempts = 0", "notify.max_attempts"),
+            (
+                "[notify]\ncommand_timeout = \"0s\"",
+                "notify.command_timeout",
+            ),
         ];
         for (toml, want) in cases {
             let e = from_toml(toml).unwrap_err().to_string();

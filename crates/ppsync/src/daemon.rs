@@ -10,6 +10,9 @@
 //! - Reconciliation runs one resource at a time on background budget, and due scheduled work goes
 //!   first between its resources: it never starves the 15-minute tier.
 //! - Shutdown stops at a page boundary: the page in flight commits or rolls back, never half.
+//! - Notifications are delivered on a task of their own ([`Delivery`]), woken after each pass and
+//!   deadline scan: a slow, hanging or failing sink never delays a cycle. It stops with the
+//!   daemon, killing a command in flight (that notification stays pending).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,7 +20,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::notify::{Dispatcher, NotifyConfig};
+use crate::notify::{Delivery, Dispatcher, NotifyConfig};
 use crate::resource::Resource;
 use crate::sync::{Engine, PassReport};
 
@@ -38,6 +41,7 @@ pub struct DaemonConfig {
 pub struct DaemonSummary {
     pub cycles: Vec<PassReport>,
     pub reconciliations: u32,
+    /// Notifications delivered by the daemon's delivery task.
     pub delivered: u64,
     /// By-id renderings stored (records whose list leaves fields out).
     pub details: u64,
@@ -66,9 +70,15 @@ impl Daemon {
             client: engine.client.background(),
             ..engine.clone()
         };
-        let dispatcher = Dispatcher::new(self.cfg.notify.clone())?;
         let mut summary = DaemonSummary::default();
         let mut next = self.initial_due().await?;
+        // Its first round at once: what an earlier run left pending.
+        let delivery = Delivery::spawn(
+            Dispatcher::new(self.cfg.notify.clone())?,
+            engine.store.clone(),
+            clock.clone(),
+            self.shutdown.child_token(),
+        );
         let mut next_reconcile = self.cfg.reconcile_at.map(|t| next_at(clock.now(), t));
         let scheduled: Vec<&'static Resource> = self.cfg.schedule.iter().map(|(r, _)| *r).collect();
         let details = engine.detail_resources(&scheduled);
@@ -78,7 +88,8 @@ impl Daemon {
             if self.stopping(clock.now()) {
                 break;
             }
-            self.scheduled_cycle(&mut next, &mut summary).await;
+            self.scheduled_cycle(&mut next, &mut summary, &delivery)
+                .await;
             if let Some(at) = next_reconcile
                 && clock.now() >= at
             {
@@ -88,8 +99,10 @@ impl Daemon {
                         break;
                     }
                     // Scheduled work that fell due meanwhile goes first.
-                    self.scheduled_cycle(&mut next, &mut summary).await;
+                    self.scheduled_cycle(&mut next, &mut summary, &delivery)
+                        .await;
                     let report = background.pass(&[*res], true, "reconcile").await;
+                    delivery.wake();
                     self.observe(&report);
                     summary.cycles.push(report);
                 }
@@ -136,12 +149,7 @@ impl Daemon {
             {
                 tracing::error!(error = %format!("{e:#}"), "deadline scan failed");
             }
-            match dispatcher.deliver_due(&engine.store, now).await {
-                Ok((ok, _)) => summary.delivered += ok,
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "notification delivery failed")
-                }
-            }
+            delivery.wake();
             // Sleep until the next resource is due (or the reconciliation, or the stop).
             let mut wake = next
                 .values()
@@ -158,17 +166,6 @@ impl Daemon {
                 // Never sooner than a second from now: a record due already waits for budget.
                 wake = wake.min(d.max(now + chrono::Duration::seconds(1)));
             }
-            if dispatcher.has_sinks()
-                && engine
-                    .store
-                    .outbox_due(wake, 1)
-                    .await
-                    .map(|v| !v.is_empty())
-                    .unwrap_or(false)
-            {
-                // Undelivered notifications: come back sooner than the next cycle.
-                wake = wake.min(now + chrono::Duration::seconds(30));
-            }
             let wait = (wake - now).to_std().unwrap_or_default();
             if !wait.is_zero() {
                 tokio::select! {
@@ -177,6 +174,7 @@ impl Daemon {
                 }
             }
         }
+        summary.delivered = delivery.stop().await;
         tracing::info!(cycles = summary.cycles.len(), "daemon stopped");
         Ok(summary)
     }
@@ -196,6 +194,7 @@ impl Daemon {
         &self,
         next: &mut HashMap<&'static str, DateTime<Utc>>,
         summary: &mut DaemonSummary,
+        delivery: &Delivery,
     ) {
         let now = self.engine.clock.now();
         let due: Vec<&'static Resource> = self
@@ -209,6 +208,8 @@ impl Daemon {
             return;
         }
         let report = self.engine.pass(&due, false, "scheduled").await;
+        // What the pass committed may have enqueued notifications.
+        delivery.wake();
         if let Some(f) = &report.fatal {
             tracing::error!(error = %f, "pass stopped");
         }

@@ -73,6 +73,8 @@ const RECENT_ISSUES: i64 = 20;
 /// Deadlines shown: the next `DEADLINE_DAYS` days (at most the notification window), first few.
 const DEADLINE_DAYS: i64 = 7;
 const DEADLINES_SHOWN: usize = 20;
+/// Dead notifications listed (the oldest; the count covers them all).
+const DEAD_SHOWN: i64 = 20;
 
 async fn require_token(State(ctx): State<StatusContext>, req: Request, next: Next) -> Response {
     check_token(ctx.token.as_ref(), req, next).await
@@ -148,6 +150,10 @@ struct Snapshot {
     outbox: BTreeMap<String, i64>,
     /// Outbox rows waiting for delivery.
     outbox_pending: i64,
+    /// Outbox rows set aside after their last allowed try (`ppsync notify retry` sends them again).
+    outbox_dead: i64,
+    /// The oldest of them.
+    dead: Vec<crate::store::DeadRow>,
     /// Newest first.
     recent_runs: Vec<RunRow>,
     deadlines_until: String,
@@ -255,11 +261,20 @@ async fn snapshot(ctx: &StatusContext) -> anyhow::Result<Snapshot> {
         });
     }
     let outbox = ctx.store.outbox_counts().await?;
-    let outbox_pending = outbox
-        .iter()
-        .filter(|(k, _)| k.ends_with("/pending"))
-        .map(|(_, n)| *n)
-        .sum();
+    let by_status = |status: &str| -> i64 {
+        outbox
+            .iter()
+            .filter(|(k, _)| k.rsplit('/').next() == Some(status))
+            .map(|(_, n)| *n)
+            .sum()
+    };
+    let outbox_pending = by_status("pending");
+    let outbox_dead = by_status("dead");
+    let dead = if outbox_dead > 0 {
+        ctx.store.outbox_dead_rows(DEAD_SHOWN).await?
+    } else {
+        Vec::new()
+    };
     let window = chrono::Duration::from_std(ctx.notify_window)
         .unwrap_or(chrono::Duration::days(DEADLINE_DAYS))
         .min(chrono::Duration::days(DEADLINE_DAYS));
@@ -297,6 +312,8 @@ async fn snapshot(ctx: &StatusContext) -> anyhow::Result<Snapshot> {
         resources,
         outbox,
         outbox_pending,
+        outbox_dead,
+        dead,
         recent_runs: ctx.store.runs(RECENT_RUNS).await?,
         deadlines_until: canonical(until),
         deadlines,
@@ -682,6 +699,15 @@ fn render_metrics(s: &Snapshot) -> String {
     )
     .sample(name, &[], i(s.outbox_pending));
 
+    let name = "ppsync_outbox_dead";
+    Family::new(
+        &mut out,
+        name,
+        "gauge",
+        "Notifications set aside after their last allowed try (ppsync notify retry sends them again).",
+    )
+    .sample(name, &[], i(s.outbox_dead));
+
     let name = "ppsync_outbox_rows";
     let mut f = Family::new(&mut out, name, "gauge", "Outbox rows by kind and status.");
     for (key, n) in &s.outbox {
@@ -1028,6 +1054,7 @@ fn render_page(s: &Snapshot, now: DateTime<Utc>) -> String {
         ("Throttled (429/503)", s.requests.throttled.to_string()),
         ("Token refreshes", s.requests.token_refreshes.to_string()),
         ("Outbox pending", s.outbox_pending.to_string()),
+        ("Outbox dead", s.outbox_dead.to_string()),
     ];
     for (k, v) in cards {
         let _ = writeln!(
@@ -1233,6 +1260,24 @@ fn render_page(s: &Snapshot, now: DateTime<Utc>) -> String {
                 "<tr><td>{}</td><td>{}</td><td class=\"n\">{n}</td></tr>",
                 esc(kind),
                 esc(status)
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
+    if !s.dead.is_empty() {
+        let _ = write!(
+            h,
+            "<h3>Dead <span class=\"muted\">({} set aside; <code>ppsync notify retry ID...</code> or <code>--all</code> sends them again)</span></h3>\
+             <table id=\"dead\"><thead><tr><th>id</th><th>tries</th><th>last error</th></tr></thead><tbody>",
+            s.outbox_dead
+        );
+        for d in &s.dead {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                esc(&d.id),
+                d.attempts,
+                esc(&d.last_error)
             );
         }
         h.push_str("</tbody></table>");

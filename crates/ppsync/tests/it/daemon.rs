@@ -13,7 +13,8 @@ use serde_json::Value;
 
 use crate::support::*;
 
-/// A webhook receiver that checks signatures, can be taken down, and records what it got.
+/// A webhook receiver that checks signatures (Standard Webhooks, with a raw secret), can be taken
+/// down, and records what it got.
 #[derive(Clone, Default)]
 struct Receiver {
     up: Arc<AtomicBool>,
@@ -37,19 +38,18 @@ async fn receiver() -> (Receiver, String) {
                     r.refused.fetch_add(1, Ordering::SeqCst);
                     return StatusCode::SERVICE_UNAVAILABLE;
                 }
-                let sig = headers
-                    .get("x-ppsync-signature")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                if sig != ppsync::notify::signature(SECRET, &body) {
+                let now = chrono::Utc::now().timestamp();
+                if crate::notify::verify(SECRET, &headers, &body, now).is_err() {
                     r.bad_signatures.fetch_add(1, Ordering::SeqCst);
                     return StatusCode::UNAUTHORIZED;
                 }
                 let v: Value = serde_json::from_slice(&body).unwrap();
-                assert_eq!(
-                    headers.get("x-ppsync-id").unwrap().to_str().unwrap(),
-                    v["id"].as_str().unwrap()
-                );
+                for h in ["webhook-id", "x-ppsync-id"] {
+                    assert_eq!(
+                        headers.get(h).unwrap().to_str().unwrap(),
+                        v["id"].as_str().unwrap()
+                    );
+                }
                 r.got.lock().unwrap().push(v);
                 StatusCode::OK
             }

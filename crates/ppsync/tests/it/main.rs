@@ -13,6 +13,7 @@ mod engine;
 mod firms;
 mod fleet;
 mod kill;
+mod notify;
 mod odd_records;
 mod probe;
 mod status_http;

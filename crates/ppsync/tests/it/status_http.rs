@@ -631,3 +631,57 @@ async fn a_resource_that_cannot_be_listed_whole_is_named_everywhere() {
     assert!(out.contains("INCOMPLETE contacts: "), "{out}");
     ep.stop().await;
 }
+
+#[tokio::test]
+async fn dead_notifications_are_counted_and_listed_everywhere() {
+    let app = app(0.005, "").await;
+    let store = &app.engine.store;
+    let now = chrono::Utc::now();
+    let item = |id: &str| ppsync::store::Notification {
+        id: id.to_string(),
+        kind: "task.created".into(),
+        resource: "tasks".into(),
+        record_id: id.to_string(),
+        payload: serde_json::json!({ "id": id }),
+        suppressed: false,
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.enqueue(
+        &[item("task.created:gone-bad"), item("task.created:waiting")],
+        now,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    store
+        .outbox_dead(
+            "task.created:gone-bad",
+            "webhook answered 422 <Unprocessable>",
+        )
+        .await
+        .unwrap();
+    let ep = Endpoint::start(&app, None).await;
+
+    let (code, _, body) = ep.get("/status").await;
+    assert_eq!(code, 200);
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["outbox_dead"], 1);
+    assert_eq!(status["outbox_pending"], 1);
+    assert_eq!(status["dead"][0]["id"], "task.created:gone-bad");
+    assert_eq!(status["dead"][0]["attempts"], 1);
+
+    let (_, _, metrics) = ep.get("/metrics").await;
+    let m = parse_prometheus(&metrics).unwrap_or_else(|e| panic!("{e}\n{metrics}"));
+    assert_eq!(m["ppsync_outbox_dead"], 1.0);
+    assert_eq!(m["ppsync_outbox_depth"], 1.0);
+
+    let (_, _, page) = ep.get("/").await;
+    assert!(page.contains("Outbox dead"), "{page}");
+    assert!(page.contains("<table id=\"dead\">"), "{page}");
+    assert!(page.contains("task.created:gone-bad"));
+    assert!(
+        page.contains("webhook answered 422 &lt;Unprocessable&gt;"),
+        "escaped"
+    );
+    ep.stop().await;
+}
