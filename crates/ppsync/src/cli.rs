@@ -226,6 +226,7 @@ async fn daemon(cfg: Config) -> anyhow::Result<i32> {
             schedule: daemon_cfg.schedule.clone(),
             clock: clock.clone(),
             token: cfg.http_token.clone(),
+            hosts: crate::status_http::Hosts::from_config(&cfg),
             notify_window: cfg.notify.window,
         };
         let stop = shutdown.clone();
@@ -398,6 +399,7 @@ async fn fleet(cfg: Config, home: Store, clock: Arc<dyn Clock>) -> anyhow::Resul
             instance: instance.clone(),
             firms: serving.clone(),
             token: cfg.http_token.clone(),
+            hosts: crate::status_http::Hosts::from_config(&cfg),
         };
         let stop = shutdown.clone();
         tokio::spawn(async move {

@@ -63,6 +63,7 @@ struct RawNotify {
 struct RawHttp {
     listen: Option<String>,
     token: Option<String>,
+    allowed_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +138,8 @@ pub struct Config {
     /// Where `ppsync run` serves /healthz, /metrics, /status and the status page (None: off).
     pub http_listen: Option<std::net::SocketAddr>,
     pub http_token: Option<SecretString>,
+    /// Host names the endpoint answers besides loopback ones and its own address (lowercase).
+    pub http_allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -367,17 +370,36 @@ impl Config {
                 err(format!("`http.listen` = {a:?} is not an address: write it like \"127.0.0.1:9187\", or \"off\""))
             })?),
         };
+        let http_token = raw
+            .http
+            .token
+            .filter(|t| !t.is_empty())
+            .map(SecretString::from);
+        // Anyone who can reach a non-loopback address could read the firm's status (names,
+        // deadlines, counts): such an endpoint must ask for the token.
+        if let Some(addr) = http_listen
+            && !is_loopback(addr.ip())
+            && http_token.is_none()
+        {
+            return Err(err(format!(
+                "`http.listen` = \"{addr}\" is reachable from other machines but `http.token` is not set: set http.token (clients then send Authorization: Bearer <token>), or listen on 127.0.0.1"
+            )));
+        }
+        let http_allowed_hosts = raw
+            .http
+            .allowed_hosts
+            .unwrap_or_default()
+            .iter()
+            .map(|h| allowed_host(h))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut sync = sync;
         sync.notify_window = notify.window;
         Ok(Config {
             reconcile_at,
             notify,
             http_listen,
-            http_token: raw
-                .http
-                .token
-                .filter(|t| !t.is_empty())
-                .map(SecretString::from),
+            http_token,
+            http_allowed_hosts,
             source,
             figment,
             firm: None,
@@ -517,6 +539,36 @@ pub fn settings_from_pairs(pairs: &[String]) -> Result<String, Error> {
     Ok(root.to_string())
 }
 
+/// A loopback address, IPv4-mapped ones included (`::ffff:127.0.0.1`).
+pub fn is_loopback(ip: std::net::IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
+/// An `http.allowed_hosts` entry: a host name or an IP address, without scheme or port;
+/// lowercased, and without a trailing dot (`status.example.` is `status.example`).
+fn allowed_host(entry: &str) -> Result<String, Error> {
+    let h = entry.trim().trim_end_matches('.').to_ascii_lowercase();
+    let ip = h.trim_start_matches('[').trim_end_matches(']');
+    let name_ok = !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if ip.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(ip.to_string());
+    }
+    if !name_ok {
+        return Err(err(format!(
+            "`http.allowed_hosts` entry {entry:?} is not a host name: write names only, without scheme, port or wildcard, e.g. [\"status.example.com\"]"
+        )));
+    }
+    Ok(h)
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -597,8 +649,14 @@ command = ""
 [http]
 # `ppsync run` serves /healthz, /metrics (Prometheus), /status (JSON) and a status page here.
 listen = "127.0.0.1:9187"
-# If set, requests must carry `Authorization: Bearer <token>`.
+# If set, requests must carry `Authorization: Bearer <token>`. Required when `listen` is not a
+# loopback address (0.0.0.0, a LAN address): ppsync refuses to start without it.
 token = ""
+# The endpoint answers only requests whose Host is a loopback name or address (localhost,
+# 127.0.0.1, [::1]) or its own listen address, so a web page whose name resolves to this
+# machine (DNS rebinding) gets nothing from it (421). Names it is reached by, e.g. behind a
+# reverse proxy or scraped by a DNS name: ["status.example.com"].
+allowed_hosts = []
 
 [fleet]
 # `ppsync run` with firms registered (`ppsync firm add`): how often an instance looks for firms to
@@ -643,12 +701,73 @@ mod tests {
                 "unknown resource `widgets`",
             ),
             ("[budget]\nrequests = \"many\"", "requests"),
+            (
+                "[http]\nlisten = \"0.0.0.0:9187\"",
+                "`http.token` is not set",
+            ),
+            (
+                "[http]\nallowed_hosts = [\"http://status.example\"]",
+                "http.allowed_hosts",
+            ),
+            ("[http]\nallowed_hosts = [\"status.example:80\"]", "without"),
+            ("[http]\nallowed_hosts = [\"*.example\"]", "wildcard"),
+            (
+                "[http]\nallowed_hosts = \"status.example\"",
+                "allowed_hosts",
+            ),
         ];
         for (toml, want) in cases {
             let e = from_toml(toml).unwrap_err().to_string();
             assert!(e.contains(want), "{toml}: {e}");
             assert!(!e.contains('\n'), "one line: {e}");
         }
+    }
+
+    #[test]
+    fn a_status_endpoint_off_loopback_needs_a_token() {
+        for listen in [
+            "0.0.0.0:9187",
+            "[::]:9187",
+            "192.168.1.5:9187",
+            "[fe80::1]:9187",
+        ] {
+            let e = from_toml(&format!("[http]\nlisten = \"{listen}\""))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("http.listen") && e.contains("http.token"), "{e}");
+            let c = from_toml(&format!("[http]\nlisten = \"{listen}\"\ntoken = \"t0k\"")).unwrap();
+            assert_eq!(c.http_listen.unwrap().to_string(), listen);
+        }
+        for listen in [
+            "127.0.0.1:9187",
+            "127.0.0.2:1",
+            "[::1]:9187",
+            "[::ffff:127.0.0.1]:9187",
+            "off",
+        ] {
+            from_toml(&format!("[http]\nlisten = \"{listen}\""))
+                .unwrap_or_else(|e| panic!("{listen}: {e}"));
+        }
+        // An empty token is no token.
+        assert!(from_toml("[http]\nlisten = \"0.0.0.0:9187\"\ntoken = \"\"").is_err());
+    }
+
+    #[test]
+    fn allowed_hosts_are_normalised() {
+        let c = from_toml(
+            "[http]\nallowed_hosts = [\"Status.Example.COM.\", \"[::1]\", \"10.0.0.7\", \"xn--bcher-kva.example\"]",
+        )
+        .unwrap();
+        assert_eq!(
+            c.http_allowed_hosts,
+            [
+                "status.example.com",
+                "::1",
+                "10.0.0.7",
+                "xn--bcher-kva.example"
+            ]
+        );
+        assert!(from_toml(TEMPLATE).unwrap().http_allowed_hosts.is_empty());
     }
 
     #[test]

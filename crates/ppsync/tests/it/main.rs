@@ -13,4 +13,5 @@ mod fleet;
 mod kill;
 mod odd_records;
 mod probe;
+mod security;
 mod status_http;
