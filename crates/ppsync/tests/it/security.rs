@@ -37,3 +37,223 @@ async fn a_status_endpoint_off_loopback_without_a_token_is_refused() {
         );
     }
 }
+
+/// A running `ppsync auth login`: its stderr lines as they come; killed if the test ends early.
+struct Login {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: Vec<String>,
+}
+
+impl Login {
+    fn start(config: &std::path::Path) -> Login {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ppsync"))
+            .arg("--config")
+            .arg(config)
+            .args(["auth", "login"])
+            .env_remove("PPSYNC_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Login {
+            child,
+            lines,
+            stderr: Vec::new(),
+        }
+    }
+
+    /// Reads stderr until a line containing `what` (10 s at most).
+    fn until(&mut self, what: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(std::time::Duration::from_secs(10)) {
+                Ok(line) => {
+                    self.stderr.push(line.clone());
+                    if line.contains(what) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {what:?}; stderr so far: {:#?}", self.stderr),
+            }
+        }
+    }
+
+    /// The authorize URL it printed (once it is listening) and the `state` in it.
+    fn authorize_url(&mut self) -> (String, String) {
+        self.until("Waiting for the redirect");
+        let url = self
+            .stderr
+            .iter()
+            .find_map(|l| l.trim().strip_prefix("http").map(|u| format!("http{u}")))
+            .expect("the authorize URL is printed");
+        let state = url::Url::parse(&url)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned())
+            .expect("the URL carries a state");
+        (url, state)
+    }
+
+    fn still_waiting(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Exit code, stdout, and every stderr line.
+    fn finish(mut self) -> (i32, String, Vec<String>) {
+        use std::io::Read as _;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let code = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s.code().unwrap_or(-1);
+            }
+            assert!(std::time::Instant::now() < deadline, "login did not end");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        while let Ok(l) = self
+            .lines
+            .recv_timeout(std::time::Duration::from_millis(500))
+        {
+            self.stderr.push(l);
+        }
+        (code, out, std::mem::take(&mut self.stderr))
+    }
+}
+
+impl Drop for Login {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_callback_escapes_what_it_echoes_and_waits_for_its_own_state() {
+    let sim = sim(0.005).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let callback = format!("http://127.0.0.1:{port}/callback");
+    let config = write_config(dir.path(), &sim, &format!("redirect_uri = {callback:?}"));
+    let http = reqwest::Client::new();
+    let get = async |url: String| {
+        let resp = http.get(url).send().await.expect("the callback answers");
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    };
+    let xss = "%3Cscript%3Ealert(1)%3C%2Fscript%3E";
+
+    let mut login = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut l = Login::start(&config);
+            let url = l.authorize_url();
+            (l, url)
+        })
+        .await
+        .unwrap()
+    };
+    let (url, state) = std::mem::take(&mut login.1);
+    let mut login = login.0;
+    assert_eq!(state.len(), 32, "{state}");
+    // What any page the user has open can make the browser request: each is answered with an
+    // escaped page, and the login goes on waiting.
+    for query in [
+        format!("error={xss}&state=wrong"),
+        format!("error={xss}"),
+        "code=forged&state=wrong".to_string(),
+        "code=forged".to_string(),
+        format!("code=forged&state={}", &state[..31]),
+    ] {
+        let (code, page) = get(format!("{callback}?{query}")).await;
+        assert_eq!(code, 400, "{query}: {page}");
+        assert!(
+            !page.contains("<script>") && page.contains("still waiting"),
+            "{query}: {page}"
+        );
+        if query.starts_with("error") {
+            assert!(
+                page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+                "{page}"
+            );
+        }
+        assert!(login.still_waiting(), "{query} ended the login");
+    }
+    // The real redirect: the simulator consents and sends the browser to the callback.
+    let (code, page) = get(url).await;
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("ppsync is authorized"), "{page}");
+    let (code, out, stderr) = tokio::task::spawn_blocking(move || login.finish())
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out}{stderr:#?}");
+    assert!(out.contains("authorized; credentials stored"), "{out}");
+    let ignored = stderr
+        .iter()
+        .filter(|l| l.starts_with("ignored a request"))
+        .count();
+    assert_eq!(ignored, 5, "each ignored request is said: {stderr:#?}");
+    assert!(
+        stderr
+            .iter()
+            .all(|l| !l.contains("forged") && !l.contains("script")),
+        "nothing a page sent reaches the terminal: {stderr:#?}"
+    );
+    let (code, _, err) = run_cli_async(&config, &["auth", "status"]).await;
+    assert_eq!(code, 0, "{err}");
+
+    // The server's own refusal (this login's state) ends the login: escaped in the page, one
+    // line on the terminal, and the stored credentials kept.
+    let login = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut l = Login::start(&config);
+            let url = l.authorize_url();
+            (l, url)
+        })
+        .await
+        .unwrap()
+    };
+    let state = login.1.1.clone();
+    let (code, page) = get(format!(
+        "{callback}?error=%3Cb%3Edenied%3C%2Fb%3E&state={state}"
+    ))
+    .await;
+    assert_eq!(code, 400, "{page}");
+    assert!(
+        page.contains("refused: &lt;b&gt;denied&lt;/b&gt;") && !page.contains("<b>"),
+        "{page}"
+    );
+    let (code, out, stderr) = tokio::task::spawn_blocking(move || login.0.finish())
+        .await
+        .unwrap();
+    assert_eq!(code, 2, "{out}{stderr:#?}");
+    let last = stderr.last().unwrap();
+    assert!(
+        last.starts_with("error: authorization was refused: <b>denied</b>")
+            && last.contains("ppsync auth login"),
+        "{stderr:#?}"
+    );
+    let (code, _, err) = run_cli_async(&config, &["auth", "status"]).await;
+    assert_eq!(code, 0, "the credentials stored before are kept: {err}");
+}
