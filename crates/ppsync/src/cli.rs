@@ -296,7 +296,7 @@ async fn firm_command(cfg: Config, cmd: FirmCommand) -> anyhow::Result<i32> {
                     "name": f.name,
                     "client_id": f.client_id,
                     "client_secret_set": !f.client_secret.expose_secret().is_empty(),
-                    "settings": f.settings,
+                    "settings": config::redact_settings(&f.settings),
                     "registered_at": f.created_at,
                     "mirror": store.location(),
                     "credentials_stored": tokens.is_some(),

@@ -507,6 +507,58 @@ pub fn check_firm_settings(name: &str, settings: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// A firm's settings fit to show (`ppsync firm list`): the webhook's secret and command (which
+/// commonly carries a credential) hidden, a webhook URL cut to its origin (Slack's and Teams' are
+/// themselves the secret), any URL's password hidden, and any key that names a secret or token.
+pub fn redact_settings(settings: &str) -> String {
+    const HIDDEN: &str = "(hidden)";
+    fn walk(table: &mut toml::Table, path: &str) {
+        for (key, value) in table.iter_mut() {
+            let at = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            match value {
+                toml::Value::Table(t) => walk(t, &at),
+                toml::Value::String(s) if s.is_empty() => {}
+                toml::Value::String(s) => {
+                    let k = key.to_ascii_lowercase();
+                    if at == "notify.command"
+                        || ["secret", "token", "password"]
+                            .iter()
+                            .any(|w| k.contains(w))
+                    {
+                        *s = HIDDEN.to_string();
+                    } else if let Ok(mut u) = url::Url::parse(s) {
+                        if at == "notify.webhook_url" {
+                            let tail = u.path() != "/" || u.query().is_some();
+                            *s = format!(
+                                "{}{}",
+                                u.origin().ascii_serialization(),
+                                if tail { "/(hidden)" } else { "" }
+                            );
+                        } else if u.password().is_some() {
+                            let _ = u.set_password(Some(HIDDEN));
+                            *s = u.to_string();
+                        }
+                    }
+                }
+                // Anything else is a number, a duration or a flag, or a list of them.
+                _ => {}
+            }
+        }
+    }
+    match settings.parse::<toml::Table>() {
+        Ok(mut t) => {
+            walk(&mut t, "");
+            t.to_string()
+        }
+        // Checked when the firm was added: only an edit in the database gets here.
+        Err(_) => "(hidden: not TOML)".to_string(),
+    }
+}
+
 /// `key.path=value` pairs as a TOML fragment (a value that is not TOML is taken as a string).
 pub fn settings_from_pairs(pairs: &[String]) -> Result<String, Error> {
     let mut root = toml::Table::new();
@@ -768,6 +820,39 @@ mod tests {
             ]
         );
         assert!(from_toml(TEMPLATE).unwrap().http_allowed_hosts.is_empty());
+    }
+
+    #[test]
+    fn settings_are_shown_without_their_secrets() {
+        let settings = settings_from_pairs(&[
+            "budget.requests=250".into(),
+            "notify.webhook_secret=whs3cret".into(),
+            "notify.webhook_url=https://hooks.example.com/services/T0/B0/hookpath?k=qs3cret".into(),
+            "notify.command=curl -H 'Authorization: Bearer cmds3cret' https://x".into(),
+            "api_base_url=https://user:urls3cret@api.example.com/".into(),
+            "notify.window=7d".into(),
+        ])
+        .unwrap();
+        let shown = redact_settings(&settings);
+        for secret in ["whs3cret", "hookpath", "qs3cret", "cmds3cret", "urls3cret"] {
+            assert!(settings.contains(secret), "{settings}");
+            assert!(!shown.contains(secret), "{secret} shown: {shown}");
+        }
+        let t: toml::Table = shown.parse().unwrap();
+        assert_eq!(t["budget"]["requests"].as_integer(), Some(250));
+        assert_eq!(t["notify"]["window"].as_str(), Some("7d"));
+        assert_eq!(t["notify"]["webhook_secret"].as_str(), Some("(hidden)"));
+        assert_eq!(t["notify"]["command"].as_str(), Some("(hidden)"));
+        assert_eq!(
+            t["notify"]["webhook_url"].as_str(),
+            Some("https://hooks.example.com/(hidden)")
+        );
+        assert_eq!(
+            t["api_base_url"].as_str(),
+            Some("https://user:(hidden)@api.example.com/")
+        );
+        assert_eq!(redact_settings("a = ["), "(hidden: not TOML)");
+        assert_eq!(redact_settings(""), "");
     }
 
     #[test]

@@ -257,3 +257,72 @@ async fn the_login_callback_escapes_what_it_echoes_and_waits_for_its_own_state()
     let (code, _, err) = run_cli_async(&config, &["auth", "status"]).await;
     assert_eq!(code, 0, "the credentials stored before are kept: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firm_list_never_prints_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ppsync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database_url = {:?}\nclient_id = \"home-id\"\nclient_secret = \"home-s3cret\"\n",
+            test_database_url(dir.path())
+        ),
+    )
+    .unwrap();
+    let secrets = [
+        "client-s3cret",
+        "whs3cret",
+        "hookpath",
+        "cmds3cret",
+        "home-s3cret",
+    ];
+    let (code, out, err) = run_cli_async(
+        &config,
+        &[
+            "firm",
+            "add",
+            "acme",
+            "--client-id",
+            "acme-id",
+            "--client-secret",
+            "client-s3cret",
+            "--set",
+            "notify.webhook_secret=whs3cret",
+            "--set",
+            "notify.webhook_url=https://hooks.example.com/services/T0/hookpath",
+            "--set",
+            "notify.command=curl -H 'Authorization: Bearer cmds3cret' https://x",
+            "--set",
+            "budget.requests=250",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    for args in [&["firm", "list", "--json"][..], &["firm", "list"]] {
+        let (code, out, err) = run_cli_async(&config, args).await;
+        assert_eq!(code, 0, "{err}");
+        for s in secrets {
+            assert!(
+                !out.contains(s) && !err.contains(s),
+                "{args:?} shows {s}: {out}{err}"
+            );
+        }
+        assert!(out.contains("acme-id"), "{out}");
+    }
+    let (_, out, _) = run_cli_async(&config, &["firm", "list", "--json"]).await;
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let acme = &list[0];
+    assert_eq!(acme["client_secret_set"], true);
+    // What is set is still visible, only not what it is.
+    let settings: toml::Table = acme["settings"].as_str().unwrap().parse().unwrap();
+    assert_eq!(settings["budget"]["requests"].as_integer(), Some(250));
+    assert_eq!(
+        settings["notify"]["webhook_secret"].as_str(),
+        Some("(hidden)")
+    );
+    assert_eq!(
+        settings["notify"]["webhook_url"].as_str(),
+        Some("https://hooks.example.com/(hidden)")
+    );
+}
