@@ -326,3 +326,50 @@ async fn firm_list_never_prints_a_secret() {
         Some("https://hooks.example.com/(hidden)")
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn init_writes_a_config_only_its_owner_can_read() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let fresh = dir.path().join("fresh.toml");
+    let (code, out, err) = run_cli(&fresh, &["init"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(mode(&fresh), 0o600);
+    assert_eq!(
+        std::fs::read_to_string(&fresh).unwrap(),
+        ppsync::config::TEMPLATE
+    );
+
+    // Overwriting a file others could read makes it private too; without --force it is kept.
+    let old = dir.path().join("old.toml");
+    std::fs::write(&old, "client_secret = \"s3cret\"\n").unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = run_cli(&old, &["init"]);
+    assert_eq!(code, 2);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("already exists") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(mode(&old), 0o644, "left as it was");
+    assert_eq!(
+        std::fs::read_to_string(&old).unwrap(),
+        "client_secret = \"s3cret\"\n"
+    );
+    let (code, out, err) = run_cli(&old, &["init", "--force"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(mode(&old), 0o600);
+    assert_eq!(
+        std::fs::read_to_string(&old).unwrap(),
+        ppsync::config::TEMPLATE
+    );
+
+    let (code, _, err) = run_cli(&dir.path().join("no-such-dir/x.toml"), &["init"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.lines().count() == 1 && err.contains("no-such-dir/x.toml"),
+        "{err}"
+    );
+}
