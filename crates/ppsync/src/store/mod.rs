@@ -283,6 +283,23 @@ impl Store {
                 parent.display()
             )));
         }
+        // A new file is created private before SQLite opens it: SQLite gives its -wal and -shm
+        // the database file's mode, and a file made private only after opening could already
+        // have been opened by another user (`restrict_permissions` also covers older files).
+        #[cfg(unix)]
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(open_err(format!("cannot create: {e}"))),
+            }
+        }
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -1986,12 +2003,17 @@ fn sqlite_path(url: &str) -> Option<PathBuf> {
     (!rest.is_empty()).then(|| PathBuf::from(rest))
 }
 
-/// The database holds the OAuth tokens: keep it private to its owner.
+/// The database holds the OAuth tokens: keep it, and the WAL beside it (recent pages, tokens
+/// among them), private to its owner.
 fn restrict_permissions(path: &Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+        }
     }
 }
 

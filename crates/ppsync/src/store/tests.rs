@@ -314,3 +314,43 @@ async fn a_fenced_store_commits_only_while_the_claim_holds() {
         "only the fenced commits while held"
     );
 }
+
+fn tokens(tag: &str) -> Tokens {
+    Tokens {
+        access_token: SecretString::from(format!("access-{tag}")),
+        refresh_token: SecretString::from(format!("refresh-{tag}")),
+        expires_at: parse_api_time("2026-11-25T12:00:00").unwrap(),
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_sqlite_mirror_and_its_wal_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let files = || {
+        ["", "-wal", "-shm"].map(|s| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(s);
+            std::path::PathBuf::from(p)
+        })
+    };
+    let store = Store::open(path.to_str().unwrap()).await.unwrap();
+    store.save(&tokens("a")).await.unwrap();
+    for f in files() {
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+    }
+    // A file made before (or by hand) with others allowed to read is made private on opening.
+    store.close().await;
+    for f in files().iter().filter(|f| f.exists()) {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let store = Store::open(path.to_str().unwrap()).await.unwrap();
+    store.save(&tokens("b")).await.unwrap();
+    for f in files() {
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+    }
+}
