@@ -474,9 +474,13 @@ fn load((config, firm): &(Option<PathBuf>, Option<String>)) -> anyhow::Result<Co
 }
 
 fn check_firm_name(name: &str) -> anyhow::Result<()> {
-    if !crate::store::valid_schema(name) || name == "public" {
+    if !crate::store::valid_schema(name)
+        || name == "public"
+        || name.ends_with(crate::store::SECRETS_SUFFIX)
+    {
         bail!(
-            "firm name {name:?} is not allowed: use up to 40 lowercase letters, digits and _, starting with a letter (not public or pg_*)"
+            "firm name {name:?} is not allowed: use up to 40 lowercase letters, digits and _, starting with a letter (not public, pg_*, or ending in {})",
+            crate::store::SECRETS_SUFFIX
         );
     }
     Ok(())

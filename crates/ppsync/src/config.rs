@@ -415,10 +415,16 @@ impl Config {
                 .filter(|s| !s.is_empty()),
             database_schema: match raw.database_schema.as_deref().map(str::trim) {
                 None | Some("") => None,
-                Some(s) if crate::store::valid_schema(s) => Some(s.to_string()),
+                Some(s)
+                    if crate::store::valid_schema(s)
+                        && !s.ends_with(crate::store::SECRETS_SUFFIX) =>
+                {
+                    Some(s.to_string())
+                }
                 Some(s) => {
                     return Err(err(format!(
-                        "`database_schema` = {s:?} is not a schema name: use lowercase letters, digits and _, starting with a letter"
+                        "`database_schema` = {s:?} is not a schema name: use lowercase letters, digits and _, starting with a letter, not ending in {} (the tokens' schema is named so)",
+                        crate::store::SECRETS_SUFFIX
                     )));
                 }
             },
@@ -767,6 +773,8 @@ mod tests {
                 "[http]\nallowed_hosts = \"status.example\"",
                 "allowed_hosts",
             ),
+            ("database_schema = \"acme_secrets\"", "_secrets"),
+            ("database_schema = \"Acme\"", "database_schema"),
         ];
         for (toml, want) in cases {
             let e = from_toml(toml).unwrap_err().to_string();

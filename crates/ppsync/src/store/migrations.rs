@@ -75,6 +75,12 @@ pub(super) const POSTGRES: &[Source] = &[
         "record issues",
         include_str!("../../migrations/postgres/0004_record_issues.sql"),
     ),
+    // 5 and 6 are taken by work on other branches.
+    (
+        7,
+        "secrets schema",
+        include_str!("../../migrations/postgres/0007_secrets_schema.sql"),
+    ),
 ];
 
 /// The migrator for one backend's list.

@@ -259,6 +259,15 @@ pub fn test_database_url(dir: &std::path::Path) -> String {
     }
 }
 
+/// The table holding a store's OAuth tokens: in the SQLite file, or in the PostgreSQL secrets
+/// schema (one row per store there: a test database holds one store's).
+pub fn tokens_table(store: &ppsync::store::Store) -> String {
+    match store.secrets_schema() {
+        Some(s) => format!("\"{s}\".oauth_tokens"),
+        None => "oauth_tokens".to_string(),
+    }
+}
+
 /// Runs a statement on either backend.
 pub async fn exec(store: &ppsync::store::Store, sql: &str) {
     let sql = sqlx::AssertSqlSafe(sql.to_string());
