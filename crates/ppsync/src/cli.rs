@@ -296,6 +296,7 @@ async fn daemon(cfg: Config) -> anyhow::Result<i32> {
             schedule: daemon_cfg.schedule.clone(),
             clock: clock.clone(),
             token: cfg.http_token.clone(),
+            hosts: crate::status_http::Hosts::from_config(&cfg),
             notify_window: cfg.notify.window,
         };
         let stop = shutdown.clone();
@@ -365,7 +366,7 @@ async fn firm_command(cfg: Config, cmd: FirmCommand) -> anyhow::Result<i32> {
                     "name": f.name,
                     "client_id": f.client_id,
                     "client_secret_set": !f.client_secret.expose_secret().is_empty(),
-                    "settings": f.settings,
+                    "settings": config::redact_settings(&f.settings),
                     "registered_at": f.created_at,
                     "mirror": store.location(),
                     "credentials_stored": tokens.is_some(),
@@ -468,6 +469,7 @@ async fn fleet(cfg: Config, home: Store, clock: Arc<dyn Clock>) -> anyhow::Resul
             instance: instance.clone(),
             firms: serving.clone(),
             token: cfg.http_token.clone(),
+            hosts: crate::status_http::Hosts::from_config(&cfg),
         };
         let stop = shutdown.clone();
         tokio::spawn(async move {
@@ -542,9 +544,13 @@ fn load((config, firm): &(Option<PathBuf>, Option<String>)) -> anyhow::Result<Co
 }
 
 fn check_firm_name(name: &str) -> anyhow::Result<()> {
-    if !crate::store::valid_schema(name) || name == "public" {
+    if !crate::store::valid_schema(name)
+        || name == "public"
+        || name.ends_with(crate::store::SECRETS_SUFFIX)
+    {
         bail!(
-            "firm name {name:?} is not allowed: use up to 40 lowercase letters, digits and _, starting with a letter (not public or pg_*)"
+            "firm name {name:?} is not allowed: use up to 40 lowercase letters, digits and _, starting with a letter (not public, pg_*, or ending in {})",
+            crate::store::SECRETS_SUFFIX
         );
     }
     Ok(())
@@ -554,14 +560,41 @@ fn init(path: Option<PathBuf>, force: bool) -> anyhow::Result<i32> {
     let path = path
         .or_else(|| std::env::var_os("PPSYNC_CONFIG").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
-    if path.exists() && !force {
-        bail!(
+    let exists = || {
+        anyhow::anyhow!(
             "{} already exists: edit it, or pass --force to overwrite it",
             path.display()
-        );
+        )
+    };
+    if path.exists() && !force {
+        return Err(exists());
     }
-    std::fs::write(&path, config::TEMPLATE)
-        .with_context(|| format!("writing {}", path.display()))?;
+    // The file will hold the client secret (and maybe a webhook secret, the status token): it is
+    // readable by its owner only from the moment it exists.
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true);
+    if force {
+        opts.create(true).truncate(true);
+    } else {
+        opts.create_new(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let written = opts.open(&path).and_then(|mut f| {
+        // An existing file (--force) keeps its mode when opened: made private before it is written.
+        #[cfg(unix)]
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        f.write_all(config::TEMPLATE.as_bytes())
+    });
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists()),
+        r => r.with_context(|| {
+            format!(
+                "cannot write {}: choose a writable --config path",
+                path.display()
+            )
+        })?,
+    }
     outln!(
         "wrote {}: set client_id and client_secret, then run `ppsync auth login`",
         path.display()
@@ -992,7 +1025,11 @@ async fn export(cfg: Config, args: ExportArgs) -> anyhow::Result<i32> {
                 .await?;
         }
         Format::Csv => {
-            let mut w = csv::Writer::from_writer(&mut out);
+            // Every cell quoted (OWASP's advice: a spreadsheet that splits on `;` or tabs
+            // cannot start a new cell inside one), and each neutralised (`csv_cell`).
+            let mut w = csv::WriterBuilder::new()
+                .quote_style(csv::QuoteStyle::Always)
+                .from_writer(&mut out);
             let mut header = vec!["id", "created_at", "updated_at", "deleted_at"];
             header.extend(res.columns.iter().map(|c| c.name));
             header.push("data");
@@ -1007,7 +1044,10 @@ async fn export(cfg: Config, args: ExportArgs) -> anyhow::Result<i32> {
                     ];
                     rec.extend(r.columns.iter().map(|c| c.clone().unwrap_or_default()));
                     rec.push(r.data);
-                    w.write_record(&rec).map_err(csv_io)
+                    for cell in &rec {
+                        w.write_field(csv_cell(cell).as_bytes()).map_err(csv_io)?;
+                    }
+                    w.write_record(None::<&[u8]>).map_err(csv_io)
                 })
                 .await?;
             w.flush()?;
@@ -1015,6 +1055,34 @@ async fn export(cfg: Config, args: ExportArgs) -> anyhow::Result<i32> {
     }
     out.flush()?;
     Ok(0)
+}
+
+/// A cell a spreadsheet would run as a formula (OWASP, CSV injection: one starting with `=`, `+`,
+/// `-`, `@`, a tab or a carriage return) gets a leading `'`, which makes it text; a plain number
+/// (`-12.5`, `+3`, `-1e5`) is left as it is, since it runs nothing.
+fn csv_cell(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') if !plain_number(cell) => {
+            format!("'{cell}").into()
+        }
+        _ => cell.into(),
+    }
+}
+
+/// An optional sign, digits with at most one decimal point, and an optional exponent: what the
+/// store writes for its numeric columns. Not `f64::from_str`, which takes `inf` and `NaN`.
+fn plain_number(s: &str) -> bool {
+    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let (mantissa, exponent) = match s.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e.strip_prefix(['+', '-']).unwrap_or(e))),
+        None => (s, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    (!int.is_empty() || !frac.is_empty())
+        && digits(int)
+        && digits(frac)
+        && exponent.is_none_or(|e| !e.is_empty() && digits(e))
 }
 
 /// A CSV error as the I/O error it wraps, if it is one (a closed pipe must stay recognisable).
@@ -1109,3 +1177,47 @@ impl ProgressSink for Bars {
 
 /// The by-id reads' bar (not a resource name).
 const DETAILS_BAR: &str = " details";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_neutralised_and_numbers_kept() {
+        for (cell, want) in [
+            ("=1+1", "'=1+1"),
+            (
+                "=HYPERLINK(\"http://evil.example\")",
+                "'=HYPERLINK(\"http://evil.example\")",
+            ),
+            ("+1 (555) 010-0199", "'+1 (555) 010-0199"),
+            ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
+            ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "'\r=1"),
+            ("-", "'-"),
+            ("--1", "'--1"),
+            ("-1-1", "'-1-1"),
+            ("-1e", "'-1e"),
+            ("-.", "'-."),
+            ("-1.2.3", "'-1.2.3"),
+            ("-inf", "'-inf"),
+            ("-NaN", "'-NaN"),
+            ("+Infinity", "'+Infinity"),
+            ("-0x10", "'-0x10"),
+            ("-12.5", "-12.5"),
+            ("-12", "-12"),
+            ("+3", "+3"),
+            ("-1e5", "-1e5"),
+            ("-2.5E-3", "-2.5E-3"),
+            ("-.5", "-.5"),
+            ("12", "12"),
+            ("a=b", "a=b"),
+            (" =1", " =1"),
+            ("{\"a\":\"=1\"}", "{\"a\":\"=1\"}"),
+            ("", ""),
+        ] {
+            assert_eq!(csv_cell(cell), want, "{cell:?}");
+        }
+    }
+}

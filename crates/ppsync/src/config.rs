@@ -90,6 +90,7 @@ impl StrList {
 struct RawHttp {
     listen: Option<String>,
     token: Option<String>,
+    allowed_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +166,8 @@ pub struct Config {
     /// Where `ppsync run` serves /healthz, /metrics, /status and the status page (None: off).
     pub http_listen: Option<std::net::SocketAddr>,
     pub http_token: Option<SecretString>,
+    /// Host names the endpoint answers besides loopback ones and its own address (lowercase).
+    pub http_allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -440,16 +443,35 @@ impl Config {
                 err(format!("`http.listen` = {a:?} is not an address: write it like \"127.0.0.1:9187\", or \"off\""))
             })?),
         };
+        let http_token = raw
+            .http
+            .token
+            .filter(|t| !t.is_empty())
+            .map(SecretString::from);
+        // Anyone who can reach a non-loopback address could read the firm's status (names,
+        // deadlines, counts): such an endpoint must ask for the token.
+        if let Some(addr) = http_listen
+            && !is_loopback(addr.ip())
+            && http_token.is_none()
+        {
+            return Err(err(format!(
+                "`http.listen` = \"{addr}\" is reachable from other machines but `http.token` is not set: set http.token (clients then send Authorization: Bearer <token>), or listen on 127.0.0.1"
+            )));
+        }
+        let http_allowed_hosts = raw
+            .http
+            .allowed_hosts
+            .unwrap_or_default()
+            .iter()
+            .map(|h| allowed_host(h))
+            .collect::<Result<Vec<_>, _>>()?;
         sync.notify_window = notify.window;
         Ok(Config {
             reconcile_at,
             notify,
             http_listen,
-            http_token: raw
-                .http
-                .token
-                .filter(|t| !t.is_empty())
-                .map(SecretString::from),
+            http_token,
+            http_allowed_hosts,
             source,
             figment,
             firm: None,
@@ -465,10 +487,16 @@ impl Config {
                 .filter(|s| !s.is_empty()),
             database_schema: match raw.database_schema.as_deref().map(str::trim) {
                 None | Some("") => None,
-                Some(s) if crate::store::valid_schema(s) => Some(s.to_string()),
+                Some(s)
+                    if crate::store::valid_schema(s)
+                        && !s.ends_with(crate::store::SECRETS_SUFFIX) =>
+                {
+                    Some(s.to_string())
+                }
                 Some(s) => {
                     return Err(err(format!(
-                        "`database_schema` = {s:?} is not a schema name: use lowercase letters, digits and _, starting with a letter"
+                        "`database_schema` = {s:?} is not a schema name: use lowercase letters, digits and _, starting with a letter, not ending in {} (the tokens' schema is named so)",
+                        crate::store::SECRETS_SUFFIX
                     )));
                 }
             },
@@ -557,6 +585,58 @@ pub fn check_firm_settings(name: &str, settings: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// A firm's settings fit to show (`ppsync firm list`): the webhook's secret and command (which
+/// commonly carries a credential) hidden, a webhook URL cut to its origin (Slack's and Teams' are
+/// themselves the secret), any URL's password hidden, and any key that names a secret or token.
+pub fn redact_settings(settings: &str) -> String {
+    const HIDDEN: &str = "(hidden)";
+    fn walk(table: &mut toml::Table, path: &str) {
+        for (key, value) in table.iter_mut() {
+            let at = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            match value {
+                toml::Value::Table(t) => walk(t, &at),
+                toml::Value::String(s) if s.is_empty() => {}
+                toml::Value::String(s) => {
+                    let k = key.to_ascii_lowercase();
+                    if at == "notify.command"
+                        || ["secret", "token", "password"]
+                            .iter()
+                            .any(|w| k.contains(w))
+                    {
+                        *s = HIDDEN.to_string();
+                    } else if let Ok(mut u) = url::Url::parse(s) {
+                        if at == "notify.webhook_url" {
+                            let tail = u.path() != "/" || u.query().is_some();
+                            *s = format!(
+                                "{}{}",
+                                u.origin().ascii_serialization(),
+                                if tail { "/(hidden)" } else { "" }
+                            );
+                        } else if u.password().is_some() {
+                            let _ = u.set_password(Some(HIDDEN));
+                            *s = u.to_string();
+                        }
+                    }
+                }
+                // Anything else is a number, a duration or a flag, or a list of them.
+                _ => {}
+            }
+        }
+    }
+    match settings.parse::<toml::Table>() {
+        Ok(mut t) => {
+            walk(&mut t, "");
+            t.to_string()
+        }
+        // Checked when the firm was added: only an edit in the database gets here.
+        Err(_) => "(hidden: not TOML)".to_string(),
+    }
+}
+
 /// `key.path=value` pairs as a TOML fragment (a value that is not TOML is taken as a string).
 pub fn settings_from_pairs(pairs: &[String]) -> Result<String, Error> {
     let mut root = toml::Table::new();
@@ -587,6 +667,36 @@ pub fn settings_from_pairs(pairs: &[String]) -> Result<String, Error> {
         table.insert(parts[parts.len() - 1].to_string(), parsed);
     }
     Ok(root.to_string())
+}
+
+/// A loopback address, IPv4-mapped ones included (`::ffff:127.0.0.1`).
+pub fn is_loopback(ip: std::net::IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
+/// An `http.allowed_hosts` entry: a host name or an IP address, without scheme or port;
+/// lowercased, and without a trailing dot (`status.example.` is `status.example`).
+fn allowed_host(entry: &str) -> Result<String, Error> {
+    let h = entry.trim().trim_end_matches('.').to_ascii_lowercase();
+    let ip = h.trim_start_matches('[').trim_end_matches(']');
+    let name_ok = !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if ip.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(ip.to_string());
+    }
+    if !name_ok {
+        return Err(err(format!(
+            "`http.allowed_hosts` entry {entry:?} is not a host name: write names only, without scheme, port or wildcard, e.g. [\"status.example.com\"]"
+        )));
+    }
+    Ok(h)
 }
 
 fn one_line(s: &str) -> String {
@@ -685,8 +795,14 @@ max_attempts = 10
 [http]
 # `ppsync run` serves /healthz, /metrics (Prometheus), /status (JSON) and a status page here.
 listen = "127.0.0.1:9187"
-# If set, requests must carry `Authorization: Bearer <token>`.
+# If set, requests must carry `Authorization: Bearer <token>`. Required when `listen` is not a
+# loopback address (0.0.0.0, a LAN address): ppsync refuses to start without it.
 token = ""
+# The endpoint answers only requests whose Host is a loopback name or address (localhost,
+# 127.0.0.1, [::1]) or its own listen address, so a web page whose name resolves to this
+# machine (DNS rebinding) gets nothing from it (421). Names it is reached by, e.g. behind a
+# reverse proxy or scraped by a DNS name: ["status.example.com"].
+allowed_hosts = []
 
 [fleet]
 # `ppsync run` with firms registered (`ppsync firm add`): how often an instance looks for firms to
@@ -762,12 +878,108 @@ mod tests {
                 "[notify]\ncommand_timeout = \"0s\"",
                 "notify.command_timeout",
             ),
+            (
+                "[http]\nlisten = \"0.0.0.0:9187\"",
+                "`http.token` is not set",
+            ),
+            (
+                "[http]\nallowed_hosts = [\"http://status.example\"]",
+                "http.allowed_hosts",
+            ),
+            ("[http]\nallowed_hosts = [\"status.example:80\"]", "without"),
+            ("[http]\nallowed_hosts = [\"*.example\"]", "wildcard"),
+            (
+                "[http]\nallowed_hosts = \"status.example\"",
+                "allowed_hosts",
+            ),
+            ("database_schema = \"acme_secrets\"", "_secrets"),
+            ("database_schema = \"Acme\"", "database_schema"),
         ];
         for (toml, want) in cases {
             let e = from_toml(toml).unwrap_err().to_string();
             assert!(e.contains(want), "{toml}: {e}");
             assert!(!e.contains('\n'), "one line: {e}");
         }
+    }
+
+    #[test]
+    fn a_status_endpoint_off_loopback_needs_a_token() {
+        for listen in [
+            "0.0.0.0:9187",
+            "[::]:9187",
+            "192.168.1.5:9187",
+            "[fe80::1]:9187",
+        ] {
+            let e = from_toml(&format!("[http]\nlisten = \"{listen}\""))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("http.listen") && e.contains("http.token"), "{e}");
+            let c = from_toml(&format!("[http]\nlisten = \"{listen}\"\ntoken = \"t0k\"")).unwrap();
+            assert_eq!(c.http_listen.unwrap().to_string(), listen);
+        }
+        for listen in [
+            "127.0.0.1:9187",
+            "127.0.0.2:1",
+            "[::1]:9187",
+            "[::ffff:127.0.0.1]:9187",
+            "off",
+        ] {
+            from_toml(&format!("[http]\nlisten = \"{listen}\""))
+                .unwrap_or_else(|e| panic!("{listen}: {e}"));
+        }
+        // An empty token is no token.
+        assert!(from_toml("[http]\nlisten = \"0.0.0.0:9187\"\ntoken = \"\"").is_err());
+    }
+
+    #[test]
+    fn allowed_hosts_are_normalised() {
+        let c = from_toml(
+            "[http]\nallowed_hosts = [\"Status.Example.COM.\", \"[::1]\", \"10.0.0.7\", \"xn--bcher-kva.example\"]",
+        )
+        .unwrap();
+        assert_eq!(
+            c.http_allowed_hosts,
+            [
+                "status.example.com",
+                "::1",
+                "10.0.0.7",
+                "xn--bcher-kva.example"
+            ]
+        );
+        assert!(from_toml(TEMPLATE).unwrap().http_allowed_hosts.is_empty());
+    }
+
+    #[test]
+    fn settings_are_shown_without_their_secrets() {
+        let settings = settings_from_pairs(&[
+            "budget.requests=250".into(),
+            "notify.webhook_secret=whs3cret".into(),
+            "notify.webhook_url=https://hooks.example.com/services/T0/B0/hookpath?k=qs3cret".into(),
+            "notify.command=curl -H 'Authorization: Bearer cmds3cret' https://x".into(),
+            "api_base_url=https://user:urls3cret@api.example.com/".into(),
+            "notify.window=7d".into(),
+        ])
+        .unwrap();
+        let shown = redact_settings(&settings);
+        for secret in ["whs3cret", "hookpath", "qs3cret", "cmds3cret", "urls3cret"] {
+            assert!(settings.contains(secret), "{settings}");
+            assert!(!shown.contains(secret), "{secret} shown: {shown}");
+        }
+        let t: toml::Table = shown.parse().unwrap();
+        assert_eq!(t["budget"]["requests"].as_integer(), Some(250));
+        assert_eq!(t["notify"]["window"].as_str(), Some("7d"));
+        assert_eq!(t["notify"]["webhook_secret"].as_str(), Some("(hidden)"));
+        assert_eq!(t["notify"]["command"].as_str(), Some("(hidden)"));
+        assert_eq!(
+            t["notify"]["webhook_url"].as_str(),
+            Some("https://hooks.example.com/(hidden)")
+        );
+        assert_eq!(
+            t["api_base_url"].as_str(),
+            Some("https://user:(hidden)@api.example.com/")
+        );
+        assert_eq!(redact_settings("a = ["), "(hidden: not TOML)");
+        assert_eq!(redact_settings(""), "");
     }
 
     #[test]

@@ -213,7 +213,9 @@ async fn serve_firm(task: FirmTask) {
                     client: engine.client.clone(),
                     schedule: cfg.daemon().schedule,
                     clock: engine.clock.clone(),
+                    // The instance's endpoint checks the token and the Host (`FleetStatus`).
                     token: None,
+                    hosts: Default::default(),
                     notify_window: cfg.notify.window,
                 },
             );

@@ -1,11 +1,19 @@
 //! `ppsync auth login`: catch the authorization redirect on a loopback listener.
+//!
+//! Any web page the user has open can send the browser to the callback URL, with any query. So
+//! only a request carrying this login's `state` is acted on (a code, or the server's error);
+//! any other is answered with an error page and the login goes on waiting for the right one.
+//! Everything echoed into a page is HTML-escaped, and everything echoed to the terminal is
+//! stripped of control characters.
 
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use axum::extract::Query;
-use axum::response::Html;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
 use tokio::sync::mpsc;
 
 /// Prints the authorize URL, listens on the redirect URI's loopback address, and returns the code
@@ -36,28 +44,26 @@ pub async fn wait_for_redirect(
     let expected = state.to_string();
     let app = axum::Router::new().route(
         uri.path(),
-        axum::routing::get(
-            move |Query(q): Query<std::collections::HashMap<String, String>>| {
-                let tx = tx.clone();
-                let expected = expected.clone();
-                async move {
-                    let result = match (q.get("code"), q.get("state"), q.get("error")) {
-                        (_, _, Some(e)) => Err(format!("authorization was refused: {e}")),
-                        (Some(code), Some(s), _) if *s == expected => Ok(code.clone()),
-                        (Some(_), _, _) => {
-                            Err("the redirect's state does not match this login".to_string())
-                        }
-                        _ => Err("the redirect carries no code".to_string()),
-                    };
-                    let page = match &result {
-                        Ok(_) => "ppsync is authorized. You can close this tab.".to_string(),
-                        Err(e) => format!("ppsync authorization failed: {e}"),
-                    };
-                    let _ = tx.send(result).await;
-                    Html(page)
+        axum::routing::get(move |Query(q): Query<HashMap<String, String>>| {
+            let tx = tx.clone();
+            let expected = expected.clone();
+            async move {
+                let (verdict, response) = answer(&q, &expected);
+                match verdict {
+                    Some(result) => {
+                        // The first verdict ends the login; a reload of the page finds it full.
+                        let _ = tx.try_send(result);
+                    }
+                    None => {
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "ignored a request to the redirect address: it does not carry this login's state (still waiting)"
+                        );
+                    }
                 }
-            },
-        ),
+                response
+            }
+        }),
     );
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     // Not eprintln!: a closed stderr (a wrapper that stopped reading) must not abort the login.
@@ -73,5 +79,169 @@ pub async fn wait_for_redirect(
         _ => bail!(
             "no redirect arrived within 5 minutes: run `ppsync auth login` again (or use --paste)"
         ),
+    }
+}
+
+/// What a request to the callback means: `Some` ends the login (the code, or why it failed),
+/// `None` is not this login's redirect (keep waiting); and the page to answer it with.
+fn answer(
+    q: &HashMap<String, String>,
+    expected: &str,
+) -> (Option<Result<String, String>>, Response) {
+    let ours = q
+        .get("state")
+        .is_some_and(|s| crate::status_http::same_bytes(s.as_bytes(), expected.as_bytes()));
+    if !ours {
+        let mut text = "This request does not carry the state of the login ppsync is waiting for, \
+                        so it was ignored; ppsync is still waiting for the authorization."
+            .to_string();
+        if let Some(e) = q.get("error") {
+            text.push_str(&format!(" It said: {}", esc(&clip(e))));
+        }
+        return (None, page(StatusCode::BAD_REQUEST, &text));
+    }
+    let verdict = match (q.get("error"), q.get("code")) {
+        (Some(e), _) => {
+            let mut why = clip(e);
+            if let Some(d) = q.get("error_description") {
+                why = format!("{why} ({})", clip(d));
+            }
+            Err(format!("authorization was refused: {why}"))
+        }
+        (None, Some(code)) if !code.trim().is_empty() => Ok(code.clone()),
+        _ => Err("the redirect carries no code".to_string()),
+    };
+    let response = match &verdict {
+        Ok(_) => page(
+            StatusCode::OK,
+            "ppsync is authorized. You can close this tab.",
+        ),
+        Err(e) => page(
+            StatusCode::BAD_REQUEST,
+            &format!("ppsync authorization failed: {}", esc(e)),
+        ),
+    };
+    (Some(verdict), response)
+}
+
+/// A page of escaped text. It loads nothing (the URL it answers carries the code) and is not kept.
+fn page(status: StatusCode, escaped_text: &str) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_SECURITY_POLICY, "default-src 'none'"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Html(format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>ppsync</title></head>\
+             <body><p>{escaped_text}</p></body></html>"
+        )),
+    )
+        .into_response()
+}
+
+/// What the server (or whoever sent the request) said, fit for a terminal line: no control
+/// characters (an escape sequence could rewrite the screen), at most 200 characters.
+fn clip(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    if s.chars().count() > 200 {
+        out.push('…');
+    }
+    out
+}
+
+/// Escapes text for HTML element content.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    async fn body(r: Response) -> (u16, String) {
+        let status = r.status().as_u16();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn only_this_logins_state_decides() {
+        let xss = "<script>alert(1)</script>";
+        for query in [
+            q(&[("code", "c0de"), ("state", "wrong")]),
+            q(&[("code", "c0de")]),
+            q(&[("error", xss)]),
+            q(&[("error", xss), ("state", "s7at")]),
+            q(&[("error", "access_denied"), ("state", "s7ate-longer")]),
+        ] {
+            let (verdict, resp) = answer(&query, "s7ate");
+            assert!(verdict.is_none(), "{query:?} is ignored");
+            let (status, html) = body(resp).await;
+            assert_eq!(status, 400);
+            assert!(!html.contains("<script>"), "{html}");
+            assert!(html.contains("still waiting"), "{html}");
+            if query.contains_key("error") && query["error"] == xss {
+                assert!(
+                    html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+                    "{html}"
+                );
+            }
+        }
+        let (verdict, resp) = answer(&q(&[("code", "c0de"), ("state", "s7ate")]), "s7ate");
+        assert_eq!(verdict, Some(Ok("c0de".to_string())));
+        assert_eq!(body(resp).await.0, 200);
+
+        let (verdict, resp) = answer(
+            &q(&[
+                ("error", xss),
+                ("error_description", "a\x1b[2Jb"),
+                ("state", "s7ate"),
+            ]),
+            "s7ate",
+        );
+        let why = verdict.unwrap().unwrap_err();
+        assert!(why.contains(xss) && why.contains("a [2Jb"), "{why}");
+        let (status, html) = body(resp).await;
+        assert_eq!(status, 400);
+        assert!(
+            html.contains("&lt;script&gt;") && !html.contains("<script>"),
+            "{html}"
+        );
+
+        let (verdict, _) = answer(&q(&[("code", " "), ("state", "s7ate")]), "s7ate");
+        assert_eq!(
+            verdict,
+            Some(Err("the redirect carries no code".to_string()))
+        );
+    }
+
+    #[test]
+    fn clipped_for_a_terminal() {
+        assert_eq!(clip("ok\u{7}\u{1b}]0;x\n"), "ok  ]0;x ");
+        assert_eq!(clip(&"x".repeat(300)).chars().count(), 201);
     }
 }

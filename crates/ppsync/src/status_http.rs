@@ -5,10 +5,14 @@
 //! state here to go stale. A resource is *behind* when it has never synced, or when its last
 //! success (`cursor_set_at`, our clock) is more than twice its interval plus five minutes ago;
 //! `/healthz` answers 503 naming those. With `http.token` set, every route wants
-//! `Authorization: Bearer <token>`.
+//! `Authorization: Bearer <token>`; without one the endpoint must be on loopback (`serve` refuses
+//! otherwise). Every route first checks the request's `Host` ([`Hosts`]): a web page whose name
+//! an attacker points at 127.0.0.1 (DNS rebinding) is same-origin with this endpoint as far as
+//! the browser knows, and only the name it asked for tells it apart.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,8 +42,74 @@ pub struct StatusContext {
     pub clock: Arc<dyn Clock>,
     /// If set, requests must carry `Authorization: Bearer <token>`.
     pub token: Option<SecretString>,
+    /// The `Host` names requests may carry.
+    pub hosts: Hosts,
     /// The notification window (for the page's upcoming deadlines).
     pub notify_window: Duration,
+}
+
+/// Which `Host` a request may name: a loopback name or address (`localhost`, `127.0.0.1`,
+/// `[::1]`), the address the endpoint listens on (any address, when it listens on all of them),
+/// or a name the user listed (`http.allowed_hosts`). An address can be trusted because a DNS
+/// rebinding needs a name to rebind; the port is not compared (a rebinding page uses ours).
+#[derive(Clone, Debug, Default)]
+pub struct Hosts {
+    listen: Option<IpAddr>,
+    names: Arc<[String]>,
+}
+
+impl Hosts {
+    /// `names` as `Config::http_allowed_hosts` holds them (lowercase, no trailing dot).
+    pub fn new(listen: Option<SocketAddr>, names: &[String]) -> Hosts {
+        Hosts {
+            listen: listen.map(|a| a.ip().to_canonical()),
+            names: names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+        }
+    }
+
+    pub fn from_config(cfg: &crate::config::Config) -> Hosts {
+        Hosts::new(cfg.http_listen, &cfg.http_allowed_hosts)
+    }
+
+    /// Whether a `Host` header's value (`name`, `name:port`, `[v6]:port`) is one of ours.
+    pub fn allows(&self, host: &str) -> bool {
+        let name = match host.strip_prefix('[') {
+            Some(rest) => match rest.split_once(']') {
+                Some((ip, port)) if port.is_empty() || port.starts_with(':') => ip,
+                _ => return false,
+            },
+            None => match host.rsplit_once(':') {
+                Some((name, _port)) if !name.contains(':') => name,
+                _ => host,
+            },
+        };
+        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        if name == "localhost" || self.names.contains(&name) {
+            return true;
+        }
+        match name.parse::<IpAddr>() {
+            Ok(ip) => {
+                let ip = ip.to_canonical();
+                crate::config::is_loopback(ip)
+                    || self.listen.is_some_and(|l| l == ip || l.is_unspecified())
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// Without a token, only loopback: anyone who reaches the address would read the firm's status.
+fn refuse_open_without_token(
+    listener: &tokio::net::TcpListener,
+    token: Option<&SecretString>,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    if token.is_none() && !crate::config::is_loopback(addr.ip()) {
+        anyhow::bail!(
+            "http.listen {addr} is reachable from other machines but http.token is not set: set http.token, or listen on 127.0.0.1"
+        );
+    }
+    Ok(())
 }
 
 /// Serves until `shutdown` is cancelled.
@@ -48,6 +118,7 @@ pub async fn serve(
     ctx: StatusContext,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    refuse_open_without_token(&listener, ctx.token.as_ref())?;
     axum::serve(listener, router(ctx))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
@@ -77,10 +148,40 @@ const DEADLINES_SHOWN: usize = 20;
 const DEAD_SHOWN: i64 = 20;
 
 async fn require_token(State(ctx): State<StatusContext>, req: Request, next: Next) -> Response {
-    check_token(ctx.token.as_ref(), req, next).await
+    check_access(&ctx.hosts, ctx.token.as_ref(), req, next).await
 }
 
-async fn check_token(token: Option<&SecretString>, req: Request, next: Next) -> Response {
+/// The `Host` first (a rebinding page gets 421 whatever else it sends), then the token.
+async fn check_access(
+    hosts: &Hosts,
+    token: Option<&SecretString>,
+    req: Request,
+    next: Next,
+) -> Response {
+    // HTTP/1.1 names the host in `Host`, HTTP/2 (and an absolute request target) in the URI:
+    // every name the request carries must be ours. A request naming none is no browser's.
+    let named = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .into_iter()
+        .chain(
+            req.headers()
+                .get_all(header::HOST)
+                .iter()
+                .map(|v| v.to_str().unwrap_or("").to_string()),
+        );
+    for host in named {
+        if !hosts.allows(&host) {
+            return (
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "this endpoint does not answer to the host {host:?}: reach it as 127.0.0.1 or localhost, or add the name to http.allowed_hosts\n"
+                ),
+            )
+                .into_response();
+        }
+    }
     if let Some(token) = token {
         let given = req
             .headers()
@@ -102,7 +203,7 @@ async fn check_token(token: Option<&SecretString>, req: Request, next: Next) -> 
 }
 
 /// Equality without an early exit on the first differing byte.
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -727,6 +828,7 @@ pub struct FleetStatus {
     pub instance: Arc<str>,
     pub firms: Arc<std::sync::RwLock<BTreeMap<String, StatusContext>>>,
     pub token: Option<SecretString>,
+    pub hosts: Hosts,
 }
 
 impl FleetStatus {
@@ -748,6 +850,7 @@ pub async fn serve_fleet(
     fleet: FleetStatus,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    refuse_open_without_token(&listener, fleet.token.as_ref())?;
     let router = Router::new()
         .route("/", get(fleet_page))
         .route("/status", get(fleet_status))
@@ -758,7 +861,7 @@ pub async fn serve_fleet(
         .layer(middleware::from_fn_with_state(
             fleet.clone(),
             |State(f): State<FleetStatus>, req: Request, next: Next| async move {
-                check_token(f.token.as_ref(), req, next).await
+                check_access(&f.hosts, f.token.as_ref(), req, next).await
             },
         ))
         .with_state(fleet);
@@ -1306,6 +1409,53 @@ mod tests {
         assert!(!same_bytes(b"secret", b"secreT"));
         assert!(!same_bytes(b"secret", b"secret2"));
         assert!(!same_bytes(b"", b"x"));
+    }
+
+    #[test]
+    fn hosts_a_rebinding_page_cannot_name() {
+        let on_loopback = Hosts::new(
+            Some(SocketAddr::from(([127, 0, 0, 1], 9187))),
+            &["status.example.com".to_string()],
+        );
+        for ok in [
+            "127.0.0.1",
+            "127.0.0.1:9187",
+            "127.1.2.3:80",
+            "localhost",
+            "LOCALHOST:9187",
+            "localhost.:9187",
+            "[::1]",
+            "[::1]:9187",
+            "[::ffff:127.0.0.1]:9187",
+            "status.example.com",
+            "Status.Example.Com.:443",
+        ] {
+            assert!(on_loopback.allows(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:9187",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+            "status.example.com.evil.example",
+            "example.com",
+            "",
+            ":9187",
+            "[::1",
+            "[::1]x",
+            "10.0.0.7:9187",
+            "0.0.0.0:9187",
+            "0x7f000001",
+        ] {
+            assert!(!on_loopback.allows(bad), "{bad}");
+        }
+        // Listening on a LAN address: that address too; on every address: any address.
+        let lan = Hosts::new(Some(SocketAddr::from(([10, 0, 0, 7], 9187))), &[]);
+        assert!(lan.allows("10.0.0.7:9187") && lan.allows("127.0.0.1"));
+        assert!(!lan.allows("10.0.0.8:9187") && !lan.allows("evil.example"));
+        let all = Hosts::new(Some(SocketAddr::from(([0, 0, 0, 0], 9187))), &[]);
+        assert!(all.allows("10.0.0.8:9187") && all.allows("[fe80::1]:9187"));
+        assert!(!all.allows("evil.example:9187"));
     }
 
     #[test]

@@ -85,6 +85,11 @@ pub(super) const POSTGRES: &[Source] = &[
         "details and ledger",
         include_str!("../../migrations/postgres/0005_details_and_ledger.sql"),
     ),
+    (
+        6,
+        "secrets schema",
+        include_str!("../../migrations/postgres/0006_secrets_schema.sql"),
+    ),
 ];
 
 /// The migrator for one backend's list.

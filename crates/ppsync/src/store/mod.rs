@@ -75,6 +75,31 @@ impl Error {
             _ => false,
         }
     }
+
+    /// Another writer was in the way (PostgreSQL: a deadlock or serialization failure between
+    /// this process's transaction and another's, a lock not available; SQLite: busy or locked
+    /// past the busy timeout): trying the same work again is expected to succeed.
+    pub fn is_contention(&self) -> bool {
+        // SQLite's primary result codes: BUSY, LOCKED.
+        const SQLITE_CONTENTION: [i32; 2] = [5, 6];
+        match self {
+            Error::Sql(sqlx::Error::Database(d)) => {
+                let code = d.code().unwrap_or_default();
+                if d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some()
+                {
+                    matches!(&*code, "40001" | "40P01" | "55P03")
+                } else {
+                    code.parse::<i32>()
+                        .is_ok_and(|n| SQLITE_CONTENTION.contains(&(n & 0xff)))
+                }
+            }
+            Error::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                SQLITE_CONTENTION.contains(&(e.extended_code & 0xff))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Everything known about one resource's progress.
@@ -110,6 +135,9 @@ pub struct Store {
     db: Db,
     /// PostgreSQL: the schema every table name is qualified with.
     schema: Option<Arc<str>>,
+    /// PostgreSQL: the schema holding the tokens and the firm registry (`<home schema>_secrets`),
+    /// shared by a home store and its firms' stores.
+    secrets: Option<Arc<str>>,
     label: Arc<str>,
     path: Option<PathBuf>,
     pg_opts: Option<Arc<PgConnectOptions>>,
@@ -233,9 +261,9 @@ impl Store {
         };
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let schema = schema.unwrap_or("public");
-            if !valid_schema(schema) {
+            if !valid_schema(schema) || schema.ends_with(SECRETS_SUFFIX) {
                 return Err(open_err(format!(
-                    "database_schema {schema:?} is not a schema name: use lowercase letters, digits and _"
+                    "database_schema {schema:?} is not a schema name: use lowercase letters, digits and _, not ending in {SECRETS_SUFFIX}"
                 )));
             }
             let opts: PgConnectOptions = url
@@ -255,6 +283,7 @@ impl Store {
             let store = Store {
                 db: Db::Pg(pool),
                 schema: Some(schema.into()),
+                secrets: Some(format!("{schema}{SECRETS_SUFFIX}").into()),
                 label: format!("{shown} (schema {schema})").into(),
                 path: None,
                 pg_opts: Some(Arc::new(opts)),
@@ -289,6 +318,23 @@ impl Store {
                 "the directory {} does not exist: create it or point database_url elsewhere",
                 parent.display()
             )));
+        }
+        // A new file is created private before SQLite opens it: SQLite gives its -wal and -shm
+        // the database file's mode, and a file made private only after opening could already
+        // have been opened by another user (`restrict_permissions` also covers older files).
+        #[cfg(unix)]
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(open_err(format!("cannot create: {e}"))),
+            }
         }
         let opts = SqliteConnectOptions::new()
             .filename(path)
@@ -349,6 +395,7 @@ impl Store {
         Ok(Store {
             db: Db::Sqlite(pool),
             schema: None,
+            secrets: None,
             label: path.display().to_string().into(),
             path: Some(path.to_path_buf()),
             pg_opts: None,
@@ -359,7 +406,8 @@ impl Store {
     }
 
     /// Creates `schema` if needed and brings it to the latest migration, on a connection of its own
-    /// (the migrator works in the connection's search_path).
+    /// (the migrator works in the connection's search_path; migration 6 reads the secrets schema's
+    /// name from the setting `ppsync.secrets_schema`).
     async fn migrate_pg(&self, schema: &str) -> std::result::Result<(), String> {
         use sqlx::Connection as _;
         let opts = self.pg_opts.as_ref().expect("a PostgreSQL store");
@@ -382,6 +430,10 @@ impl Store {
             )))
             .execute(&mut conn)
             .await?;
+            sqlx::query("SELECT set_config('ppsync.secrets_schema', $1, false)")
+                .bind(self.secrets.as_deref().expect("a PostgreSQL store"))
+                .execute(&mut conn)
+                .await?;
             // `run_direct`: `run` takes an `Acquire` whose future is not `Send` for every lifetime,
             // and a firm's store is opened inside a spawned task.
             migrations::migrator(migrations::POSTGRES)
@@ -413,6 +465,14 @@ impl Store {
             }
             Db::Pg(pool) => {
                 let opts = self.pg_opts.as_deref().expect("a PostgreSQL store");
+                if !valid_schema(name) || name.ends_with(SECRETS_SUFFIX) {
+                    return Err(Error::Open {
+                        url: self.label.to_string(),
+                        detail: format!(
+                            "{name:?} is not a firm name: use lowercase letters, digits and _, not ending in {SECRETS_SUFFIX}"
+                        ),
+                    });
+                }
                 let label = format!(
                     "postgres://{}@{}:{}/{}",
                     opts.get_username(),
@@ -423,6 +483,7 @@ impl Store {
                 let store = Store {
                     db: Db::Pg(pool.clone()),
                     schema: Some(name.into()),
+                    secrets: self.secrets.clone(),
                     label: format!("{label} (schema {name})").into(),
                     path: None,
                     pg_opts: self.pg_opts.clone(),
@@ -488,9 +549,29 @@ impl Store {
         self.schema.as_deref()
     }
 
+    /// The PostgreSQL schema holding the tokens and the firm registry (None on SQLite): nothing in
+    /// it belongs in a grant to the mirror's readers.
+    pub fn secrets_schema(&self) -> Option<&str> {
+        self.secrets.as_deref()
+    }
+
     /// A table's name as SQL: schema-qualified on PostgreSQL.
     fn t(&self, name: &str) -> String {
         qualify(self.schema.as_deref(), name)
+    }
+
+    /// A table of the secrets schema (`oauth_tokens`, `firms`) as SQL: in the SQLite file itself.
+    fn secret_t(&self, name: &str) -> String {
+        qualify(self.secrets.as_deref(), name)
+    }
+
+    /// The `oauth_tokens` row of this store: its only row on SQLite, its schema's on PostgreSQL
+    /// (inlined: a schema name is checked by `valid_schema`, lowercase letters, digits and _).
+    fn token_key(&self) -> (&'static str, String) {
+        match self.schema.as_deref() {
+            Some(schema) if self.secrets.is_some() => ("schema_name", format!("'{schema}'")),
+            _ => ("id", "1".to_string()),
+        }
     }
 
     pub async fn close(&self) {
@@ -1180,7 +1261,7 @@ impl Store {
     pub async fn firms(&self) -> Result<Vec<FirmRow>> {
         let sql = format!(
             "SELECT name, client_id, client_secret, settings, created_at FROM {} ORDER BY name",
-            self.t("firms")
+            self.secret_t("firms")
         );
         on!(Db, &self.db, p => {
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(p).await?;
@@ -1203,7 +1284,7 @@ impl Store {
         let sql = format!(
             "INSERT INTO {} (name, client_id, client_secret, settings, created_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (name) DO NOTHING",
-            self.t("firms")
+            self.secret_t("firms")
         );
         Ok(on!(Db, &self.db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&firm.name)
@@ -1219,7 +1300,7 @@ impl Store {
 
     /// Unregisters a firm (its mirror stays where it is); false if it was not registered.
     pub async fn remove_firm(&self, name: &str) -> Result<bool> {
-        let sql = format!("DELETE FROM {} WHERE name = $1", self.t("firms"));
+        let sql = format!("DELETE FROM {} WHERE name = $1", self.secret_t("firms"));
         Ok(on!(Db, &self.db, p => sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(name)
             .execute(p)
@@ -1228,6 +1309,10 @@ impl Store {
             == 1)
     }
 }
+
+/// A home schema's secrets schema is its name with this suffix (`public_secrets`); no firm or home
+/// schema may end so, lest it be taken for another home's secrets schema.
+pub const SECRETS_SUFFIX: &str = "_secrets";
 
 fn qualify(schema: Option<&str>, name: &str) -> String {
     match schema {
@@ -1976,9 +2061,10 @@ impl TokenStore for Store {
         Box<dyn std::future::Future<Output = anyhow::Result<Option<Tokens>>> + Send + '_>,
     > {
         Box::pin(async move {
+            let (key, value) = self.token_key();
             let sql = format!(
-                "SELECT access_token, refresh_token, expires_at FROM {} WHERE id = 1",
-                self.t("oauth_tokens")
+                "SELECT access_token, refresh_token, expires_at FROM {} WHERE {key} = {value}",
+                self.secret_t("oauth_tokens")
             );
             let row: Option<(String, String, String)> = on!(Db, &self.db, p => {
                 match sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_optional(p).await? {
@@ -2016,11 +2102,12 @@ impl TokenStore for Store {
         t: &'a Tokens,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send + 'a>> {
         Box::pin(async move {
+            let (key, value) = self.token_key();
             let sql = format!(
-                "INSERT INTO {} (id, access_token, refresh_token, expires_at, updated_at) \
-                 VALUES (1, $1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET access_token = excluded.access_token, \
+                "INSERT INTO {} ({key}, access_token, refresh_token, expires_at, updated_at) \
+                 VALUES ({value}, $1, $2, $3, $4) ON CONFLICT ({key}) DO UPDATE SET access_token = excluded.access_token, \
                  refresh_token = excluded.refresh_token, expires_at = excluded.expires_at, updated_at = excluded.updated_at",
-                self.t("oauth_tokens")
+                self.secret_t("oauth_tokens")
             );
             match &self.db {
                 Db::Sqlite(p) => {
@@ -2061,9 +2148,10 @@ impl TokenStore for Store {
 impl Store {
     /// Whether a token pair is stored: its expiry and when it was written.
     pub async fn token_status(&self) -> Result<Option<(DateTime<Utc>, String)>> {
+        let (key, value) = self.token_key();
         let sql = format!(
-            "SELECT expires_at, updated_at FROM {} WHERE id = 1",
-            self.t("oauth_tokens")
+            "SELECT expires_at, updated_at FROM {} WHERE {key} = {value}",
+            self.secret_t("oauth_tokens")
         );
         on!(Db, &self.db, p => {
             let row = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_optional(p).await?;
@@ -2145,12 +2233,17 @@ fn sqlite_path(url: &str) -> Option<PathBuf> {
     (!rest.is_empty()).then(|| PathBuf::from(rest))
 }
 
-/// The database holds the OAuth tokens: keep it private to its owner.
+/// The database holds the OAuth tokens: keep it, and the WAL beside it (recent pages, tokens
+/// among them), private to its owner.
 fn restrict_permissions(path: &Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+        }
     }
 }
 

@@ -370,3 +370,313 @@ async fn the_request_ledger_is_shared_by_every_process_of_a_firm() {
         );
     }
 }
+
+fn tokens(tag: &str) -> Tokens {
+    Tokens {
+        access_token: SecretString::from(format!("access-{tag}")),
+        refresh_token: SecretString::from(format!("refresh-{tag}")),
+        expires_at: parse_api_time("2026-11-25T12:00:00").unwrap(),
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_sqlite_mirror_and_its_wal_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let files = || {
+        ["", "-wal", "-shm"].map(|s| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(s);
+            std::path::PathBuf::from(p)
+        })
+    };
+    let store = Store::open(path.to_str().unwrap()).await.unwrap();
+    store.save(&tokens("a")).await.unwrap();
+    for f in files() {
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+    }
+    // A file made before (or by hand) with others allowed to read is made private on opening.
+    store.close().await;
+    for f in files().iter().filter(|f| f.exists()) {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let store = Store::open(path.to_str().unwrap()).await.unwrap();
+    store.save(&tokens("b")).await.unwrap();
+    for f in files() {
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+    }
+}
+
+/// Tokens are per store (the home's, each firm's), the registry is the home's; on PostgreSQL
+/// both live in the secrets schema, out of reach of a grant on the mirror's schemas.
+#[tokio::test]
+async fn tokens_and_the_registry_live_apart_from_the_mirror() {
+    let secret_texts = [
+        "access-home",
+        "refresh-home",
+        "access-acme",
+        "refresh-acme",
+        "client-s3cret",
+        "whs3cret",
+    ];
+    for (_d, home) in stores().await {
+        let acme = home.firm("acme").await.unwrap();
+        home.save(&tokens("home")).await.unwrap();
+        acme.save(&tokens("acme")).await.unwrap();
+        // Saved again: one row per store, updated in place.
+        home.save(&tokens("home")).await.unwrap();
+        for (store, tag) in [(&home, "home"), (&acme, "acme")] {
+            let t = store.load().await.unwrap().unwrap();
+            assert_eq!(t.access_token.expose_secret(), format!("access-{tag}"));
+            assert_eq!(t.refresh_token.expose_secret(), format!("refresh-{tag}"));
+            assert!(store.token_status().await.unwrap().is_some());
+        }
+        let firm = FirmRow {
+            name: "acme".into(),
+            client_id: "acme-id".into(),
+            client_secret: SecretString::from("client-s3cret"),
+            settings: "[notify]\nwebhook_secret = \"whs3cret\"\n".into(),
+            created_at: String::new(),
+        };
+        let now = parse_api_time("2026-11-25T12:00:00").unwrap();
+        assert!(home.add_firm(&firm, now).await.unwrap());
+        assert!(!home.add_firm(&firm, now).await.unwrap(), "a name once");
+        let listed = home.firms().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].client_secret.expose_secret(), "client-s3cret");
+
+        let Some(pool) = home.pg_pool() else {
+            continue;
+        };
+        assert_eq!(home.secrets_schema(), Some("public_secrets"));
+        assert_eq!(acme.secrets_schema(), Some("public_secrets"));
+        let placed: Vec<(String, String)> = sqlx::query_as(
+            "SELECT table_schema::text, table_name::text FROM information_schema.tables \
+             WHERE table_name IN ('oauth_tokens', 'firms') ORDER BY 1, 2",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            placed,
+            [
+                ("public_secrets".to_string(), "firms".to_string()),
+                ("public_secrets".to_string(), "oauth_tokens".to_string()),
+            ]
+        );
+
+        // What a DBA does for a reporting tool: every table of the mirrors' schemas.
+        let role = format!(
+            "ppsync_t_reporting_{}_{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let mut conn = pool.acquire().await.unwrap();
+        for sql in [
+            format!("CREATE ROLE {role} NOLOGIN"),
+            format!("GRANT USAGE ON SCHEMA public, acme TO {role}"),
+            format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"),
+            format!("GRANT SELECT ON ALL TABLES IN SCHEMA acme TO {role}"),
+            format!("SET ROLE {role}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+        let readable: Vec<String> = sqlx::query_scalar(
+            "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.tables \
+             WHERE table_schema NOT IN ('pg_catalog', 'information_schema') \
+             AND has_table_privilege(format('%I.%I', table_schema, table_name), 'SELECT') \
+             ORDER BY 1",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        assert!(
+            readable.contains(&"public.matters".to_string())
+                && readable.contains(&"acme.sync_state".to_string()),
+            "the grant reaches the mirrors: {readable:?}"
+        );
+        for table in &readable {
+            let text: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT COALESCE(string_agg(t::text, E'\\n'), '') FROM {table} t"
+            )))
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+            for s in secret_texts {
+                assert!(!text.contains(s), "{table} shows {s} to {role}");
+            }
+        }
+        for table in ["public_secrets.oauth_tokens", "public_secrets.firms"] {
+            let e = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
+                .execute(&mut *conn)
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains("permission denied"), "{table}: {e}");
+        }
+        for sql in [
+            "RESET ROLE".to_string(),
+            format!("DROP OWNED BY {role}"),
+            format!("DROP ROLE {role}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// A database an older version wrote (tokens in each store's schema, the registry in the home's)
+/// is moved into the secrets schema when opened, nothing lost.
+#[tokio::test]
+async fn the_secrets_migration_moves_what_an_older_version_stored() {
+    use sqlx::Connection as _;
+    let url = testing::fresh_database().await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    for schema in ["public", "acme"] {
+        for sql in [
+            format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
+            format!("SET search_path TO {schema}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        migrations::migrator(&migrations::POSTGRES[..4])
+            .run_direct(None, &mut conn, false)
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {schema}.oauth_tokens VALUES \
+             (1, 'access-{schema}', 'refresh-{schema}', '2026-11-25T12:00:00Z', now())"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO public.firms VALUES ('acme', 'acme-id', 'client-s3cret', 'budget.requests = 5', now())",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    let home = Store::open(&url).await.unwrap();
+    let acme = home.firm("acme").await.unwrap();
+    for (store, tag) in [(&home, "public"), (&acme, "acme")] {
+        let t = store.load().await.unwrap().expect("tokens kept");
+        assert_eq!(t.access_token.expose_secret(), format!("access-{tag}"));
+        assert_eq!(t.refresh_token.expose_secret(), format!("refresh-{tag}"));
+        assert_eq!(t.expires_at, parse_api_time("2026-11-25T12:00:00").unwrap());
+    }
+    let firms = home.firms().await.unwrap();
+    assert_eq!(firms.len(), 1);
+    assert_eq!(
+        (
+            firms[0].name.as_str(),
+            firms[0].client_id.as_str(),
+            firms[0].client_secret.expose_secret(),
+            firms[0].settings.as_str()
+        ),
+        ("acme", "acme-id", "client-s3cret", "budget.requests = 5")
+    );
+    let pool = home.pg_pool().unwrap();
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.tables \
+         WHERE table_name IN ('oauth_tokens', 'firms') ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        left,
+        ["public_secrets.firms", "public_secrets.oauth_tokens"]
+    );
+    // A token saved now replaces the moved one, in place.
+    acme.save(&tokens("new")).await.unwrap();
+    assert_eq!(
+        acme.load()
+            .await
+            .unwrap()
+            .unwrap()
+            .access_token
+            .expose_secret(),
+        "access-new"
+    );
+    assert_eq!(
+        home.load()
+            .await
+            .unwrap()
+            .unwrap()
+            .access_token
+            .expose_secret(),
+        "access-public"
+    );
+}
+
+#[tokio::test]
+async fn no_schema_can_be_taken_for_a_secrets_schema() {
+    let url = testing::fresh_database().await.unwrap();
+    let e = Store::open_in(&url, Some("acme_secrets"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("_secrets"), "{e}");
+    let home = Store::open(&url).await.unwrap();
+    let e = home.firm("public_secrets").await.unwrap_err().to_string();
+    assert!(e.contains("_secrets"), "{e}");
+}
+
+/// A deadlock between two writers (a CLI pass beside the daemon on PostgreSQL) is contention,
+/// retried, not a failure of the database; a refused value is data; neither is both.
+#[tokio::test]
+async fn another_writer_in_the_way_is_contention() {
+    let url = testing::fresh_database().await.unwrap();
+    let store = Store::open(&url).await.unwrap();
+    let pool = store.pg_pool().unwrap().clone();
+    sqlx::query("CREATE TABLE t (id INT PRIMARY KEY, v INT)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO t VALUES (1, 0), (2, 0)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut a = pool.begin().await.unwrap();
+    let mut b = pool.begin().await.unwrap();
+    sqlx::query("UPDATE t SET v = 1 WHERE id = 1")
+        .execute(&mut *a)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE t SET v = 2 WHERE id = 2")
+        .execute(&mut *b)
+        .await
+        .unwrap();
+    // Each now waits for the other's row: PostgreSQL breaks the cycle by failing one.
+    let (ra, rb) = tokio::join!(
+        sqlx::query("UPDATE t SET v = 1 WHERE id = 2").execute(&mut *a),
+        sqlx::query("UPDATE t SET v = 2 WHERE id = 1").execute(&mut *b),
+    );
+    let failed = ra
+        .err()
+        .or(rb.err())
+        .expect("one of them is the deadlock's victim");
+    let e = Error::Sql(failed);
+    assert!(e.is_contention() && !e.is_data(), "{e}");
+    drop((a, b));
+    let refused = sqlx::query("INSERT INTO t VALUES (1, 0)")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    let e = Error::Sql(refused);
+    assert!(e.is_data() && !e.is_contention(), "{e}");
+}

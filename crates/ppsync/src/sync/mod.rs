@@ -202,6 +202,10 @@ impl From<store::Error> for Stop {
         // else (the database gone, the disk full) stops the pass.
         if e.is_data() {
             Stop::Skip(format!("{e} (this resource is skipped this pass)"))
+        } else if e.is_contention() {
+            Stop::Skip(format!(
+                "{e} (another writer was in the way: the next pass retries)"
+            ))
         } else {
             Stop::Fatal(e.to_string())
         }
@@ -317,6 +321,8 @@ struct Run<'a> {
     dialect: Dialect,
     /// The dialect changed outside a page's learning (a 400 telling the limit for `$top`).
     dialect_dirty: bool,
+    /// Page transactions rolled back because another writer was in the way.
+    contention: u32,
     stats: &'a mut RunStats,
     mode: &'a mut Mode,
 }
@@ -548,6 +554,7 @@ impl Engine {
             listing,
             dialect,
             dialect_dirty: false,
+            contention: 0,
             stats,
             mode: mode_out,
         };
@@ -1243,6 +1250,23 @@ impl Engine {
                         next,
                         sent: sent_now,
                     }));
+                }
+                Err((PageError::Store(e), _))
+                    if e.is_contention() && r.contention < self.cfg.max_page_attempts =>
+                {
+                    r.contention += 1;
+                    // Another writer's transaction was in the way (a CLI pass beside the
+                    // daemon): this one is rolled back whole, and the listing goes on from its
+                    // last commit, page by page.
+                    let lost = group.take().expect("the open transaction");
+                    r.stats.records_seen -= lost.seen;
+                    r.stats.records_changed -= lost.changed;
+                    r.listing = lost.committed;
+                    r.dialect = lost.dialect;
+                    *grouping = false;
+                    tracing::warn!(resource = res.name, error = %e, attempt = r.contention, "another writer was in the way; the page is written again");
+                    self.client.page_backoff(r.contention).await;
+                    return Ok(None);
                 }
                 Err((PageError::Store(e), _)) => return Err(Stop::from(e)),
                 Err((PageError::Api(e), touched)) => (e, touched),

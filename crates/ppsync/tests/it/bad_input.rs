@@ -237,22 +237,23 @@ async fn every_bad_input_is_one_named_error_and_changes_nothing() {
     );
 
     let store = &app.engine.store;
-    let tokens_sql = "SELECT access_token, refresh_token, expires_at FROM oauth_tokens";
+    let tokens = tokens_table(store);
+    let tokens_sql = &format!("SELECT access_token, refresh_token, expires_at FROM {tokens}");
     let tokens_before = rows_text(store, tokens_sql).await;
     let saved = ppsync::api::TokenStore::load(store).await.unwrap().unwrap();
     let mut cases = vec![(
         "empty refresh token",
-        "UPDATE oauth_tokens SET refresh_token = ''",
+        format!("UPDATE {tokens} SET refresh_token = ''"),
     )];
     if store.backend() == ppsync::store::Backend::Sqlite {
         // PostgreSQL's TIMESTAMPTZ column cannot hold this damage.
         cases.push((
             "token expiry not a timestamp",
-            "UPDATE oauth_tokens SET expires_at = 'garbage'",
+            format!("UPDATE {tokens} SET expires_at = 'garbage'"),
         ));
     }
     for (case, sql) in cases {
-        exec(store, sql).await;
+        exec(store, &sql).await;
         app.sim.clear_journal();
         let r = app.cli(&["sync"]).await;
         assert_one_error_line(case, &r, 2, &["ppsync auth login"]);

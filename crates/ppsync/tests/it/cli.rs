@@ -22,7 +22,7 @@ async fn sync_then_export_from_the_cli_equals_truth() {
     assert_eq!(code, 0);
     assert!(
         out.starts_with(
-            "id,created_at,updated_at,deleted_at,account_id,matter_id,subject,date,data\n"
+            "\"id\",\"created_at\",\"updated_at\",\"deleted_at\",\"account_id\",\"matter_id\",\"subject\",\"date\",\"data\"\n"
         ),
         "{out}"
     );

@@ -305,6 +305,7 @@ async fn a_detail_backlog_never_delays_the_fifteen_minute_tier() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_mid_queue_then_restarted_reads_every_record() {
     use crate::kill::{Ended, Rng, sync_killed_after};
+    let _alone = KILL_TESTS.lock().await;
     let sim = ppsim::Sim::spawn(ppsim::SimConfig {
         scale: 0.1,
         budget_limit: 0,

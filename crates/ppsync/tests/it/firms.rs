@@ -78,6 +78,18 @@ async fn firms_are_registered_synced_and_exported_apart() {
             s(&[
                 "firm",
                 "add",
+                "public_secrets",
+                "--client-id",
+                "x",
+                "--client-secret",
+                "y",
+            ]),
+            vec!["public_secrets", "ending in _secrets"],
+        ),
+        (
+            s(&[
+                "firm",
+                "add",
                 "gamma",
                 "--client-id",
                 "x",

@@ -312,6 +312,7 @@ const RECONCILE_ROUNDS: u32 = 8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_random_instants_then_restarted_equals_truth_every_time() {
+    let _alone = KILL_TESTS.lock().await;
     let started = Instant::now();
     // The simulator's budget is lifted too (see CONFIG).
     let sim = ppsim::Sim::spawn(ppsim::SimConfig {

@@ -16,4 +16,5 @@ mod kill;
 mod notify;
 mod odd_records;
 mod probe;
+mod security;
 mod status_http;

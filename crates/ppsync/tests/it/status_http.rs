@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ppsync::config::Config;
 use ppsync::resource::RESOURCES;
-use ppsync::status_http::{StatusContext, serve};
+use ppsync::status_http::{FleetStatus, Hosts, StatusContext, serve, serve_fleet};
 use secrecy::SecretString;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,7 @@ impl Endpoint {
             schedule: cfg.daemon().schedule,
             clock: app.engine.clock.clone(),
             token: token.map(SecretString::from),
+            hosts: Hosts::from_config(&cfg),
             notify_window: cfg.notify.window,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -218,6 +219,76 @@ async fn a_bearer_token_guards_every_route() {
     assert_eq!(resp.status().as_u16(), 401);
     assert!(resp.headers().contains_key("www-authenticate"));
     ep.stop().await;
+}
+
+/// DNS rebinding: a page on evil.example whose name an attacker points at 127.0.0.1 is, to the
+/// browser, same-origin with the endpoint. The client below resolves the names it is given to the
+/// endpoint's loopback address (nothing leaves loopback), as the rebinding browser would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_whose_name_resolves_to_loopback_gets_nothing() {
+    let app = app(0.01, "[http]\nallowed_hosts = [\"status.example\"]").await;
+    assert_clean(&app.pass().await);
+    let open = Endpoint::start(&app, None).await;
+    let guarded = Endpoint::start(&app, Some("s3cret-token")).await;
+    let get = async |ep: &Endpoint, host: &str, path: &str, bearer: Option<&str>| {
+        let client = reqwest::Client::builder()
+            .resolve(host, ep.addr)
+            .build()
+            .unwrap();
+        let mut req = client.get(format!("http://{host}:{}{path}", ep.addr.port()));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        let resp = req.send().await.expect("endpoint answers");
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    };
+    for path in ["/", "/status", "/healthz", "/metrics"] {
+        for host in [
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+        ] {
+            let (code, body) = get(&open, host, path, None).await;
+            assert_eq!(code, 421, "{host}{path}: {body}");
+            assert!(
+                body.contains("http.allowed_hosts") && !body.contains("matters"),
+                "{host}{path}: no data, the fix named: {body}"
+            );
+            // With a token the Host is still checked first: even the right token gets nothing.
+            let (code, _) = get(&guarded, host, path, Some("s3cret-token")).await;
+            assert_eq!(code, 421, "{host}{path} with the token");
+        }
+        for host in ["localhost", "127.0.0.1", "status.example"] {
+            let (code, body) = get(&open, host, path, None).await;
+            assert_eq!(code, 200, "{host}{path}: {body}");
+            let (code, _) = get(&guarded, host, path, None).await;
+            assert_eq!(code, 401, "{host}{path}: the token is still wanted");
+        }
+    }
+    let (_, status) = get(&open, "status.example", "/status", None).await;
+    assert!(status.contains("\"matters\""), "{status}");
+
+    // A fleet instance's endpoint checks the same way.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let fleet = FleetStatus {
+        instance: "i1".into(),
+        firms: Default::default(),
+        token: None,
+        hosts: Hosts::new(Some(addr), &[]),
+    };
+    let task = tokio::spawn(serve_fleet(listener, fleet, stop.clone()));
+    let fleet_ep = Endpoint { addr, stop, task };
+    for path in ["/", "/status", "/healthz", "/metrics", "/firms/x/status"] {
+        let (code, _) = get(&fleet_ep, "evil.example", path, None).await;
+        assert_eq!(code, 421, "fleet {path}");
+    }
+    let (code, body) = get(&fleet_ep, "localhost", "/healthz", None).await;
+    assert_eq!((code, body.as_str()), (200, "ok: 0 firms\n"));
+    fleet_ep.stop().await;
+    open.stop().await;
+    guarded.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

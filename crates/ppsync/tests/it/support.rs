@@ -12,6 +12,10 @@ use ppsync::sync::{Engine, PassReport};
 use ppsync::time::SystemClock;
 use serde_json::Value;
 
+/// Held by the tests that SIGKILL the binary at timed instants: run side by side on the two
+/// cores, each would slow the other's processes enough to move where its kills land.
+pub static KILL_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub struct TestApp {
     pub sim: SimHandle,
     /// Records the simulator deleted since the last full pass, per API path: an incremental pass
@@ -296,6 +300,15 @@ pub fn test_database_url(dir: &std::path::Path) -> String {
         ppsync::store::testing::fresh_database_blocking().expect("a PostgreSQL test database")
     } else {
         dir.join("mirror.db").to_str().unwrap().to_string()
+    }
+}
+
+/// The table holding a store's OAuth tokens: in the SQLite file, or in the PostgreSQL secrets
+/// schema (one row per store there: a test database holds one store's).
+pub fn tokens_table(store: &ppsync::store::Store) -> String {
+    match store.secrets_schema() {
+        Some(s) => format!("\"{s}\".oauth_tokens"),
+        None => "oauth_tokens".to_string(),
     }
 }
 
