@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use crate::dialect::DialectPatch;
 use crate::faults::Fault;
 use crate::model::Res;
-use crate::routes::json_response;
+use crate::respond::json_response;
 use crate::time::{TsStyle, format_ts, parse_ts};
 use crate::{Firm, Shared, resource_named as resource};
 

@@ -60,6 +60,7 @@ mod faults;
 mod journal;
 mod model;
 mod oauth;
+mod respond;
 mod routes;
 mod store;
 mod time;

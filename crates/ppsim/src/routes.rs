@@ -21,6 +21,7 @@ use crate::dialect::{self, Dialect, Opt, Since};
 use crate::faults::Fault;
 use crate::journal::JournalEntry;
 use crate::model::{Filt, Res};
+use crate::respond::json_response;
 use crate::store::{Arg, OrderTerm};
 use crate::time::{TICKS_PER_SEC, from_ticks, http_date, parse_ts};
 use crate::{Firm, Shared};
@@ -105,14 +106,6 @@ fn firm_of<'a>(
             None => sh.firm0(),
         },
     }
-}
-
-pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
-        .body(Body::from(body.into()))
-        .expect("valid response")
 }
 
 pub fn message(status: StatusCode, msg: &str) -> Response {

@@ -91,14 +91,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     engine.store.save(&tokens).await?;
 
     outln!("\n1. Backfill: every resource, complete");
-    let bars = crate::cli::Bars::new();
+    let bars = crate::progress::Bars::new();
     engine.progress = Some(bars);
     let t0 = Instant::now();
     let all: Vec<_> = RESOURCES.iter().collect();
     let backfill = engine.pass(&all, false, "backfill").await;
     let secs = t0.elapsed().as_secs_f64();
     engine.progress = None;
-    crate::cli::print_pass(&backfill)?;
+    crate::progress::print_pass(&backfill)?;
     outln!(
         "  {} records in {secs:.1}s ({:.0} records/s), {} requests",
         backfill.records_seen(),

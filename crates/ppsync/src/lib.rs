@@ -28,6 +28,7 @@ pub mod fleet;
 mod login;
 pub mod notify;
 pub mod probe;
+pub mod progress;
 pub mod record;
 pub mod report;
 pub mod resource;
