@@ -234,9 +234,11 @@ macro_rules! on {
     };
 }
 
+mod claims;
 mod details;
 mod ledger;
 mod run_lock;
+pub use claims::Claims;
 pub use details::{DetailBacklog, DetailItem};
 pub use ledger::{RequestLedger, shared as shared_ledger, sidecar as ledger_file};
 pub use run_lock::{RunLock, RunLockError, lock_file as run_lock_file};

@@ -85,10 +85,7 @@ impl Store {
                     .await
                     .map_err(failed)?;
                 // The key the fleet would use for a firm named "": no registered firm has it.
-                let key = sqlx::postgres::PgAdvisoryLock::new(format!("ppsync firm {schema}/"))
-                    .key()
-                    .as_bigint()
-                    .unwrap_or_default();
+                let key = super::claims::lock_key(&schema, "");
                 let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                     .bind(key)
                     .fetch_one(&mut conn)
