@@ -26,7 +26,7 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
-type Fut<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+pub(crate) type Fut<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// Durable storage for the token pair (the database). `save` must be durable when it returns.
 pub trait TokenStore: Send + Sync + 'static {

@@ -594,3 +594,82 @@ fn snippet(body: String) -> String {
     let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
     one_line.chars().take(200).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::SystemClock;
+
+    /// Tokens that need no refresh.
+    struct Fixed;
+    impl TokenStore for Fixed {
+        fn load(&self) -> auth::Fut<'_, anyhow::Result<Option<Tokens>>> {
+            Box::pin(async {
+                Ok(Some(Tokens {
+                    access_token: SecretString::from("a".to_string()),
+                    refresh_token: SecretString::from("r".to_string()),
+                    expires_at: Utc::now() + chrono::Duration::days(1),
+                }))
+            })
+        }
+        fn save<'a>(&'a self, _: &'a Tokens) -> auth::Fut<'a, anyhow::Result<()>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    /// A server whose error answers never end: the client reads a bounded start of them and
+    /// goes on (unbounded, it would read forever and grow without end).
+    #[tokio::test]
+    async fn an_endless_error_body_is_read_only_as_far_as_the_cap() {
+        let endless = || {
+            let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+            axum::body::Body::from_stream(futures::stream::repeat_with(move || {
+                Ok::<_, std::io::Error>(chunk.clone())
+            }))
+        };
+        let app = axum::Router::new().fallback(move || async move {
+            axum::response::Response::builder()
+                .status(500)
+                .body(endless())
+                .unwrap()
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let client = Client::new(
+            ClientConfig {
+                base_url: Url::parse(&format!("http://{addr}")).unwrap(),
+                client_id: "c".into(),
+                client_secret: SecretString::from("s".to_string()),
+                timeout: Duration::from_secs(30),
+                max_attempts: 1,
+                max_retry_wait: Duration::from_secs(1),
+                min_backoff: Duration::from_millis(1),
+            },
+            Arc::new(Budget::new(100, Duration::from_secs(60), clock.clone())),
+            clock,
+            Arc::new(Fixed),
+        )
+        .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(20), client.get("matters", &[]))
+            .await
+            .expect("the error answer is not read to its (missing) end");
+        match got {
+            Err(Error::Server {
+                status: 500, body, ..
+            }) => {
+                assert!(
+                    body.chars().count() <= 200 && body.starts_with("xxx"),
+                    "{body}"
+                )
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a 500 is an error"),
+        }
+        let got = tokio::time::timeout(Duration::from_secs(20), client.get_record("emails", "e1"))
+            .await
+            .expect("bounded");
+        assert!(got.is_err());
+    }
+}
