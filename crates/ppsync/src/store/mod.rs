@@ -119,8 +119,8 @@ pub struct State {
     pub unproven: Option<String>,
 }
 
-/// A run-history row being finished.
-#[derive(Clone, Debug, Default)]
+/// What one resource's run did: kept in the run history, reported in a pass's outcome.
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RunStats {
     pub requests: u64,
     pub records_seen: u64,

@@ -107,21 +107,13 @@ const NO_BY_ID_MARK_LIMIT: i64 = 20;
 pub struct Outcome {
     pub resource: &'static str,
     pub mode: Mode,
-    pub stats: RunStatsView,
+    pub stats: RunStats,
     /// None when the resource synced; the reason otherwise.
     pub error: Option<String>,
     /// The listing could not list the resource completely (the records it did list are in):
     /// `error` says what was seen.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub incomplete: bool,
-}
-
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct RunStatsView {
-    pub requests: u64,
-    pub records_seen: u64,
-    pub records_changed: u64,
-    pub records_deleted: u64,
 }
 
 /// A pass's result: per-resource outcomes, and a fatal error that stopped it.
@@ -377,7 +369,7 @@ impl Engine {
                         report.outcomes.push(Outcome {
                             resource: rest.name,
                             mode: Mode::Incremental,
-                            stats: RunStatsView::default(),
+                            stats: RunStats::default(),
                             error: Some(format!(
                                 "{}: not reached: the API asked to wait until {}",
                                 rest.name,
@@ -444,12 +436,7 @@ impl Engine {
         let outcome = Outcome {
             resource: res.name,
             mode,
-            stats: RunStatsView {
-                requests: stats.requests,
-                records_seen: stats.records_seen,
-                records_changed: stats.records_changed,
-                records_deleted: stats.records_deleted,
-            },
+            stats,
             error,
             incomplete,
         };
