@@ -305,9 +305,7 @@ async fn backfill_once(
     let cfg2 = config.clone();
     let bin2 = bin.to_path_buf();
     let (code, _, err) = tokio::task::spawn_blocking(move || {
-        let out = Command::new(&bin2)
-            .arg("--config")
-            .arg(&cfg2)
+        let out = ppsync_cmd(&bin2, &cfg2)
             .args(["auth", "import", "--refresh-token", &grant])
             .env_remove("PPSYNC_LOG")
             .output()
@@ -421,6 +419,13 @@ struct Cost {
     quarters: [u64; 4],
 }
 
+/// The `ppsync` binary at `bin` with `--config config`: both of the bench's runs start here.
+fn ppsync_cmd(bin: &Path, config: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config").arg(config);
+    cmd
+}
+
 /// Runs `ppsync sync` and polls its peak resident set until it exits.
 /// Returns (exit code, stdout, stderr, wall time, cost).
 fn run_measured(bin: &Path, config: &Path) -> (i32, String, String, Duration, Cost) {
@@ -428,12 +433,10 @@ fn run_measured(bin: &Path, config: &Path) -> (i32, String, String, Duration, Co
     let children_before = children_cpu();
     let self_before = self_cpu();
     let start = Instant::now();
-    let mut cmd = Command::new(bin);
+    let mut cmd = ppsync_cmd(bin, config);
     // The listings' backfill is what is measured; the by-id reads after it (emails, payments)
     // are paced by the budget, not by ppsync.
-    cmd.arg("--config")
-        .arg(config)
-        .args(["sync", "--no-details"]);
+    cmd.args(["sync", "--no-details"]);
     // PPBENCH_LOG=<filter>: the child logs at that level (its stderr goes to the bench's
     // stderr), for a timeline of where a run's time goes; otherwise logging is left at its default.
     match std::env::var("PPBENCH_LOG") {

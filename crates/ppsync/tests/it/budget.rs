@@ -11,9 +11,7 @@ use crate::support::*;
 
 /// `ppsync run` on the app's config, its stderr to a file.
 fn start_daemon(app: &TestApp, log: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_ppsync"))
-        .arg("--config")
-        .arg(&app.config_path)
+    ppsync_cmd(&app.config_path)
         .arg("run")
         .env("PPSYNC_LOG", "info")
         .stdout(Stdio::null())

@@ -55,9 +55,7 @@ async fn sync_then_export_from_the_cli_equals_truth() {
     ] {
         let config = app.config_path.clone();
         let (code, stderr) = tokio::task::spawn_blocking(move || {
-            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ppsync"))
-                .arg("--config")
-                .arg(&config)
+            let mut child = ppsync_cmd(&config)
                 .args(args)
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
@@ -96,9 +94,7 @@ async fn auth_login_catches_the_redirect_on_loopback_and_paste_works_too() {
 
     let cfg2 = config.clone();
     let child = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_ppsync"))
-            .arg("--config")
-            .arg(&cfg2)
+        ppsync_cmd(&cfg2)
             .args(["auth", "login"])
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -169,9 +165,7 @@ async fn auth_login_catches_the_redirect_on_loopback_and_paste_works_too() {
     let cfg3 = config.clone();
     let out = tokio::task::spawn_blocking(move || {
         use std::io::Write;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ppsync"))
-            .arg("--config")
-            .arg(&cfg3)
+        let mut child = ppsync_cmd(&cfg3)
             .args(["auth", "login", "--paste"])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())

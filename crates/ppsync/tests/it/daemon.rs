@@ -283,9 +283,7 @@ async fn sigterm_stops_the_daemon_at_a_page_boundary_and_the_next_start_resumes(
     let app = app(0.02, "[sync]\npage_size = 50\n[http]\nlisten = \"off\"").await;
     let config = app.config_path.clone();
     let (code, stderr, elapsed) = tokio::task::spawn_blocking(move || {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ppsync"))
-            .arg("--config")
-            .arg(&config)
+        let child = ppsync_cmd(&config)
             .arg("run")
             .env("PPSYNC_LOG", "info")
             .stderr(std::process::Stdio::piped())

@@ -27,9 +27,7 @@ fn start_instance(
     listen: &str,
     log: &std::path::Path,
 ) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_ppsync"))
-        .arg("--config")
-        .arg(config)
+    ppsync_cmd(config)
         .arg("run")
         .env("PPSYNC_FLEET__INSTANCE_NAME", name)
         .env("PPSYNC_HTTP__LISTEN", listen)

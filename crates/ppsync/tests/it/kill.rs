@@ -4,7 +4,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ppsync::resource::RESOURCES;
@@ -70,9 +70,7 @@ pub(crate) async fn sync_killed_after(
     tokio::task::spawn_blocking(move || {
         let stderr = std::fs::File::create(&log).expect("log file");
         let started = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ppsync"))
-            .arg("--config")
-            .arg(&config)
+        let mut child = ppsync_cmd(&config)
             .args(&args)
             .env_remove("PPSYNC_LOG")
             .stdout(Stdio::null())

@@ -484,9 +484,7 @@ async fn sigterm_ends_the_daemon_within_seconds_while_a_command_hangs_and_the_co
     let config_path = app.config_path.clone();
     let started = dir.path().join("started");
     let (code, stderr, elapsed) = tokio::task::spawn_blocking(move || {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ppsync"))
-            .arg("--config")
-            .arg(&config_path)
+        let child = ppsync_cmd(&config_path)
             .arg("run")
             .env("PPSYNC_LOG", "info")
             // Secrets in ppsync's environment, as a deployment would set them.

@@ -48,9 +48,7 @@ struct Login {
 impl Login {
     fn start(config: &std::path::Path) -> Login {
         use std::io::BufRead as _;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ppsync"))
-            .arg("--config")
-            .arg(config)
+        let mut child = ppsync_cmd(config)
             .args(["auth", "login"])
             .env_remove("PPSYNC_LOG")
             .stdout(std::process::Stdio::piped())

@@ -265,11 +265,18 @@ impl TestApp {
     }
 }
 
+/// The `ppsync` binary with `--config path`: every test that runs the binary starts here, then
+/// adds its arguments, environment (whether `PPSYNC_LOG` is removed or set is each caller's
+/// choice) and stdio before spawning it.
+pub fn ppsync_cmd(config: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ppsync"));
+    cmd.arg("--config").arg(config);
+    cmd
+}
+
 /// Runs the `ppsync` binary with `--config path`.
 pub fn run_cli(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ppsync"))
-        .arg("--config")
-        .arg(config)
+    let out = ppsync_cmd(config)
         .args(args)
         .env_remove("PPSYNC_LOG")
         .output()

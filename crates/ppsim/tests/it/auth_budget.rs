@@ -1,10 +1,8 @@
 //! OAuth (authorize, code exchange, rotation, reuse, expiry, revocation), 401s and the budget.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use ppsim::SimConfig;
 use reqwest::StatusCode;
 

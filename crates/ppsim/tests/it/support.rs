@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use ppsim::{Sim, SimConfig, SimHandle};
+use ppsim::{ChangeRates, FirmHandle, Sim, SimConfig, SimHandle};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
@@ -12,6 +12,14 @@ pub fn small() -> SimConfig {
         scale: 0.01,
         budget_limit: 0,
         ..SimConfig::default()
+    }
+}
+
+/// `small()` with the change generator off.
+pub fn quiet() -> SimConfig {
+    SimConfig {
+        rates: ChangeRates::none(),
+        ..small()
     }
 }
 
@@ -60,6 +68,23 @@ pub async fn access(sim: &SimHandle) -> String {
         .as_str()
         .expect("access_token")
         .to_owned()
+}
+
+/// An access token for one firm of a multi-firm sim.
+pub async fn firm_access(sim: &SimHandle, firm: &FirmHandle) -> String {
+    let (id, secret, rt) = (firm.client_id(), firm.client_secret(), firm.grant());
+    let (status, body) = token_call(
+        sim,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &rt),
+            ("client_id", &id),
+            ("client_secret", &secret),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
 }
 
 pub struct Got {

@@ -1,21 +1,12 @@
 //! Lists: shapes, whole collections, routing, paging, ordering, the invoice cap, every filter,
 //! malformed input, GET by id.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
-use ppsim::{ChangeRates, SimConfig, SimHandle};
+use crate::support::*;
+use ppsim::SimHandle;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-fn quiet() -> SimConfig {
-    SimConfig {
-        rates: ChangeRates::none(),
-        ..small()
-    }
-}
 
 #[tokio::test]
 async fn every_list_is_a_bare_array_of_the_whole_collection() {

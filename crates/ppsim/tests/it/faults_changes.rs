@@ -1,21 +1,12 @@
 //! Each fault, the change generator, determinism of the seed, the control API over HTTP.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use ppsim::{ChangeRates, Fault, SimConfig};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-fn quiet() -> SimConfig {
-    SimConfig {
-        rates: ChangeRates::none(),
-        ..small()
-    }
-}
 
 #[tokio::test]
 async fn server_errors_then_recovery() {

@@ -3,21 +3,18 @@
 //! or ignored, `Retry-After`, the budget at run time), the `DateOffset` fault, the control route,
 //! and the default dialect serving exactly what it always did.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::support::*;
 use chrono::{DateTime, Utc};
-use common::*;
-use ppsim::{
-    ChangeRates, Dialect, DialectPatch, Fault, FirmHandle, Opt, SimConfig, SimHandle, Since,
-};
+use ppsim::{ChangeRates, Dialect, DialectPatch, Fault, Opt, SimConfig, SimHandle, Since};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const TOP_NOT_ALLOWED: &str = "The query specified in the URI is not valid. Query option 'Top' is not allowed. To allow it, set the 'AllowedQueryOptions' property on EnableQueryAttribute or QueryValidationSettings.";
 const SKIP_NOT_ALLOWED: &str = "The query specified in the URI is not valid. Query option 'Skip' is not allowed. To allow it, set the 'AllowedQueryOptions' property on EnableQueryAttribute or QueryValidationSettings.";
 
+/// `support::quiet()` with the clock frozen too (this module's own, shadowing the shared one).
 fn quiet() -> SimConfig {
     SimConfig {
         rates: ChangeRates::none(),
@@ -806,22 +803,6 @@ async fn date_offset_moves_the_next_responses_date_only() {
         date_of(&get(&sim, tok, "/api/v2/items").await),
         now + chrono::Duration::seconds(120)
     );
-}
-
-async fn firm_access(sim: &SimHandle, firm: &FirmHandle) -> String {
-    let (id, secret, rt) = (firm.client_id(), firm.client_secret(), firm.grant());
-    let (status, body) = token_call(
-        sim,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &rt),
-            ("client_id", &id),
-            ("client_secret", &secret),
-        ],
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["access_token"].as_str().unwrap().to_owned()
 }
 
 async fn control(

@@ -1,12 +1,10 @@
 //! Several firms in one sim: separate data, credentials, tokens, budgets, faults and journals;
 //! one clock; firm 0 identical to a single-firm sim.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
-use ppsim::{ChangeRates, Fault, FirmHandle, SimConfig, SimHandle};
+use crate::support::*;
+use ppsim::{ChangeRates, Fault, FirmHandle, SimConfig};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -19,22 +17,6 @@ fn multi(firms: u32) -> SimConfig {
 }
 
 /// An access token for `firm`, through `/oauth/token` with the firm's own credentials.
-async fn firm_access(sim: &SimHandle, firm: &FirmHandle) -> String {
-    let (id, secret, rt) = (firm.client_id(), firm.client_secret(), firm.grant());
-    let (status, body) = token_call(
-        sim,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &rt),
-            ("client_id", &id),
-            ("client_secret", &secret),
-        ],
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
 fn all_truths(sim_firm: &FirmHandle, resources: &[String]) -> Vec<Vec<Value>> {
     resources.iter().map(|r| sim_firm.truth(r)).collect()
 }
