@@ -2252,8 +2252,9 @@ fn restrict_permissions(path: &Path) {
 #[cfg(test)]
 mod tests;
 
-/// Throwaway PostgreSQL databases for the test suites and benchmarks.
-#[doc(hidden)]
+/// Throwaway PostgreSQL databases for the test suites and benchmarks (the `testing` feature,
+/// which the package's own tests and bench turn on; the unit tests have it anyway).
+#[cfg(any(test, feature = "testing"))]
 pub mod testing {
     use sqlx::Connection as _;
 
