@@ -16,6 +16,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use tokio::sync::mpsc;
 
+use crate::status_http::esc;
+
 /// Prints the authorize URL, listens on the redirect URI's loopback address, and returns the code
 /// once a redirect with the matching `state` arrives (or fails after 5 minutes).
 pub async fn wait_for_redirect(
@@ -151,22 +153,6 @@ fn clip(s: &str) -> String {
         .collect();
     if s.chars().count() > 200 {
         out.push('…');
-    }
-    out
-}
-
-/// Escapes text for HTML element content.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
     }
     out
 }

@@ -1023,8 +1023,9 @@ async fn page(State(ctx): State<StatusContext>) -> Result<Response, Failure> {
     Ok(axum::response::Html(render_page(&s, now)).into_response())
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
-fn esc(s: &str) -> String {
+/// Escapes text for HTML element content and quoted attribute values (the status page's and
+/// the login callback's).
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

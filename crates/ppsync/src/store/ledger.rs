@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection as _, PgPool, SqlitePool};
+use sqlx::{PgPool, SqlitePool};
 
 use super::{Db, Result, Store};
 
@@ -28,6 +28,11 @@ pub struct RequestLedger {
 
 struct Inner {
     db: LedgerDb,
+    /// The table as SQL (schema-qualified on PostgreSQL).
+    table: String,
+    /// PostgreSQL: the transaction-scoped advisory lock that makes a take atomic across
+    /// processes (SQLite: `BEGIN IMMEDIATE` does).
+    lock: Option<i64>,
     /// This process (host, pid, and a count: several engines of one process on one store each
     /// have their own).
     holder: String,
@@ -38,11 +43,7 @@ struct Inner {
 
 enum LedgerDb {
     Sqlite(SqlitePool),
-    Pg {
-        pool: PgPool,
-        table: String,
-        lock: i64,
-    },
+    Pg(PgPool),
 }
 
 /// The SQLite ledger's file beside the mirror.
@@ -73,18 +74,20 @@ impl Store {
         window: Duration,
         in_flight: Duration,
     ) -> Result<Option<RequestLedger>> {
-        let db = match &self.db {
-            Db::Pg(pool) => LedgerDb::Pg {
-                pool: pool.clone(),
-                table: self.t("request_ledger"),
-                lock: sqlx::postgres::PgAdvisoryLock::new(format!(
-                    "ppsync ledger {}",
-                    self.schema.as_deref().unwrap_or("public")
-                ))
-                .key()
-                .as_bigint()
-                .unwrap_or_default(),
-            },
+        let (db, table, lock) = match &self.db {
+            Db::Pg(pool) => (
+                LedgerDb::Pg(pool.clone()),
+                self.t("request_ledger"),
+                Some(
+                    sqlx::postgres::PgAdvisoryLock::new(format!(
+                        "ppsync ledger {}",
+                        self.schema.as_deref().unwrap_or("public")
+                    ))
+                    .key()
+                    .as_bigint()
+                    .unwrap_or_default(),
+                ),
+            ),
             Db::Sqlite(_) => {
                 let Some(path) = &self.path else {
                     return Ok(None);
@@ -108,12 +111,14 @@ impl Store {
                 )
                 .execute(&pool)
                 .await?;
-                LedgerDb::Sqlite(pool)
+                (LedgerDb::Sqlite(pool), "request_ledger".to_string(), None)
             }
         };
         Ok(Some(RequestLedger {
             inner: Arc::new(Inner {
                 db,
+                table,
+                lock,
                 holder: holder(),
                 window: chrono::Duration::from_std(window).unwrap_or(chrono::Duration::minutes(5)),
                 in_flight: chrono::Duration::from_std(in_flight)
@@ -161,127 +166,77 @@ impl Inner {
             self.in_flight.num_milliseconds(),
         );
         let seq = seq as i64;
-        let wait = match &self.db {
-            LedgerDb::Sqlite(pool) => {
-                let mut conn = pool.acquire().await?;
-                // IMMEDIATE: the write lock from the start, so two processes cannot both read
-                // room for one last request and both take it.
-                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-                for (s, at) in settled {
-                    sqlx::query(
-                        "UPDATE request_ledger SET answered_at = $1 WHERE holder = $2 AND seq = $3",
-                    )
-                    .bind(Self::ms(*at))
-                    .bind(&self.holder)
-                    .bind(*s as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                sqlx::query(
-                    "DELETE FROM request_ledger WHERE COALESCE(answered_at, sent_at + $1) <= $2",
-                )
-                .bind(in_flight)
-                .bind(now_ms - window)
-                .execute(&mut *tx)
-                .await?;
-                let rows: Vec<i64> = sqlx::query_scalar(
-                    "SELECT COALESCE(answered_at, sent_at + $1) FROM request_ledger",
-                )
-                .bind(in_flight)
-                .fetch_all(&mut *tx)
-                .await?;
-                let wait = decide(rows, now_ms, window, in_flight, cap);
-                if wait.is_none() {
-                    sqlx::query(
-                        "INSERT INTO request_ledger (holder, seq, sent_at) VALUES ($1, $2, $3)",
-                    )
-                    .bind(&self.holder)
-                    .bind(seq)
-                    .bind(now_ms)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                wait
-            }
-            LedgerDb::Pg { pool, table, lock } => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(*lock)
-                    .execute(&mut *tx)
-                    .await?;
-                for (s, at) in settled {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "UPDATE {table} SET answered_at = $1 WHERE holder = $2 AND seq = $3"
-                    )))
-                    .bind(Self::ms(*at))
-                    .bind(&self.holder)
-                    .bind(*s as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DELETE FROM {table} WHERE COALESCE(answered_at, sent_at + $1) <= $2"
-                )))
-                .bind(in_flight)
-                .bind(now_ms - window)
-                .execute(&mut *tx)
-                .await?;
-                let rows: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT COALESCE(answered_at, sent_at + $1) FROM {table}"
-                )))
-                .bind(in_flight)
-                .fetch_all(&mut *tx)
-                .await?;
-                let wait = decide(rows, now_ms, window, in_flight, cap);
-                if wait.is_none() {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "INSERT INTO {table} (holder, seq, sent_at) VALUES ($1, $2, $3)"
-                    )))
-                    .bind(&self.holder)
-                    .bind(seq)
-                    .bind(now_ms)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                wait
-            }
+        let table = &self.table;
+        let begin = match self.db {
+            // IMMEDIATE: the write lock from the start, so two processes cannot both read room
+            // for one last request and both take it (PostgreSQL: the advisory lock below).
+            LedgerDb::Sqlite(_) => "BEGIN IMMEDIATE",
+            LedgerDb::Pg(_) => "BEGIN",
         };
+        let wait = on!(LedgerDb, &self.db, pool => {
+            let mut tx = pool.begin_with(begin).await?;
+            if let Some(key) = self.lock {
+                sqlx::query::<Dialect>("SELECT pg_advisory_xact_lock($1)")
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for (s, at) in settled {
+                sqlx::query::<Dialect>(sqlx::AssertSqlSafe(format!(
+                    "UPDATE {table} SET answered_at = $1 WHERE holder = $2 AND seq = $3"
+                )))
+                .bind(Self::ms(*at))
+                .bind(&self.holder)
+                .bind(*s as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query::<Dialect>(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE COALESCE(answered_at, sent_at + $1) <= $2"
+            )))
+            .bind(in_flight)
+            .bind(now_ms - window)
+            .execute(&mut *tx)
+            .await?;
+            let rows: Vec<i64> = sqlx::query_scalar::<Dialect, i64>(sqlx::AssertSqlSafe(format!(
+                "SELECT COALESCE(answered_at, sent_at + $1) FROM {table}"
+            )))
+            .bind(in_flight)
+            .fetch_all(&mut *tx)
+            .await?;
+            let wait = decide(rows, now_ms, window, in_flight, cap);
+            if wait.is_none() {
+                sqlx::query::<Dialect>(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO {table} (holder, seq, sent_at) VALUES ($1, $2, $3)"
+                )))
+                .bind(&self.holder)
+                .bind(seq)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            wait
+        });
         Ok(wait.and_then(DateTime::from_timestamp_millis))
     }
 
     async fn settle_inner(&self, settled: &[(u64, DateTime<Utc>)]) -> anyhow::Result<()> {
-        match &self.db {
-            LedgerDb::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                for (s, at) in settled {
-                    sqlx::query(
-                        "UPDATE request_ledger SET answered_at = $1 WHERE holder = $2 AND seq = $3",
-                    )
-                    .bind(Self::ms(*at))
-                    .bind(&self.holder)
-                    .bind(*s as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
+        let table = &self.table;
+        on!(LedgerDb, &self.db, pool => {
+            let mut tx = pool.begin().await?;
+            for (s, at) in settled {
+                sqlx::query::<Dialect>(sqlx::AssertSqlSafe(format!(
+                    "UPDATE {table} SET answered_at = $1 WHERE holder = $2 AND seq = $3"
+                )))
+                .bind(Self::ms(*at))
+                .bind(&self.holder)
+                .bind(*s as i64)
+                .execute(&mut *tx)
+                .await?;
             }
-            LedgerDb::Pg { pool, table, .. } => {
-                let mut tx = pool.begin().await?;
-                for (s, at) in settled {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "UPDATE {table} SET answered_at = $1 WHERE holder = $2 AND seq = $3"
-                    )))
-                    .bind(Self::ms(*at))
-                    .bind(&self.holder)
-                    .bind(*s as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-            }
-        }
+            tx.commit().await?;
+        });
         Ok(())
     }
 }
