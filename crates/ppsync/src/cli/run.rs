@@ -1,5 +1,6 @@
 //! `ppsync run`: one firm's daemon, or the fleet when firms are registered; both started the same
-//! way (`start`: shutdown on a signal, the status endpoint on `http.listen`).
+//! way (`stop_on_signal`: shutdown on SIGTERM or Ctrl-C; `serve_status`: the status endpoint on
+//! `http.listen`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,12 +39,13 @@ pub(super) async fn daemon(cfg: Config) -> anyhow::Result<i32> {
         hosts: crate::status_http::Hosts::from_config(&cfg),
         notify_window: cfg.notify.window,
     };
-    start(
-        &cfg,
+    stop_on_signal(
         &shutdown,
         "shutdown requested: finishing the page in flight",
-        |listener, stop| crate::status_http::serve(listener, ctx, stop),
-    )
+    );
+    serve_status(&cfg, &shutdown, |listener, stop| {
+        crate::status_http::serve(listener, ctx, stop)
+    })
     .await?;
     let daemon = crate::daemon::Daemon {
         engine: engine.clone(),
@@ -60,6 +62,10 @@ pub(super) async fn daemon(cfg: Config) -> anyhow::Result<i32> {
 /// other instances on the same PostgreSQL database.
 async fn fleet(cfg: Config, home: Store, clock: Arc<dyn Clock>) -> anyhow::Result<i32> {
     let shutdown = CancellationToken::new();
+    stop_on_signal(
+        &shutdown,
+        "shutdown requested: finishing the pages in flight",
+    );
     let instance: Arc<str> = cfg
         .instance_name
         .clone()
@@ -80,12 +86,9 @@ async fn fleet(cfg: Config, home: Store, clock: Arc<dyn Clock>) -> anyhow::Resul
         token: cfg.http_token.clone(),
         hosts: crate::status_http::Hosts::from_config(&cfg),
     };
-    start(
-        &cfg,
-        &shutdown,
-        "shutdown requested: finishing the pages in flight",
-        |listener, stop| crate::status_http::serve_fleet(listener, status, stop),
-    )
+    serve_status(&cfg, &shutdown, |listener, stop| {
+        crate::status_http::serve_fleet(listener, status, stop)
+    })
     .await?;
     let fleet = crate::fleet::Fleet {
         only: cfg.firm.clone(),
@@ -101,42 +104,40 @@ async fn fleet(cfg: Config, home: Store, clock: Arc<dyn Clock>) -> anyhow::Resul
     Ok(0)
 }
 
-/// What `ppsync run` starts beside its work, one firm or many: `shutdown` cancelled on SIGTERM or
-/// Ctrl-C (logging `on_signal`), and the status endpoint on `http.listen` (unless off) served by
-/// `serve` until then. A listen address that cannot be bound fails the start.
-async fn start<S, F>(
+/// Cancels `shutdown` on SIGTERM or Ctrl-C, logging `why` (what stopping means for this run).
+fn stop_on_signal(shutdown: &CancellationToken, why: &'static str) {
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("{why}");
+        signals.cancel();
+    });
+}
+
+/// The status endpoint on `http.listen` (unless off), served by `serve` until `shutdown`. An
+/// address that cannot be bound fails the start.
+async fn serve_status<S, F>(
     cfg: &Config,
     shutdown: &CancellationToken,
-    on_signal: &'static str,
     serve: S,
 ) -> anyhow::Result<()>
 where
     S: FnOnce(tokio::net::TcpListener, CancellationToken) -> F,
     F: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
-    let listener = match cfg.http_listen {
-        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
-            format!(
-                "http.listen {addr}: cannot listen there; pick a free address or set it to \"off\""
-            )
-        })?),
-        None => None,
+    let Some(addr) = cfg.http_listen else {
+        return Ok(());
     };
-    let signals = shutdown.clone();
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("http.listen {addr}: cannot listen there; pick a free address or set it to \"off\"")
+    })?;
+    eprintln!("status on http://{}/", listener.local_addr()?);
+    let served = serve(listener, shutdown.clone());
     tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("{on_signal}");
-        signals.cancel();
+        if let Err(e) = served.await {
+            tracing::error!(error = %format!("{e:#}"), "status endpoint stopped");
+        }
     });
-    if let Some(listener) = listener {
-        eprintln!("status on http://{}/", listener.local_addr()?);
-        let served = serve(listener, shutdown.clone());
-        tokio::spawn(async move {
-            if let Err(e) = served.await {
-                tracing::error!(error = %format!("{e:#}"), "status endpoint stopped");
-            }
-        });
-    }
     Ok(())
 }
 
