@@ -27,6 +27,7 @@ pub use firm::{check_firm_settings, redact_settings, settings_from_pairs};
 pub use template::TEMPLATE;
 pub use validate::is_loopback;
 
+/// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub source: Option<PathBuf>,
