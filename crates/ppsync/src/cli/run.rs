@@ -1,0 +1,157 @@
+//! `ppsync run`: one firm's daemon, or the fleet when firms are registered; both started the same
+//! way (`stop_on_signal`: shutdown on SIGTERM or Ctrl-C; `serve_status`: the status endpoint on
+//! `http.listen`).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::app;
+use crate::config::Config;
+use crate::store::Store;
+use crate::time::{Clock, SystemClock};
+
+pub(super) async fn daemon(cfg: Config) -> anyhow::Result<i32> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let home = app::open_home(&cfg).await?;
+    let fleet_mode = cfg.firm.is_some() || !home.firms().await?.is_empty();
+    // One daemon per mirror: a SQLite file (one instance serves all its firms), or PostgreSQL's
+    // default firm (registered firms are claimed by the fleet's own locks).
+    let _lock = if home.backend() == crate::store::Backend::Sqlite || !fleet_mode {
+        Some(home.lock_runs().await?)
+    } else {
+        None
+    };
+    if fleet_mode {
+        return fleet(cfg, home, clock).await;
+    }
+    let engine = app::engine_on(&cfg, home, clock.clone()).await?;
+    let shutdown = engine.shutdown.clone();
+    let daemon_cfg = cfg.daemon();
+    let ctx = crate::status_http::StatusContext {
+        store: engine.store.clone(),
+        client: engine.client.clone(),
+        schedule: daemon_cfg.schedule.clone(),
+        clock: clock.clone(),
+        token: cfg.http_token.clone(),
+        hosts: crate::status_http::Hosts::from_config(&cfg),
+        notify_window: cfg.notify.window,
+    };
+    stop_on_signal(
+        &shutdown,
+        "shutdown requested: finishing the page in flight",
+    );
+    serve_status(&cfg, &shutdown, |listener, stop| {
+        crate::status_http::serve(listener, ctx, stop)
+    })
+    .await?;
+    let daemon = crate::daemon::Daemon {
+        engine: engine.clone(),
+        cfg: daemon_cfg,
+        shutdown,
+        observer: None,
+    };
+    daemon.run().await?;
+    engine.store.close().await;
+    Ok(0)
+}
+
+/// `ppsync run` with firms registered: every firm (or the one `--firm` names), shared with the
+/// other instances on the same PostgreSQL database.
+async fn fleet(cfg: Config, home: Store, clock: Arc<dyn Clock>) -> anyhow::Result<i32> {
+    let shutdown = CancellationToken::new();
+    stop_on_signal(
+        &shutdown,
+        "shutdown requested: finishing the pages in flight",
+    );
+    let instance: Arc<str> = cfg
+        .instance_name
+        .clone()
+        .unwrap_or_else(crate::fleet::Fleet::default_instance_name)
+        .into();
+    eprintln!(
+        "serving {} as instance {instance} (database {})",
+        match &cfg.firm {
+            Some(f) => format!("firm {f}"),
+            None => "every registered firm".to_string(),
+        },
+        home.location()
+    );
+    let serving = crate::fleet::Serving::default();
+    let status = crate::status_http::FleetStatus {
+        instance: instance.clone(),
+        firms: serving.clone(),
+        token: cfg.http_token.clone(),
+        hosts: crate::status_http::Hosts::from_config(&cfg),
+    };
+    serve_status(&cfg, &shutdown, |listener, stop| {
+        crate::status_http::serve_fleet(listener, status, stop)
+    })
+    .await?;
+    let fleet = crate::fleet::Fleet {
+        only: cfg.firm.clone(),
+        base: cfg,
+        home: home.clone(),
+        clock,
+        instance,
+        shutdown,
+        serving,
+    };
+    fleet.run().await?;
+    home.close().await;
+    Ok(0)
+}
+
+/// Cancels `shutdown` on SIGTERM or Ctrl-C, logging `why` (what stopping means for this run).
+fn stop_on_signal(shutdown: &CancellationToken, why: &'static str) {
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("{why}");
+        signals.cancel();
+    });
+}
+
+/// The status endpoint on `http.listen` (unless off), served by `serve` until `shutdown`. An
+/// address that cannot be bound fails the start.
+async fn serve_status<S, F>(
+    cfg: &Config,
+    shutdown: &CancellationToken,
+    serve: S,
+) -> anyhow::Result<()>
+where
+    S: FnOnce(tokio::net::TcpListener, CancellationToken) -> F,
+    F: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let Some(addr) = cfg.http_listen else {
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("http.listen {addr}: cannot listen there; pick a free address or set it to \"off\"")
+    })?;
+    eprintln!("status on http://{}/", listener.local_addr()?);
+    let served = serve(listener, shutdown.clone());
+    tokio::spawn(async move {
+        if let Err(e) = served.await {
+            tracing::error!(error = %format!("{e:#}"), "status endpoint stopped");
+        }
+    });
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
