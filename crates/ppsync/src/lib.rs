@@ -32,6 +32,7 @@ pub mod progress;
 pub mod record;
 pub mod report;
 pub mod resource;
+pub mod status;
 pub mod status_http;
 pub mod store;
 pub mod sync;

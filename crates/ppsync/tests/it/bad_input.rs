@@ -38,14 +38,12 @@ async fn snapshot(app: &TestApp) -> String {
 async fn cursors(app: &TestApp) -> Vec<(String, serde_json::Value)> {
     let (code, out, err) = app.cli(&["status", "--json"]).await;
     assert_eq!(code, 0, "{err}");
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-    rows.iter()
-        .map(|r| {
-            (
-                r["resource"].as_str().unwrap().to_string(),
-                r["cursor"].clone(),
-            )
-        })
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    status["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap().to_string(), r["cursor"].clone()))
         .collect()
 }
 

@@ -83,11 +83,13 @@ async fn a_cli_pass_beside_a_running_daemon_shares_the_firms_budget() {
     let t = Instant::now();
     loop {
         let (_, out, _) = app.cli(&["status", "--json"]).await;
-        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-        let synced = rows
+        let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let synced = status["resources"]
+            .as_array()
+            .unwrap()
             .iter()
-            .filter(|r| ["matters", "accounts", "tasks"].contains(&r["resource"].as_str().unwrap()))
-            .all(|r| r["cursor"].is_string() && r["listing_in_progress"] == false);
+            .filter(|r| ["matters", "accounts", "tasks"].contains(&r["name"].as_str().unwrap()))
+            .all(|r| r["cursor"].is_string() && r["listing_in_flight"] == false);
         if synced {
             break;
         }

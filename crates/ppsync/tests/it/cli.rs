@@ -29,7 +29,7 @@ async fn sync_then_export_from_the_cli_equals_truth() {
     let (code, out, _) = app.cli(&["status", "--json"]).await;
     assert_eq!(code, 0);
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(status.as_array().unwrap().len(), 26);
+    assert_eq!(status["resources"].as_array().unwrap().len(), 26);
     let (code, out, _) = app.cli(&["report"]).await;
     assert_eq!(code, 0);
     assert!(

@@ -55,9 +55,8 @@ async fn detail_fields_reach_the_mirror_for_backfilled_and_changed_records() {
     let n_emails = app.sim.truth("emails").len() as i64;
     let (code, out, err) = app.cli(&["status", "--json"]).await;
     assert_eq!(code, 0, "{err}");
-    let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
-    let row = rows.iter().find(|r| r["resource"] == "emails").unwrap();
-    assert_eq!(row["details_queued"], n_emails);
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["details"]["emails"]["queued"], n_emails);
     let (_, text, _) = app.cli(&["status"]).await;
     assert!(
         text.contains("by-id reads queued") && text.contains(&format!("emails {n_emails}")),

@@ -182,12 +182,13 @@ async fn assert_whole(app: &TestApp, all_deleted: &Deletions, what: &str) {
     app.assert_equal_to_truth().await;
     let (code, out, err) = app.cli(&["status", "--json"]).await;
     assert_eq!(code, 0, "{err}");
-    let status: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let status = status["resources"].as_array().unwrap();
     let pending = app.pending_deletes.lock().unwrap().clone();
     for res in RESOURCES {
-        let row = status.iter().find(|r| r["resource"] == res.name).unwrap();
+        let row = status.iter().find(|r| r["name"] == res.name).unwrap();
         let truth = app.truth(res).len() as i64;
-        let live = row["records"].as_i64().unwrap();
+        let live = row["live"].as_i64().unwrap();
         let deleted = row["deleted"].as_i64().unwrap();
         let unreconciled = pending.get(res.path).copied().unwrap_or(0) as i64;
         let gone = all_deleted.get(res.path).copied().unwrap_or(0) as i64;
@@ -198,7 +199,7 @@ async fn assert_whole(app: &TestApp, all_deleted: &Deletions, what: &str) {
             res.name
         );
         assert_eq!(
-            row["listing_in_progress"], false,
+            row["listing_in_flight"], false,
             "{what}: {} left a listing in progress",
             res.name
         );
@@ -270,7 +271,7 @@ async fn kill_then_restart(
                 kills.landed += 1;
                 let (code, out, err) = app.cli(&["status", "--json"]).await;
                 assert_eq!(code, 0, "status after a kill: {err}");
-                if out.contains("\"listing_in_progress\": true") {
+                if out.contains("\"listing_in_flight\": true") {
                     kills.mid_listing += 1;
                 }
             }
