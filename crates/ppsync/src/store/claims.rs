@@ -1,6 +1,6 @@
 //! The fleet's claims: the session advisory locks an instance holds, one per firm it serves, on
 //! a connection of its own (PostgreSQL), and the fence a firm's page transactions check against
-//! them (`Fence`, checked by [`fence_holds`] when a page commits). SQLite has one instance: nothing
+//! them (`Fence`, checked by `fence_holds` when a page commits). SQLite has one instance: nothing
 //! to coordinate.
 
 use std::collections::BTreeMap;

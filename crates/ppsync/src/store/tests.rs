@@ -1,3 +1,5 @@
+//! The store's unit tests, each on a SQLite file and on a fresh PostgreSQL database (`testing`).
+
 use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
