@@ -1,12 +1,20 @@
 //! The fleet's claims: the session advisory locks an instance holds, one per firm it serves, on
 //! a connection of its own (PostgreSQL), and the fence a firm's page transactions check against
-//! them (`Fence`, checked in `Tx::commit`). SQLite has one instance: nothing to coordinate.
+//! them (`Fence`, checked by `fence_holds` when a page commits). SQLite has one instance: nothing
+//! to coordinate.
 
 use std::collections::BTreeMap;
 
 use sqlx::Connection as _;
 
-use super::{Fence, Store};
+use super::Store;
+
+/// An advisory lock that must still be held, by the session `pid`, for a page to commit.
+#[derive(Clone, Copy, Debug)]
+pub struct Fence {
+    pub pid: i32,
+    pub key: i64,
+}
 
 /// The advisory locks of one instance, on a connection of their own (PostgreSQL), or nothing to
 /// coordinate (SQLite: one instance).
@@ -165,4 +173,19 @@ pub(super) fn lock_key(schema: &str, firm: &str) -> i64 {
         .key()
         .as_bigint()
         .unwrap_or_default()
+}
+
+/// The fencing check, run inside a page's transaction just before it commits: whether the claim
+/// session still holds the firm's lock. Checked last, so another instance can have taken the firm
+/// over only within the commit itself.
+pub(super) async fn fence_holds(conn: &mut sqlx::PgConnection, f: Fence) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND pid = $1 AND objsubid = 1 AND classid::bigint = $2 AND objid::bigint = $3)",
+    )
+    .bind(f.pid)
+    .bind((f.key >> 32) & 0xffff_ffff)
+    .bind(f.key & 0xffff_ffff)
+    .fetch_one(conn)
+    .await
 }

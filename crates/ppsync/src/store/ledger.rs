@@ -103,7 +103,7 @@ impl Store {
                     .max_connections(1)
                     .connect_with(opts)
                     .await?;
-                super::restrict_permissions(&file);
+                super::open::restrict_permissions(&file);
                 sqlx::query(
                     "CREATE TABLE IF NOT EXISTS request_ledger (holder TEXT NOT NULL, \
                      seq INTEGER NOT NULL, sent_at INTEGER NOT NULL, answered_at INTEGER, \

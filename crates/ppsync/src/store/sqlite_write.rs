@@ -11,6 +11,8 @@
 //!
 //! The statements run inside the transaction sqlx began on that connection; nothing here begins,
 //! commits or rolls back.
+//!
+//! PostgreSQL's write path, multi-row statements through sqlx, is `pg_write`.
 
 use chrono::{DateTime, Utc};
 use rusqlite::types::{ToSqlOutput, ValueRef};

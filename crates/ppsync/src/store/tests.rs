@@ -1,6 +1,17 @@
+//! The store's unit tests, each on a SQLite file and on a fresh PostgreSQL database (`testing`).
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret as _, SecretString};
+use sqlx::Row as _;
+
 use super::*;
+use crate::api::{TokenStore as _, Tokens};
+use crate::record::Row;
 use crate::record::prepare;
+use crate::resource::{ColumnType, Resource};
 use crate::resource::{RESOURCES, find};
+use crate::time::parse_api_time;
 
 /// A fresh store on each backend: a SQLite file, and a new PostgreSQL database.
 async fn stores() -> Vec<(Option<tempfile::TempDir>, Store)> {

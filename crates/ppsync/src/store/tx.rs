@@ -1,0 +1,85 @@
+//! The page transaction: a [`Tx`] holds a page's records together with the state that covers
+//! them (see `records`, `state`, `issues`, `outbox` for what it writes) and commits them at once,
+//! fenced by the fleet's claim on PostgreSQL.
+
+use std::sync::Arc;
+
+use sqlx::{Postgres, Sqlite};
+
+use super::{Db, Error, Fence, Result, Store, claims, qualify};
+
+pub(super) enum TxInner {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Pg(sqlx::Transaction<'static, Postgres>),
+}
+
+/// A transaction holding records together with the state that covers them.
+pub struct Tx {
+    pub(super) tx: TxInner,
+    pub(super) schema: Option<Arc<str>>,
+    pub(super) fence: Option<Fence>,
+    pub(super) wal: Option<tokio::sync::mpsc::Sender<()>>,
+}
+
+impl Store {
+    pub async fn begin(&self) -> Result<Tx> {
+        let tx = match &self.db {
+            // IMMEDIATE: the write lock from the start. A deferred transaction that reads (the
+            // known hashes) and then writes fails at once with "database is locked" when another
+            // process (a CLI pass beside the daemon) committed in between; this one waits its turn.
+            Db::Sqlite(p) => TxInner::Sqlite(
+                self.writer
+                    .as_ref()
+                    .unwrap_or(p)
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await?,
+            ),
+            Db::Pg(p) => TxInner::Pg(p.begin().await?),
+        };
+        Ok(Tx {
+            tx,
+            schema: self.schema.clone(),
+            fence: self.fence,
+            wal: self.wal.clone(),
+        })
+    }
+}
+
+impl Tx {
+    /// A table's name as SQL: schema-qualified on PostgreSQL.
+    pub(super) fn t(&self, name: &str) -> String {
+        qualify(self.schema.as_deref(), name)
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        match self.tx {
+            TxInner::Sqlite(t) => {
+                t.commit().await?;
+                if let Some(wal) = &self.wal {
+                    // Full: a checkpoint is already due, which covers this commit too.
+                    let _ = wal.try_send(());
+                }
+            }
+            TxInner::Pg(mut t) => {
+                // The fencing check (claims.rs): the claim session still holds the firm's lock.
+                if let Some(f) = self.fence
+                    && !claims::fence_holds(&mut t, f).await?
+                {
+                    t.rollback().await?;
+                    return Err(Error::Fenced);
+                }
+                t.commit().await?
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `f`, which blocks on the database, without stalling the other tasks of a multi-threaded
+/// runtime (a single-threaded one, as in unit tests, just runs it).
+pub(super) fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
