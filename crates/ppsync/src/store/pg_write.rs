@@ -68,7 +68,7 @@ pub(super) async fn upsert(
 ) -> Result<Vec<Fresh>> {
     let mut changed = Vec::new();
     let mut insert = format!(
-        "INSERT INTO {table} (id, created_at, updated_at, deleted_at, synced_at, hash, seen_run, data, raw"
+        "INSERT INTO {table} AS t (id, created_at, updated_at, deleted_at, synced_at, hash, seen_run, data, raw"
     );
     for c in res.columns {
         insert.push_str(", ");
@@ -77,12 +77,14 @@ pub(super) async fn upsert(
     insert.push_str(") ");
     let mut on_conflict = String::from(
         " ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, updated_at = excluded.updated_at, \
-         deleted_at = NULL, synced_at = excluded.synced_at, hash = excluded.hash, seen_run = excluded.seen_run, \
+         deleted_at = NULL, synced_at = excluded.synced_at, hash = excluded.hash, seen_run = GREATEST(t.seen_run, excluded.seen_run), \
          data = excluded.data, raw = excluded.raw",
     );
     for c in res.columns {
         on_conflict.push_str(&format!(", {0} = excluded.{0}", c.name));
     }
+    // `seen_run` never goes down: a listing of the same resource by another process (a CLI pass
+    // beside the daemon) that began earlier must not make this one's records look unseen.
     let touch = format!("UPDATE {table} SET seen_run = ");
     for chunk in rows.chunks(BATCH) {
         let known = known_hashes(tx, table, chunk, watch).await?;
@@ -140,7 +142,7 @@ pub(super) async fn upsert(
             for r in same {
                 sep.push_bind(r.id.as_str());
             }
-            q.push(")");
+            q.push(") AND seen_run < ").push_bind(run);
             q.build().persistent(persistent).execute(&mut **tx).await?;
         }
     }

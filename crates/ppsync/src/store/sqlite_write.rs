@@ -109,7 +109,10 @@ impl Write<'_> {
             "SELECT hash, deleted_at IS NOT NULL, {} FROM {table} WHERE id = ?1",
             self.watch.unwrap_or("NULL")
         ))?;
-        let mut touch = conn.prepare(&format!("UPDATE {table} SET seen_run = ?1 WHERE id = ?2"))?;
+        // `seen_run` never goes down (see pg_write::upsert).
+        let mut touch = conn.prepare(&format!(
+            "UPDATE {table} SET seen_run = ?1 WHERE id = ?2 AND seen_run < ?1"
+        ))?;
         for r in rows {
             let prior = {
                 let mut found = known.query([r.id.as_str()])?;
@@ -161,7 +164,7 @@ fn insert_sql(table: &str, res: &Resource, only_this_run: bool) -> String {
     let mut vals = String::from("?1, ?2, ?3, NULL, ?4, ?5, ?6, ?7");
     let mut set = String::from(
         "created_at = excluded.created_at, updated_at = excluded.updated_at, deleted_at = NULL, \
-         synced_at = excluded.synced_at, hash = excluded.hash, seen_run = excluded.seen_run, \
+         synced_at = excluded.synced_at, hash = excluded.hash, seen_run = max(seen_run, excluded.seen_run), \
          data = excluded.data",
     );
     for (i, c) in res.columns.iter().enumerate() {

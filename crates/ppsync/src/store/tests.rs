@@ -215,6 +215,50 @@ async fn reconciliation_marks_only_unseen_and_revives_returning_records() {
     }
 }
 
+/// Two processes may list one resource at once (a CLI pass beside the daemon): the listing that
+/// began earlier (a lower run) writing after the later one must not make the later one's records
+/// look unseen, or its end would take them for deletions.
+#[tokio::test]
+async fn a_record_seen_by_a_later_run_stays_seen_when_an_earlier_run_writes_it_again() {
+    for (_d, store) in stores().await {
+        let now = parse_api_time("2026-11-25T12:00:00").unwrap();
+        let users = find("users").unwrap();
+        let u = |id: &str, name: &str| {
+            row(
+                users,
+                &format!(r#"{{"id":"{id}","display_name":"{name}"}}"#),
+            )
+        };
+        let mut tx = store.begin().await.unwrap();
+        tx.upsert(
+            users,
+            &mut vec![u("a", "A"), u("b", "B")],
+            7,
+            now,
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        // Run 6 (begun before run 7) writes both again: one unchanged, one changed.
+        let mut tx = store.begin().await.unwrap();
+        tx.upsert(
+            users,
+            &mut vec![u("a", "A"), u("b", "B2")],
+            6,
+            now,
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(tx.count_unseen(users, 7).await.unwrap(), 0);
+        assert_eq!(tx.count_seen(users, 7).await.unwrap(), 2);
+        tx.commit().await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn cursor_never_moves_backwards() {
     for (_d, store) in stores().await {
