@@ -34,10 +34,10 @@ impl From<store::Error> for PageError {
 }
 
 impl ListingRun<'_> {
-    /// Fetches the listing's next page into the open transaction (`group`, begun if there is
-    /// none; from the page requested ahead, if any), applying the error policy. `None`: the listing was re-planned (a query option or
-    /// the cursor rejected, or returned to its last commit) and its next query must be built
-    /// again.
+    /// Fetches the listing's next page (the one requested ahead, if any) into the open
+    /// transaction (`group`, begun if there is none), applying the error policy. `None`: the
+    /// listing was re-planned (a query option or the cursor rejected, or returned to its last
+    /// commit) and its next query must be built again.
     ///
     /// A failure never leaves part of a page in the transaction: if the page had written rows,
     /// the transaction is rolled back with every page it held, the listing returns to its last

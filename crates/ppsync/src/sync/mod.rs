@@ -10,6 +10,11 @@
 //!   complete listing, and each deletion candidate of a resource with a by-id read is confirmed
 //!   there first (404 = gone); a candidate that still exists stops all marking for the resource.
 //! - Time comes from the `Clock`; `sync` builds neither HTTP requests nor SQL.
+//!
+//! Here: the [`Engine`] and a pass over resources. A resource's mode is chosen by `plan`; its
+//! listing runs as a `listing_run::ListingRun`, which fetches pages (`fetch`, the page after
+//! requested ahead by `prefetch`), decides where to go after each (`paging`) and ends with
+//! `deletions`; what a pass did is in `report`.
 
 mod deletions;
 pub mod details;
