@@ -44,7 +44,7 @@ pub struct Fleet {
 }
 
 /// The status of every firm this instance serves, by name.
-pub type Serving = Arc<std::sync::RwLock<BTreeMap<String, crate::status_http::StatusContext>>>;
+pub type Serving = Arc<std::sync::RwLock<BTreeMap<String, crate::status::StatusContext>>>;
 
 /// A firm this instance serves.
 struct Held {
@@ -207,7 +207,7 @@ async fn serve_firm(task: FirmTask) {
         if let Ok(mut m) = serving.write() {
             m.insert(
                 name.clone(),
-                crate::status_http::StatusContext {
+                crate::status::StatusContext {
                     store: engine.store.clone(),
                     client: engine.client.clone(),
                     schedule: cfg.daemon().schedule,

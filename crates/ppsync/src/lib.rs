@@ -33,7 +33,6 @@ pub mod record;
 pub mod report;
 pub mod resource;
 pub mod status;
-pub mod status_http;
 pub mod store;
 pub mod sync;
 pub mod time;

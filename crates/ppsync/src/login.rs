@@ -16,7 +16,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use tokio::sync::mpsc;
 
-use crate::status_http::esc;
+use crate::status::page::esc;
 
 /// Prints the authorize URL, listens on the redirect URI's loopback address, and returns the code
 /// once a redirect with the matching `state` arrives (or fails after 5 minutes).
@@ -92,7 +92,7 @@ fn answer(
 ) -> (Option<Result<String, String>>, Response) {
     let ours = q
         .get("state")
-        .is_some_and(|s| crate::status_http::same_bytes(s.as_bytes(), expected.as_bytes()));
+        .is_some_and(|s| crate::status::http::same_bytes(s.as_bytes(), expected.as_bytes()));
     if !ours {
         let mut text = "This request does not carry the state of the login ppsync is waiting for, \
                         so it was ignored; ppsync is still waiting for the authorization."

@@ -30,13 +30,13 @@ pub(super) async fn daemon(cfg: Config) -> anyhow::Result<i32> {
     let engine = app::engine_on(&cfg, home, clock.clone()).await?;
     let shutdown = engine.shutdown.clone();
     let daemon_cfg = cfg.daemon();
-    let ctx = crate::status_http::StatusContext {
+    let ctx = crate::status::StatusContext {
         store: engine.store.clone(),
         client: engine.client.clone(),
         schedule: daemon_cfg.schedule.clone(),
         clock: clock.clone(),
         token: cfg.http_token.clone(),
-        hosts: crate::status_http::Hosts::from_config(&cfg),
+        hosts: crate::status::Hosts::from_config(&cfg),
         notify_window: cfg.notify.window,
     };
     stop_on_signal(
@@ -44,7 +44,7 @@ pub(super) async fn daemon(cfg: Config) -> anyhow::Result<i32> {
         "shutdown requested: finishing the page in flight",
     );
     serve_status(&cfg, &shutdown, |listener, stop| {
-        crate::status_http::serve(listener, ctx, stop)
+        crate::status::serve(listener, ctx, stop)
     })
     .await?;
     let daemon = crate::daemon::Daemon {
@@ -80,14 +80,14 @@ async fn fleet(cfg: Config, home: Store, clock: Arc<dyn Clock>) -> anyhow::Resul
         home.location()
     );
     let serving = crate::fleet::Serving::default();
-    let status = crate::status_http::FleetStatus {
+    let status = crate::status::FleetStatus {
         instance: instance.clone(),
         firms: serving.clone(),
         token: cfg.http_token.clone(),
-        hosts: crate::status_http::Hosts::from_config(&cfg),
+        hosts: crate::status::Hosts::from_config(&cfg),
     };
     serve_status(&cfg, &shutdown, |listener, stop| {
-        crate::status_http::serve_fleet(listener, status, stop)
+        crate::status::serve_fleet(listener, status, stop)
     })
     .await?;
     let fleet = crate::fleet::Fleet {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ppsync::config::Config;
 use ppsync::resource::RESOURCES;
-use ppsync::status_http::{FleetStatus, Hosts, StatusContext, serve, serve_fleet};
+use ppsync::status::{FleetStatus, Hosts, StatusContext, serve, serve_fleet};
 use secrecy::SecretString;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
