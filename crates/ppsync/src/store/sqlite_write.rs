@@ -157,7 +157,8 @@ impl Write<'_> {
     }
 }
 
-/// `only_this_run`: a stored row is rewritten only when its content differs.
+/// `only_this_run`: a stored row is rewritten only when its content differs (or, should another
+/// process have written it, when that process's run is older).
 fn insert_sql(table: &str, res: &Resource, only_this_run: bool) -> String {
     let mut cols =
         String::from("id, created_at, updated_at, deleted_at, synced_at, hash, seen_run, data");
@@ -173,7 +174,9 @@ fn insert_sql(table: &str, res: &Resource, only_this_run: bool) -> String {
         set.push_str(&format!(", {0} = excluded.{0}", c.name));
     }
     let only_if = if only_this_run {
-        format!(" WHERE {table}.hash IS NOT excluded.hash")
+        // A row an earlier run wrote meanwhile (another process listing the same empty table) is
+        // taken over too, or this run would find it unseen at its end.
+        format!(" WHERE {table}.hash IS NOT excluded.hash OR {table}.seen_run < excluded.seen_run")
     } else {
         String::new()
     };

@@ -291,12 +291,7 @@ async fn sigterm_stops_the_daemon_at_a_page_boundary_and_the_next_start_resumes(
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(400));
         let t = std::time::Instant::now();
-        let killed = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(killed.success());
+        sigterm(&child);
         let out = child.wait_with_output().unwrap();
         (
             out.status.code(),

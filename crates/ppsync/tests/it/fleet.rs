@@ -4,7 +4,7 @@
 //! mirrors end equal to the truth.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use ppsim::{ChangeRates, Sim, SimConfig};
@@ -425,11 +425,7 @@ async fn three_instances_share_ten_firms_and_take_over_a_killed_ones_firms() {
 
     // Shut the survivors down (SIGTERM: they finish the page in flight and exit 0).
     for (name, mut child) in children {
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        sigterm(&child);
         let start = Instant::now();
         let code = loop {
             if let Some(s) = child.try_wait().unwrap() {

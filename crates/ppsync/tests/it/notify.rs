@@ -507,12 +507,7 @@ async fn sigterm_ends_the_daemon_within_seconds_while_a_command_hangs_and_the_co
             std::thread::sleep(Duration::from_millis(20));
         }
         let t = Instant::now();
-        let killed = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(killed.success());
+        sigterm(&child);
         let out = child.wait_with_output().unwrap();
         (
             out.status.code(),

@@ -438,3 +438,12 @@ pub async fn assert_store_equals_firm(
     }
     total
 }
+
+/// Sends SIGTERM to a child (a daemon under test): it stops at a page boundary and exits.
+pub fn sigterm(child: &std::process::Child) {
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -TERM {} failed", child.id());
+}
