@@ -209,10 +209,30 @@ async fn each_new_task_and_deadline_is_one_email_received_once() {
     let pending = outbox(store, "pending").await;
     assert!(!pending.is_empty(), "an hour of the firm's work notifies");
 
+    // While the server refuses every message (451 to DATA) nothing is marked delivered, and the
+    // dispatcher takes it for a sink that is down: three tries, none counted against a row.
+    smtp.refuse(true);
     let r = dispatcher(&app)
         .deliver_due(store, Utc::now())
         .await
         .unwrap();
+    assert_eq!((r.delivered, r.failed, r.sink_down), (0, 3, true), "{r:?}");
+    assert!(smtp.received().is_empty());
+    assert_eq!(outbox(store, "pending").await.len(), pending.len());
+    assert_eq!(
+        count(
+            store,
+            "SELECT CAST(COALESCE(SUM(attempts), 0) AS BIGINT) FROM outbox"
+        )
+        .await,
+        0
+    );
+    smtp.refuse(false);
+    // The rows the down sink put off are due again later; a fresh dispatcher (a restart) sends
+    // everything then.
+    let later = Utc::now() + Duration::minutes(5);
+
+    let r = dispatcher(&app).deliver_due(store, later).await.unwrap();
     assert_eq!(
         r.delivered as usize,
         pending.len(),
@@ -267,10 +287,7 @@ async fn each_new_task_and_deadline_is_one_email_received_once() {
     assert_eq!(outbox(store, "delivered").await.len(), pending.len());
 
     // Delivered is delivered: a second round sends nothing.
-    let r = dispatcher(&app)
-        .deliver_due(store, Utc::now())
-        .await
-        .unwrap();
+    let r = dispatcher(&app).deliver_due(store, later).await.unwrap();
     assert_eq!(r.delivered, 0);
     assert_eq!(smtp.received().len(), pending.len());
 }
