@@ -17,6 +17,7 @@ use crate::sync::SyncConfig;
 
 pub const DEFAULT_PATH: &str = "ppsync.toml";
 
+mod email;
 mod firm;
 mod load;
 mod raw;

@@ -46,6 +46,12 @@ pub(super) struct RawNotify {
     pub(super) command_timeout: Option<String>,
     pub(super) command_env: Option<StrList>,
     pub(super) max_attempts: Option<u32>,
+    pub(super) smtp_url: Option<String>,
+    pub(super) smtp_username: Option<String>,
+    pub(super) smtp_password: Option<String>,
+    pub(super) email_from: Option<String>,
+    pub(super) email_to: Option<StrList>,
+    pub(super) email_digest: Option<String>,
 }
 
 /// A list of names, as a TOML array or (handier in an environment variable) one string of names

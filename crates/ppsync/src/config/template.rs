@@ -88,6 +88,19 @@ command_env = ["PATH", "HOME", "LANG", "LC_ALL", "TZ"]
 # lists dead ones; `ppsync notify retry ID... | --all` sends them again. Tries made while the sink
 # looks down (3 different notifications failing in a row) do not count.
 max_attempts = 10
+# E-mail: each notification as a plain-text message (a readable summary, then the JSON), its
+# Message-ID derived from the stable id. smtps://host:465 is TLS; smtp://host:587 requires
+# STARTTLS (plain only to a loopback address: a relay on this machine). The password can come
+# from PPSYNC_NOTIFY__SMTP_PASSWORD instead of this file.
+smtp_url = ""
+smtp_username = ""
+smtp_password = ""
+email_from = ""      # e.g. "PPSync <ppsync@firm.example>"
+email_to = []        # e.g. ["ops@firm.example"]
+# "off": one message per notification. An interval ("1h", "1d"): one message per interval, on
+# the hour (or day, UTC), listing every notification that came due meanwhile; e-mail must then be
+# the only sink.
+email_digest = "off"
 
 [http]
 # `ppsync run` serves /healthz, /metrics (Prometheus), /status (JSON) and a status page here.

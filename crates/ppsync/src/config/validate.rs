@@ -181,6 +181,15 @@ impl Config {
         if command_timeout.is_zero() {
             return Err(err("`notify.command_timeout` must be longer than 0s"));
         }
+        let email = super::email::email(n)?;
+        if email.as_ref().is_some_and(|e| e.digest.is_some())
+            && (webhook_url.is_some() || n.command.as_deref().is_some_and(|c| !c.trim().is_empty()))
+        {
+            // A row has one delivery state: it cannot wait for a digest and be sent at once.
+            return Err(err(
+                "`notify.email_digest` works only with e-mail as the only sink: unset notify.webhook_url and notify.command, or set email_digest = \"off\"",
+            ));
+        }
         let notify = crate::notify::NotifyConfig {
             window: dur("notify.window", &n.window, d_notify.window)?,
             webhook_url,
@@ -195,6 +204,7 @@ impl Config {
             command_env,
             max_attempts,
             firm: None,
+            email,
         };
         let http_listen = match raw.http.listen.as_deref().map(str::trim) {
             None => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9187))),

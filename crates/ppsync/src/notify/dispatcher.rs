@@ -9,6 +9,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::delivery::IDLE;
+use super::digest::next_grid_point;
+use super::email::Mailer;
 use super::{NotifyConfig, one_line, signing_key};
 use crate::store::Store;
 use crate::time::canonical;
@@ -73,10 +75,10 @@ impl Sink {
 }
 
 /// A failed try not yet charged to its row.
-struct Failure {
-    id: String,
-    attempts: u32,
-    error: String,
+pub(super) struct Failure {
+    pub(super) id: String,
+    pub(super) attempts: u32,
+    pub(super) error: String,
 }
 
 /// Delivers pending outbox rows to the configured sinks, at least once.
@@ -91,6 +93,7 @@ pub struct Dispatcher {
     pub(super) cfg: NotifyConfig,
     pub(super) key: Option<secrecy::SecretSlice<u8>>,
     pub(super) http: reqwest::Client,
+    mailer: Option<Mailer>,
     sink: std::sync::Mutex<Sink>,
 }
 
@@ -110,16 +113,18 @@ impl Dispatcher {
             ),
             None => None,
         };
+        let mailer = cfg.email.clone().map(Mailer::new).transpose()?;
         Ok(Dispatcher {
             cfg,
             key,
             http,
+            mailer,
             sink: Default::default(),
         })
     }
 
     pub fn has_sinks(&self) -> bool {
-        self.cfg.webhook_url.is_some() || self.cfg.command.is_some()
+        self.cfg.webhook_url.is_some() || self.cfg.command.is_some() || self.mailer.is_some()
     }
 
     fn sink(&self) -> std::sync::MutexGuard<'_, Sink> {
@@ -142,6 +147,11 @@ impl Dispatcher {
         let mut r = Round::default();
         if !self.has_sinks() {
             return Ok(r);
+        }
+        if let Some(m) = &self.mailer
+            && let Some(every) = m.cfg.digest
+        {
+            return self.digest_round(m, every, store, now, stop).await;
         }
         if self.sink().retry_at.is_some_and(|t| now < t) {
             r.sink_down = true;
@@ -204,7 +214,7 @@ impl Dispatcher {
     }
 
     /// Counts failed tries against their rows: backoff, or `dead` at `max_attempts`.
-    async fn charge(
+    pub(super) async fn charge(
         &self,
         store: &Store,
         unjudged: &mut Vec<Failure>,
@@ -234,30 +244,42 @@ impl Dispatcher {
             Some(t) => Some(t),
             None => store.outbox_next_due().await.ok().flatten(),
         };
+        // A digest waits for the grid point after the next row falls due.
+        let digest = self.mailer.as_ref().and_then(|m| m.cfg.digest);
+        let at = match (at, digest) {
+            (Some(t), Some(every)) => Some(next_grid_point(t.max(now), every)),
+            (at, _) => at,
+        };
         at.map(|t| (t - now).to_std().unwrap_or_default())
             .unwrap_or(IDLE)
             .min(IDLE)
     }
 
-    pub(super) async fn deliver(&self, id: &str, payload: &str) -> anyhow::Result<()> {
-        let with_firm;
-        let payload = match &self.cfg.firm {
-            // The outbox row is the firm's own; the firm is named on the way out.
+    /// The payload as sent: the outbox row is the firm's own; the firm is named on the way out.
+    pub(super) fn with_firm(&self, payload: &str) -> anyhow::Result<String> {
+        Ok(match &self.cfg.firm {
             Some(firm) => {
                 let mut v: serde_json::Value = serde_json::from_str(payload)?;
                 if let Some(o) = v.as_object_mut() {
                     o.insert("firm".into(), Value::String(firm.clone()));
                 }
-                with_firm = v.to_string();
-                with_firm.as_str()
+                v.to_string()
             }
-            None => payload,
-        };
+            None => payload.to_string(),
+        })
+    }
+
+    pub(super) async fn deliver(&self, id: &str, payload: &str) -> anyhow::Result<()> {
+        let payload = self.with_firm(payload)?;
+        let payload = payload.as_str();
         if let Some(url) = &self.cfg.webhook_url {
             self.post_webhook(url, id, payload).await?;
         }
         if let Some(cmd) = &self.cfg.command {
             self.run_command(cmd, payload).await?;
+        }
+        if let Some(m) = &self.mailer {
+            m.send(m.single(id, payload)).await?;
         }
         Ok(())
     }

@@ -3,8 +3,8 @@
 //!
 //! They are decided here, written to the outbox in the transaction of the records that caused them
 //! (or, for deadlines that time alone brings into the window, by [`deadline_scan`]), and delivered
-//! at least once by [`Dispatcher`] to a webhook (JSON, signed the Standard Webhooks way) and/or a
-//! command (JSON on stdin), on a task of its own beside the daemon's cycles ([`Delivery`]). Ids are
+//! at least once by [`Dispatcher`] to a webhook (JSON, signed the Standard Webhooks way), a
+//! command (JSON on stdin) and/or e-mail (one message each, or a digest per interval), on a task of its own beside the daemon's cycles ([`Delivery`]). Ids are
 //! stable — `task.created:<id>`, `task.due:<id>:<due>`, `event.upcoming:<id>:<start>` — so a
 //! re-read never enqueues twice and receivers can deduplicate redeliveries.
 //!
@@ -16,19 +16,22 @@
 //! retry`).
 //!
 //! Here: the settings. `rules`: which records notify, and the deadline scan; `dispatcher`: a
-//! delivery round over the outbox, with each row's backoff and the sink's; `webhook` and
-//! `command`: the two sinks; `delivery`: the task that runs rounds beside the daemon.
+//! delivery round over the outbox, with each row's backoff and the sink's; `webhook`,
+//! `command` and `email`: the sinks; `digest`: e-mail digests; `delivery`: the task that runs rounds beside the daemon.
 
 use std::time::Duration;
 
 mod command;
 mod delivery;
+mod digest;
 mod dispatcher;
+mod email;
 mod rules;
 mod webhook;
 
 pub use delivery::Delivery;
 pub use dispatcher::{Dispatcher, Round, backoff};
+pub use email::{EmailConfig, SmtpSecurity};
 pub use rules::{RULES, Rule, deadline_scan, for_page, rule};
 pub use webhook::{sign, signing_key};
 
@@ -50,6 +53,8 @@ pub struct NotifyConfig {
     /// The registered firm these notifications come from (None: the default firm); sent as the
     /// payload's `firm` field and the `X-PPSync-Firm` header, so one receiver can serve many firms.
     pub firm: Option<String>,
+    /// The e-mail sink (`notify.smtp_url` and the `email_*` keys), if set.
+    pub email: Option<EmailConfig>,
 }
 
 /// What a command gets of ppsync's environment unless `notify.command_env` says otherwise.
@@ -67,6 +72,7 @@ impl Default for NotifyConfig {
             command_timeout: Duration::from_secs(30),
             command_env: DEFAULT_COMMAND_ENV.iter().map(|s| s.to_string()).collect(),
             max_attempts: 10,
+            email: None,
         }
     }
 }

@@ -9,6 +9,7 @@ mod cli;
 mod daemon;
 mod details;
 mod dialects;
+mod email;
 mod engine;
 mod firms;
 mod fleet;
