@@ -18,3 +18,4 @@ mod odd_records;
 mod probe;
 mod security;
 mod status_http;
+mod views;
