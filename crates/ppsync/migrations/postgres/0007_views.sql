@@ -240,23 +240,36 @@ JOIN matters m ON m.id = f.matter_id
 LEFT JOIN accounts a ON a.id = m.account_id AND a.deleted_at IS NULL
 WHERE f.type IN ('Date', 'DateTime') AND f.value_date IS NOT NULL;
 
+-- Its next deadline repeats upcoming_deadlines' conditions per source, each on this matter (so each
+-- uses its index); matter ids are compared in the default collation, the matter_id indexes'.
 -- matter_overview: as on SQLite.
 CREATE VIEW matter_overview AS
 SELECT m.id AS matter_id, m.number, m.display_name, m.status,
     m.account_id, a.display_name AS account_name,
     m.open_date, m.close_date, m.statute_of_limitation_date,
     (SELECT count(*) FROM tasks t
-        WHERE t.matter_id = m.id AND t.deleted_at IS NULL AND t.status IS DISTINCT FROM 'Completed') AS open_tasks,
+        WHERE t.matter_id = m.id COLLATE "default" AND t.deleted_at IS NULL AND t.status IS DISTINCT FROM 'Completed') AS open_tasks,
     n.due_at AS next_deadline_at, n.source AS next_deadline_source
 FROM matters m
 LEFT JOIN accounts a ON a.id = m.account_id AND a.deleted_at IS NULL
-LEFT JOIN (
-    SELECT d.matter_id, d.due_at, d.source FROM (
-        SELECT matter_id, due_at, source,
-            row_number() OVER (PARTITION BY matter_id ORDER BY due_at, source) AS k
-        FROM upcoming_deadlines
-        WHERE matter_id IS NOT NULL AND due_at >= CURRENT_TIMESTAMP
+LEFT JOIN LATERAL (
+    SELECT due_at, source FROM (
+        SELECT t.due_date AS due_at, 'Task due date' AS source FROM tasks t
+            WHERE t.matter_id = m.id COLLATE "default" AND t.deleted_at IS NULL AND t.status IS DISTINCT FROM 'Completed' AND t.due_date >= CURRENT_TIMESTAMP
+        UNION ALL
+        SELECT e.start_date_time, 'Event start' FROM events e
+            WHERE e.matter_id = m.id COLLATE "default" AND e.deleted_at IS NULL AND e.start_date_time >= CURRENT_TIMESTAMP
+        UNION ALL
+        SELECT m.statute_of_limitation_date, 'Statute of limitation'
+            WHERE m.statute_of_limitation_date >= CURRENT_TIMESTAMP
+        UNION ALL
+        SELECT ppsync_instant(c.value ->> 'value_date_time'), c.value -> 'custom_field_ref' ->> 'label'
+            FROM jsonb_array_elements(CASE WHEN jsonb_typeof(m.data -> 'custom_field_values') = 'array' THEN m.data -> 'custom_field_values' ELSE '[]'::jsonb END) AS c(value)
+            WHERE jsonb_typeof(c.value) = 'object'
+                AND c.value -> 'custom_field_ref' ->> 'value_type' IN ('Date', 'DateTime')
+                AND jsonb_typeof(c.value -> 'value_date_time') = 'string'
+                AND ppsync_instant(c.value ->> 'value_date_time') >= CURRENT_TIMESTAMP
     ) d
-    WHERE d.k = 1
-) n ON n.matter_id = m.id
+    ORDER BY due_at, source LIMIT 1
+) n ON true
 WHERE m.deleted_at IS NULL;

@@ -44,10 +44,13 @@ SELECT f.matter_id, f.position,
         THEN json_extract(f.v, '$.value_string') END AS value_text,
     CASE WHEN f.ty IN ('Number', 'Currency') AND json_type(f.v, '$.value_number') IN ('integer', 'real')
         THEN CAST(json_extract(f.v, '$.value_number') AS REAL) END AS value_number,
-    -- Only text that starts as a date (strftime would read 'now' or a number as a time); with or
-    -- without an offset (none = UTC); milliseconds, in the canonical width.
+    -- Only text that starts with a real calendar date (strftime would read 'now' or a number as a
+    -- time, and move 30 February to March); with or without an offset (none = UTC);
+    -- milliseconds, in the canonical width.
     CASE WHEN f.ty IN ('Date', 'DateTime') AND json_type(f.v, '$.value_date_time') = 'text'
         AND json_extract(f.v, '$.value_date_time') GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'
+        AND date(substr(json_extract(f.v, '$.value_date_time'), 1, 10), '+0 days')
+            = substr(json_extract(f.v, '$.value_date_time'), 1, 10)
         THEN strftime('%Y-%m-%dT%H:%M:%f', json_extract(f.v, '$.value_date_time')) || '000Z' END AS value_date,
     CASE WHEN f.ty = 'Checkbox' AND json_type(f.v, '$.value_boolean') IN ('true', 'false')
         THEN json_extract(f.v, '$.value_boolean') END AS value_bool,
@@ -73,10 +76,13 @@ SELECT f.contact_id, f.position,
         THEN json_extract(f.v, '$.value_string') END AS value_text,
     CASE WHEN f.ty IN ('Number', 'Currency') AND json_type(f.v, '$.value_number') IN ('integer', 'real')
         THEN CAST(json_extract(f.v, '$.value_number') AS REAL) END AS value_number,
-    -- Only text that starts as a date (strftime would read 'now' or a number as a time); with or
-    -- without an offset (none = UTC); milliseconds, in the canonical width.
+    -- Only text that starts with a real calendar date (strftime would read 'now' or a number as a
+    -- time, and move 30 February to March); with or without an offset (none = UTC);
+    -- milliseconds, in the canonical width.
     CASE WHEN f.ty IN ('Date', 'DateTime') AND json_type(f.v, '$.value_date_time') = 'text'
         AND json_extract(f.v, '$.value_date_time') GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'
+        AND date(substr(json_extract(f.v, '$.value_date_time'), 1, 10), '+0 days')
+            = substr(json_extract(f.v, '$.value_date_time'), 1, 10)
         THEN strftime('%Y-%m-%dT%H:%M:%f', json_extract(f.v, '$.value_date_time')) || '000Z' END AS value_date,
     CASE WHEN f.ty = 'Checkbox' AND json_type(f.v, '$.value_boolean') IN ('true', 'false')
         THEN json_extract(f.v, '$.value_boolean') END AS value_bool,
@@ -102,10 +108,13 @@ SELECT f.account_id, f.position,
         THEN json_extract(f.v, '$.value_string') END AS value_text,
     CASE WHEN f.ty IN ('Number', 'Currency') AND json_type(f.v, '$.value_number') IN ('integer', 'real')
         THEN CAST(json_extract(f.v, '$.value_number') AS REAL) END AS value_number,
-    -- Only text that starts as a date (strftime would read 'now' or a number as a time); with or
-    -- without an offset (none = UTC); milliseconds, in the canonical width.
+    -- Only text that starts with a real calendar date (strftime would read 'now' or a number as a
+    -- time, and move 30 February to March); with or without an offset (none = UTC);
+    -- milliseconds, in the canonical width.
     CASE WHEN f.ty IN ('Date', 'DateTime') AND json_type(f.v, '$.value_date_time') = 'text'
         AND json_extract(f.v, '$.value_date_time') GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'
+        AND date(substr(json_extract(f.v, '$.value_date_time'), 1, 10), '+0 days')
+            = substr(json_extract(f.v, '$.value_date_time'), 1, 10)
         THEN strftime('%Y-%m-%dT%H:%M:%f', json_extract(f.v, '$.value_date_time')) || '000Z' END AS value_date,
     CASE WHEN f.ty = 'Checkbox' AND json_type(f.v, '$.value_boolean') IN ('true', 'false')
         THEN json_extract(f.v, '$.value_boolean') END AS value_bool,
@@ -224,6 +233,8 @@ JOIN matters m ON m.id = f.matter_id
 LEFT JOIN accounts a ON a.id = m.account_id AND a.deleted_at IS NULL
 WHERE f.type IN ('Date', 'DateTime') AND f.value_date IS NOT NULL;
 
+-- Its next deadline repeats upcoming_deadlines' conditions per source, each correlated to the matter,
+-- so each is searched by its index (SQLite does not push the matter into that view's UNION ALL).
 -- matter_overview: One row per matter not deleted: its client (account), status, dates, open task count, and next deadline (the first in upcoming_deadlines at or after the database's current time).
 CREATE VIEW matter_overview AS
 SELECT m.id AS matter_id, m.number, m.display_name, m.status,
@@ -231,16 +242,32 @@ SELECT m.id AS matter_id, m.number, m.display_name, m.status,
     m.open_date, m.close_date, m.statute_of_limitation_date,
     (SELECT count(*) FROM tasks t
         WHERE t.matter_id = m.id AND t.deleted_at IS NULL AND t.status IS NOT 'Completed') AS open_tasks,
-    n.due_at AS next_deadline_at, n.source AS next_deadline_source
+    (SELECT due_at FROM (
+        SELECT t.due_date AS due_at, 'Task due date' AS source FROM tasks t
+            WHERE t.matter_id = m.id AND t.deleted_at IS NULL AND t.status IS NOT 'Completed' AND t.due_date >= strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z'
+        UNION ALL
+        SELECT e.start_date_time, 'Event start' FROM events e
+            WHERE e.matter_id = m.id AND e.deleted_at IS NULL AND e.start_date_time >= strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z'
+        UNION ALL
+        SELECT m.statute_of_limitation_date, 'Statute of limitation'
+            WHERE m.statute_of_limitation_date >= strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z'
+        UNION ALL
+        SELECT f.value_date, f.label FROM matter_custom_fields f
+            WHERE f.matter_id = m.id AND f.type IN ('Date', 'DateTime') AND f.value_date >= strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z'
+    ) ORDER BY due_at, source LIMIT 1) AS next_deadline_at,
+    (SELECT source FROM (
+        SELECT t.due_date AS due_at, 'Task due date' AS source FROM tasks t
+            WHERE t.matter_id = m.id AND t.deleted_at IS NULL AND t.status IS NOT 'Completed' AND t.due_date >= strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z'
+        UNION ALL
+        SELECT e.start_date_time, 'Event start' FROM events e
+            WHERE e.matter_id = m.id AND e.deleted_at IS NULL AND e.start_date_time >= strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z'
+        UNION ALL
+        SELECT m.statute_of_limitation_date, 'Statute of limitation'
+            WHERE m.statute_of_limitation_date >= strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z'
+        UNION ALL
+        SELECT f.value_date, f.label FROM matter_custom_fields f
+            WHERE f.matter_id = m.id AND f.type IN ('Date', 'DateTime') AND f.value_date >= strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z'
+    ) ORDER BY due_at, source LIMIT 1) AS next_deadline_source
 FROM matters m
 LEFT JOIN accounts a ON a.id = m.account_id AND a.deleted_at IS NULL
-LEFT JOIN (
-    SELECT d.matter_id, d.due_at, d.source FROM (
-        SELECT matter_id, due_at, source,
-            row_number() OVER (PARTITION BY matter_id ORDER BY due_at, source) AS k
-        FROM upcoming_deadlines
-        WHERE matter_id IS NOT NULL AND due_at >= strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z'
-    ) d
-    WHERE d.k = 1
-) n ON n.matter_id = m.id
 WHERE m.deleted_at IS NULL;

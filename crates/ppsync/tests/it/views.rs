@@ -439,3 +439,186 @@ async fn views_hold_the_simulators_truth() {
     assert!(!want.contains(&done));
     assert_eq!(got, want, "open_tasks after the changes");
 }
+
+/// Every view that reads the records' JSON, each queried in the odd-records test below.
+const JSON_VIEWS: &[&str] = &[
+    "matter_custom_fields",
+    "contact_custom_fields",
+    "account_custom_fields",
+    "matter_assignees",
+    "task_assignees",
+    "event_assignees",
+    "matter_tags",
+    "account_tags",
+    "task_tags",
+    "event_tags",
+    "open_tasks",
+    "upcoming_deadlines",
+    "matter_overview",
+];
+
+/// Lists that are not lists, values of the wrong type, dates that are not dates and deep nesting: every view still answers, and what cannot be read is NULL or left
+/// out, never an error.
+#[tokio::test]
+async fn views_answer_over_odd_records() {
+    let app = app(0.01, "").await;
+    assert_clean(&app.pass().await);
+    let store = &app.engine.store;
+    let matters = app.truth(find("matters").unwrap());
+    let tasks = app.truth(find("tasks").unwrap());
+    let (m0, m1) = (s(&matters[0]["id"]).unwrap(), s(&matters[1]["id"]).unwrap());
+    let t0 = s(&tasks[0]["id"]).unwrap();
+    // Raw text, so a value can be what serde_json would never write (every key once).
+    let field = |label: &str, ty: &str, key: &str, value: &str| {
+        let values: Vec<String> = [
+            ("value_boolean", "false"),
+            ("contact_ref", "null"),
+            ("value_date_time", "null"),
+            ("value_number", "null"),
+            ("value_string", "null"),
+        ]
+        .iter()
+        .map(|(k, v)| format!(r#""{k}":{}"#, if *k == key { value } else { v }))
+        .collect();
+        format!(
+            r#"{{"custom_field_ref":{{"id":"f-{label}","label":"{label}","value_type":"{ty}"}},{}}}"#,
+            values.join(",")
+        )
+    };
+    let odd_fields = [
+        field("Not a date", "Date", "value_date_time", r#""soon""#),
+        field(
+            "Thirtieth",
+            "Date",
+            "value_date_time",
+            r#""2026-02-30T20:00:00""#,
+        ),
+        field("Now", "DateTime", "value_date_time", r#""now""#),
+        field("A number", "Number", "value_number", r#""12""#),
+        field("Odd checkbox", "Checkbox", "value_boolean", "1"),
+        field(
+            "45 Day Deadline",
+            "Date",
+            "value_date_time",
+            r#""2026-03-02T20:00:00""#,
+        ),
+        "5".to_string(),
+        format!("{}1{}", "[".repeat(300), "]".repeat(300)),
+    ];
+    let sim = &app.sim;
+    sim.set_raw_field("matters", &m0, "custom_field_values", r#"{"a":1}"#)
+        .unwrap();
+    sim.set_raw_field("matters", &m0, "tags", r#""oops""#)
+        .unwrap();
+    sim.set_raw_field("matters", &m0, "assigned_to_users", "null")
+        .unwrap();
+    let list = format!("[{}]", odd_fields.join(","));
+    sim.set_raw_field("matters", &m1, "custom_field_values", &list)
+        .unwrap();
+    sim.set_raw_field("matters", &m1, "tags", r#"["a", 7, null, "b"]"#)
+        .unwrap();
+    sim.set_raw_field(
+        "tasks",
+        &t0,
+        "assigned_to_users",
+        r#"[{"id":"u1","display_name":"A"}, 7, "u2"]"#,
+    )
+    .unwrap();
+    sim.set_raw_field("tasks", &t0, "status", "false").unwrap();
+    assert_clean(&app.pass().await);
+
+    for view in JSON_VIEWS {
+        let n = count(store, &format!("SELECT COUNT(*) FROM {view}")).await;
+        assert!(n > 0, "{view} is empty");
+    }
+    let q = |sql: &str, id: &str| sql.replace('?', &format!("'{id}'"));
+    for sql in [
+        "SELECT COUNT(*) FROM matter_custom_fields WHERE matter_id = ?",
+        "SELECT COUNT(*) FROM matter_tags WHERE matter_id = ?",
+        "SELECT COUNT(*) FROM matter_assignees WHERE matter_id = ?",
+    ] {
+        assert_eq!(count(store, &q(sql, &m0)).await, 0, "{sql}");
+    }
+    assert_eq!(
+        count(
+            store,
+            &q(
+                "SELECT COUNT(*) FROM matter_overview WHERE matter_id = ?",
+                &m0
+            )
+        )
+        .await,
+        1
+    );
+    // The six objects are rows; only the real date reads as an instant; the rest is NULL.
+    let rows = text_rows(
+        store,
+        &q(
+            &format!(
+                "SELECT label, {}, value_date_raw, CAST(value_number AS TEXT), {} \
+                 FROM matter_custom_fields WHERE matter_id = ? ORDER BY position",
+                ts(store, "value_date"),
+                boolean("value_bool")
+            ),
+            &m1,
+        ),
+    )
+    .await;
+    let some = |v: &str| Some(v.to_string());
+    assert_eq!(
+        rows,
+        vec![
+            vec![some("Not a date"), None, some("soon"), None, None],
+            vec![
+                some("Thirtieth"),
+                None,
+                some("2026-02-30T20:00:00"),
+                None,
+                None
+            ],
+            vec![some("Now"), None, some("now"), None, None],
+            vec![some("A number"), None, None, None, None],
+            vec![some("Odd checkbox"), None, None, None, None],
+            vec![
+                some("45 Day Deadline"),
+                some("2026-03-02T20:00:00.000000Z"),
+                some("2026-03-02T20:00:00"),
+                None,
+                None
+            ],
+        ]
+    );
+    let deadlines = strings(
+        store,
+        &q(
+            "SELECT source FROM upcoming_deadlines WHERE record_id = ? AND kind = 'custom_field'",
+            &m1,
+        ),
+    )
+    .await;
+    assert_eq!(deadlines, ["45 Day Deadline"]);
+    let tags = strings(
+        store,
+        &q(
+            "SELECT tag FROM matter_tags WHERE matter_id = ? ORDER BY tag",
+            &m1,
+        ),
+    )
+    .await;
+    assert_eq!(tags, ["a", "b"]);
+    let assignees = strings(
+        store,
+        &q("SELECT user_id FROM task_assignees WHERE task_id = ?", &t0),
+    )
+    .await;
+    assert_eq!(assignees, ["u1"]);
+    // A status that is not text is not "Completed": the task stays open.
+    assert_eq!(
+        count(
+            store,
+            &q("SELECT COUNT(*) FROM open_tasks WHERE task_id = ?", &t0)
+        )
+        .await,
+        1
+    );
+}
