@@ -57,6 +57,11 @@ pub(super) const SQLITE: &[Source] = &[
         "details",
         include_str!("../../migrations/sqlite/0008_details.sql"),
     ),
+    (
+        9,
+        "views",
+        include_str!("../../migrations/sqlite/0009_views.sql"),
+    ),
 ];
 
 pub(super) const POSTGRES: &[Source] = &[
@@ -89,6 +94,11 @@ pub(super) const POSTGRES: &[Source] = &[
         6,
         "secrets schema",
         include_str!("../../migrations/postgres/0006_secrets_schema.sql"),
+    ),
+    (
+        7,
+        "views",
+        include_str!("../../migrations/postgres/0007_views.sql"),
     ),
 ];
 

@@ -80,6 +80,8 @@ use tx::TxInner;
 pub use types::Ts;
 
 #[cfg(test)]
+mod schema_doc;
+#[cfg(test)]
 mod tests;
 
 #[cfg(any(test, feature = "testing"))]

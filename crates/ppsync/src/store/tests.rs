@@ -101,6 +101,74 @@ async fn schema_matches_resource_table() {
     }
 }
 
+/// Every mirrored table has its `<table>_current` view (migrations `*_views.sql`) with the
+/// table's columns, and no other `_current` view exists.
+#[tokio::test]
+async fn current_views_match_resource_table() {
+    for (_d, store) in stores().await {
+        let columns = |name: String| {
+            let store = &store;
+            async move {
+                match (store.sqlite_pool(), store.pg_pool()) {
+                    (Some(p), _) => sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "PRAGMA table_info({name})"
+                    )))
+                    .fetch_all(p)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<String, _>("name"))
+                    .collect::<Vec<_>>(),
+                    (_, Some(p)) => sqlx::query_scalar(
+                        "SELECT column_name::text FROM information_schema.columns \
+                         WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position",
+                    )
+                    .bind(name)
+                    .fetch_all(p)
+                    .await
+                    .unwrap(),
+                    _ => unreachable!(),
+                }
+            }
+        };
+        for res in RESOURCES {
+            let table = columns(res.name.to_string()).await;
+            let view = columns(format!("{}_current", res.name)).await;
+            assert!(!table.is_empty(), "{}", res.name);
+            assert_eq!(
+                view,
+                table,
+                "{:?}: view {}_current",
+                store.backend(),
+                res.name
+            );
+        }
+        let mut views: Vec<String> = match (store.sqlite_pool(), store.pg_pool()) {
+            (Some(p), _) => sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'view' AND name LIKE '%\\_current' ESCAPE '\\'",
+            )
+            .fetch_all(p)
+            .await
+            .unwrap(),
+            (_, Some(p)) => sqlx::query_scalar(
+                "SELECT table_name::text FROM information_schema.views \
+                 WHERE table_schema = 'public' AND table_name LIKE '%\\_current'",
+            )
+            .fetch_all(p)
+            .await
+            .unwrap(),
+            _ => unreachable!(),
+        };
+        views.sort();
+        let mut want: Vec<String> = RESOURCES
+            .iter()
+            .map(|r| format!("{}_current", r.name))
+            .collect();
+        want.sort();
+        assert_eq!(views, want, "{:?}", store.backend());
+    }
+}
+
 #[tokio::test]
 async fn upsert_is_idempotent_and_counts_changes() {
     for (_d, store) in stores().await {

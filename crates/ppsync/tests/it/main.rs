@@ -19,3 +19,4 @@ mod odd_records;
 mod probe;
 mod security;
 mod status_http;
+mod views;
