@@ -25,6 +25,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod fleet;
+pub mod logging;
 mod login;
 pub mod notify;
 pub mod probe;

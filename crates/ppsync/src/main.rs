@@ -19,15 +19,29 @@ fn main() -> ExitCode {
         ppsync::cli::Command::Demo(_) => "warn",
         _ => "error",
     };
+    let format = match ppsync::logging::log_format(
+        cli.json_logs,
+        std::env::var_os("PPSYNC_LOG_FORMAT").as_deref(),
+    ) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let filter = std::env::var("PPSYNC_LOG")
         .unwrap_or_else(|_| format!("{level},sqlx::postgres::notice=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("warn")))
         .with_writer(std::io::stderr);
-    if cli.json_logs {
-        builder.json().init();
-    } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    match format {
+        ppsync::logging::LogFormat::Json => builder.json().init(),
+        ppsync::logging::LogFormat::Text => builder
+            .with_ansi(ppsync::logging::colours(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR").as_deref(),
+            ))
+            .init(),
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

@@ -10,6 +10,8 @@ mod auth;
 mod deadlines;
 mod export;
 mod firm;
+mod generated;
+mod health;
 mod init;
 mod notify;
 mod report;
@@ -23,6 +25,7 @@ use auth::auth;
 use deadlines::deadlines;
 use export::export;
 use firm::{firm_command, load};
+use health::health;
 use init::init;
 use notify::notify;
 use report::report;
@@ -40,7 +43,7 @@ pub struct Cli {
     /// Configuration file [default: ppsync.toml, or $PPSYNC_CONFIG]
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Log as JSON lines (for the daemon)
+    /// Log as JSON lines (for the daemon) [env: PPSYNC_LOG_FORMAT=json]
     #[arg(long, global = true)]
     pub json_logs: bool,
     /// A registered firm (`ppsync firm list`) instead of the default one [env: PPSYNC_FIRM]
@@ -103,6 +106,19 @@ pub enum Command {
     /// Notifications set aside as dead (listed by `ppsync status`)
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// Ask the running daemon's status endpoint a health route: exit 0 on 200 (for probes)
+    Health {
+        /// /livez (the process serves), /readyz (backfilled, nothing behind) or /healthz
+        #[arg(long, default_value = "/livez", value_name = "PATH")]
+        route: String,
+    },
+    /// Print a shell completion script (e.g. `ppsync completions bash > /etc/bash_completion.d/ppsync`)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, ppsync(1), in roff
+    Man,
 }
 
 #[derive(Subcommand, Debug)]
@@ -222,5 +238,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Run => daemon(load(&at)?).await,
         Command::Deadlines { days, json } => deadlines(load(&at)?, days, json).await,
         Command::Notify(cmd) => notify(load(&at)?, cmd).await,
+        Command::Health { route } => health(load(&at)?, &route).await,
+        Command::Completions { shell } => generated::completions(shell),
+        Command::Man => generated::man(),
     }
 }

@@ -71,7 +71,7 @@ async fn fleet(cfg: Config, home: Store, clock: Arc<dyn Clock>) -> anyhow::Resul
         .clone()
         .unwrap_or_else(crate::fleet::Fleet::default_instance_name)
         .into();
-    eprintln!(
+    tracing::info!(
         "serving {} as instance {instance} (database {})",
         match &cfg.firm {
             Some(f) => format!("firm {f}"),
@@ -131,7 +131,8 @@ where
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("http.listen {addr}: cannot listen there; pick a free address or set it to \"off\"")
     })?;
-    eprintln!("status on http://{}/", listener.local_addr()?);
+    // Through the log formatter like every other line (a JSON log stays all JSON).
+    tracing::info!("status on http://{}/", listener.local_addr()?);
     let served = serve(listener, shutdown.clone());
     tokio::spawn(async move {
         if let Err(e) = served.await {

@@ -35,12 +35,17 @@ impl Config {
             None
         };
         // Only the product's own variables: PPSYNC_CONFIG names the file, PPSYNC_LOG the log
-        // filter, PPSYNC_FIRM the firm (--firm), and PPSYNC_TEST_* belong to the test suite.
+        // filter, PPSYNC_LOG_FORMAT its form, PPSYNC_FIRM the firm (--firm), and PPSYNC_TEST_*
+        // belong to the test suite.
         fig = fig.merge(
             Env::prefixed("PPSYNC_")
                 .filter(|k| {
                     let k = k.as_str().to_ascii_lowercase();
-                    k != "config" && k != "log" && k != "firm" && !k.starts_with("test_")
+                    k != "config"
+                        && k != "log"
+                        && k != "log_format"
+                        && k != "firm"
+                        && !k.starts_with("test_")
                 })
                 .split("__"),
         );

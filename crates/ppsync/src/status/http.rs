@@ -1,8 +1,11 @@
-//! The daemon's HTTP endpoint (loopback by default): `/healthz`, `/metrics` (Prometheus),
-//! `/status` (JSON) and the status page at `/`; a fleet instance's variants of each.
+//! The daemon's HTTP endpoint (loopback by default): `/healthz`, `/livez`, `/readyz`, `/metrics`
+//! (Prometheus), `/status` (JSON) and the status page at `/`; a fleet instance's variants of each.
 //!
 //! Every response is rendered on request from a fresh [`Snapshot`]: there is no state here to go
-//! stale. `/healthz` answers 503 naming what is behind or incomplete. With `http.token` set, every
+//! stale. `/healthz` answers 503 naming what is behind or incomplete. For an orchestrator:
+//! `/livez` answers 200 while the process serves (a liveness probe must not kill a long first
+//! backfill), `/readyz` 200 once every enabled resource has finished its first backfill and none
+//! is behind, 503 naming which otherwise. With `http.token` set, every
 //! route wants `Authorization: Bearer <token>`; without one the endpoint must be on loopback
 //! (`serve` refuses otherwise). Every route first checks the request's `Host` ([`Hosts`]): a web
 //! page whose name an attacker points at 127.0.0.1 (DNS rebinding) is same-origin with this
@@ -128,6 +131,8 @@ fn router(ctx: StatusContext) -> Router {
         .route("/", get(status_page))
         .route("/status", get(status_json))
         .route("/healthz", get(healthz))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .layer(middleware::from_fn_with_state(ctx.clone(), require_token))
         .with_state(ctx)
@@ -226,6 +231,16 @@ impl StatusContext {
         .await
     }
 
+    /// Why the mirror is not ready, each name prefixed with `prefix`.
+    async fn unready(&self, prefix: &str) -> anyhow::Result<snapshot::Unready> {
+        let u = snapshot::unready(&self.store, &self.schedule, self.clock.now()).await?;
+        let named = |v: Vec<String>| v.into_iter().map(|n| format!("{prefix}{n}")).collect();
+        Ok(snapshot::Unready {
+            first_backfill: named(u.first_backfill),
+            behind: named(u.behind),
+        })
+    }
+
     /// What is behind and what is incomplete, each name prefixed with `prefix`.
     async fn problems(&self, prefix: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
         let (behind, incomplete) =
@@ -242,6 +257,34 @@ async fn status_json(State(ctx): State<StatusContext>) -> Result<Response, Failu
 async fn healthz(State(ctx): State<StatusContext>) -> Result<Response, Failure> {
     let (behind, incomplete) = ctx.problems("").await?;
     Ok(health_answer(behind, incomplete, "ok\n".into()))
+}
+
+/// The process answers: nothing is read, so a busy database cannot fail a liveness probe.
+async fn livez() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(ctx): State<StatusContext>) -> Result<Response, Failure> {
+    Ok(ready_answer(ctx.unready("").await?, "ready\n".into()))
+}
+
+/// 200 with `ok` when ready; 503 naming the resources still in their first backfill and those
+/// behind.
+fn ready_answer(u: snapshot::Unready, ok: String) -> Response {
+    if u.first_backfill.is_empty() && u.behind.is_empty() {
+        return (StatusCode::OK, ok).into_response();
+    }
+    let mut body = String::new();
+    if !u.first_backfill.is_empty() {
+        body.push_str(&format!(
+            "first backfill not finished: {}\n",
+            u.first_backfill.join(", ")
+        ));
+    }
+    if !u.behind.is_empty() {
+        body.push_str(&format!("behind: {}\n", u.behind.join(", ")));
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }
 
 async fn status_page(State(ctx): State<StatusContext>) -> Result<Response, Failure> {
@@ -318,6 +361,8 @@ pub async fn serve_fleet(
         .route("/", get(fleet_page))
         .route("/status", get(fleet_status))
         .route("/healthz", get(fleet_healthz))
+        .route("/livez", get(livez))
+        .route("/readyz", get(fleet_readyz))
         .route("/metrics", get(fleet_metrics))
         .route("/firms/{name}/", get(firm_page))
         .route("/firms/{name}/status", get(firm_status))
@@ -383,6 +428,20 @@ async fn fleet_healthz(State(f): State<FleetStatus>) -> Result<Response, Failure
         incomplete,
         format!("ok: {} firms\n", held.len()),
     ))
+}
+
+async fn fleet_readyz(State(f): State<FleetStatus>) -> Result<Response, Failure> {
+    let mut all = snapshot::Unready {
+        first_backfill: Vec::new(),
+        behind: Vec::new(),
+    };
+    let held = f.held();
+    for (name, ctx) in &held {
+        let u = ctx.unready(&format!("{name}/")).await?;
+        all.first_backfill.extend(u.first_backfill);
+        all.behind.extend(u.behind);
+    }
+    Ok(ready_answer(all, format!("ready: {} firms\n", held.len())))
 }
 
 async fn fleet_metrics(State(f): State<FleetStatus>) -> Result<Response, Failure> {

@@ -11,6 +11,7 @@ use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
@@ -37,6 +38,8 @@ pub struct Metrics {
     budget_wait: FloatCounter,
     records: IntGauge,
     records_changed: IntCounter,
+    failures: IntCounter,
+    run_duration: FloatGauge,
     last_success: FloatGauge,
     lag: IntGauge,
     behind: IntGauge,
@@ -69,6 +72,17 @@ impl Default for Metrics {
     fn default() -> Self {
         // Help texts have no final period: the encoder adds one.
         let mut r = Registry::default();
+        // The encoder appends `_info`. The commit only when the build was given one (the image's
+        // build passes PPSYNC_GIT_COMMIT); a build script reading .git is not worth its weight.
+        let mut build = vec![("version".to_string(), env!("CARGO_PKG_VERSION").to_string())];
+        if let Some(commit) = option_env!("PPSYNC_GIT_COMMIT").filter(|c| !c.is_empty()) {
+            build.push(("commit".to_string(), commit.to_string()));
+        }
+        r.register(
+            "ppsync_build",
+            "The running ppsync's version",
+            Info::new(build),
+        );
         Metrics {
             requests: family(
                 &mut r,
@@ -109,6 +123,16 @@ impl Default for Metrics {
                 &mut r,
                 "ppsync_records_changed",
                 "Records written (new, changed or undeleted) over the run history",
+            ),
+            failures: family(
+                &mut r,
+                "ppsync_run_failures",
+                "Runs of the resource that ended skipped or failed, over the run history",
+            ),
+            run_duration: family(
+                &mut r,
+                "ppsync_last_run_duration_seconds",
+                "How long the resource's latest finished run took",
             ),
             last_success: family(
                 &mut r,
@@ -235,6 +259,12 @@ impl Metrics {
             self.records_changed
                 .get_or_create(&res)
                 .inc_by(r.records_changed_total.max(0) as u64);
+            self.failures
+                .get_or_create(&res)
+                .inc_by(r.failures_total.max(0) as u64);
+            if let Some(d) = r.last_run.as_ref().and_then(run_seconds) {
+                self.run_duration.get_or_create(&res).set(d);
+            }
             if let Some(t) = r.last_success.as_deref().and_then(timestamp_seconds) {
                 self.last_success.get_or_create(&res).set(t);
             }
@@ -288,6 +318,13 @@ fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// A finished run's duration (None while it runs, or if a stored time does not parse).
+fn run_seconds(run: &crate::store::RunRow) -> Option<f64> {
+    let start = crate::time::parse_api_time(&run.started_at)?;
+    let end = crate::time::parse_api_time(run.finished_at.as_deref()?)?;
+    Some((end - start).num_milliseconds().max(0) as f64 / 1000.0)
+}
+
 fn timestamp_seconds(s: &str) -> Option<f64> {
     crate::time::parse_api_time(s).map(|t| t.timestamp_millis() as f64 / 1000.0)
 }
@@ -311,6 +348,11 @@ mod tests {
             text.contains("ppsync_records{firm=\"c\",resource=\"matters\",state=\"live\"} 7\n")
         );
         assert!(text.contains("ppsync_budget_wait_seconds_total{firm=\"c\"} 1.5\n"));
+        assert!(text.contains("ppsync_run_failures_total{firm=\"c\",resource=\"matters\"} 1\n"));
+        // One build_info, unlabelled by firm, whatever the number of firms.
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(text.matches("ppsync_build_info{").count(), 1, "{text}");
+        assert!(text.contains(&format!("ppsync_build_info{{version=\"{version}\"")));
         assert!(text.contains(
             r#"ppsync_outbox_rows{firm="c",kind="<b>\"odd\"<|b> & \\ \n",status="dead"} 1"#
         ));

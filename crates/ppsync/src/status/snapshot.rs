@@ -110,6 +110,8 @@ pub struct ResourceStatus {
     pub dialect: crate::sync::Dialect,
     pub runs: i64,
     pub records_changed_total: i64,
+    /// Runs that ended skipped or failed, over the run history.
+    pub failures_total: i64,
     pub last_run: Option<RunRow>,
 }
 
@@ -173,6 +175,7 @@ impl Snapshot {
                 dialect: learned(res.name),
                 runs: t.as_ref().map_or(0, |t| t.runs),
                 records_changed_total: t.as_ref().map_or(0, |t| t.records_changed),
+                failures_total: t.as_ref().map_or(0, |t| t.failures),
                 last_run: t.map(|t| t.last),
             });
         }
@@ -265,6 +268,35 @@ pub async fn problems(
     Ok((behind, incomplete))
 }
 
+/// Why a mirror is not ready to be read (`/readyz`): enabled resources whose first backfill has
+/// not finished, and those that synced once but are behind now. Both empty: ready.
+pub struct Unready {
+    pub first_backfill: Vec<String>,
+    pub behind: Vec<String>,
+}
+
+/// What `/readyz` answers, read from the sync state only (polled often, like `/healthz`). An
+/// incomplete listing does not make a mirror unready: what it holds is still current.
+pub async fn unready(
+    store: &Store,
+    schedule: &[(&'static Resource, Duration)],
+    now: DateTime<Utc>,
+) -> anyhow::Result<Unready> {
+    let mut u = Unready {
+        first_backfill: Vec::new(),
+        behind: Vec::new(),
+    };
+    for (res, interval) in schedule {
+        let st = store.state(res).await?;
+        match st.cursor_set_at {
+            None => u.first_backfill.push(res.name.to_string()),
+            Some(t) if is_behind(Some(now - t), *interval) => u.behind.push(res.name.to_string()),
+            Some(_) => {}
+        }
+    }
+    Ok(u)
+}
+
 /// Behind: never synced, or the last success is older than twice the interval plus the grace.
 fn is_behind(lag: Option<chrono::Duration>, interval: Duration) -> bool {
     let interval = chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX / 4);
@@ -332,6 +364,7 @@ pub(crate) mod tests {
                 dialect: Default::default(),
                 runs: 1,
                 records_changed_total: 1,
+                failures_total: 1,
                 last_run: Some(run.clone()),
             }],
             record_issues: [("matters".to_string(), 2)].into(),

@@ -80,6 +80,8 @@ pub struct RunTotals {
     pub runs: i64,
     /// Records written (new, changed or undeleted) over every run.
     pub records_changed: i64,
+    /// Runs that ended skipped or failed (not `incomplete`: that listing did its work).
+    pub failures: i64,
     /// The latest run.
     pub last: RunRow,
 }
@@ -286,8 +288,9 @@ impl Store {
         let sql = format!(
             "SELECT r.id, r.cycle_id, r.resource, r.mode, r.started_at, r.finished_at, r.requests, \
              r.records_seen, r.records_changed, r.records_deleted, r.outcome, r.error, \
-             t.runs AS total_runs, t.changed AS total_changed \
+             t.runs AS total_runs, t.changed AS total_changed, t.failures AS total_failures \
              FROM (SELECT resource, COUNT(*) AS runs, CAST(COALESCE(SUM(records_changed), 0) AS BIGINT) AS changed, \
+                   CAST(SUM(CASE WHEN outcome IN ('skipped', 'failed') THEN 1 ELSE 0 END) AS BIGINT) AS failures, \
                    MAX(id) AS last_id FROM {runs} GROUP BY resource) t \
              JOIN {runs} r ON r.id = t.last_id"
         );
@@ -301,6 +304,7 @@ impl Store {
                         RunTotals {
                             runs: r.try_get("total_runs")?,
                             records_changed: r.try_get("total_changed")?,
+                            failures: r.try_get("total_failures")?,
                             last,
                         },
                     ))

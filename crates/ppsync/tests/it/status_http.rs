@@ -1,5 +1,5 @@
-//! The daemon's HTTP endpoint: `/healthz`, `/status`, `/metrics` (strictly parsed as Prometheus
-//! text), the bearer token, and the status page rendered by headless Chromium.
+//! The daemon's HTTP endpoint: `/healthz`, `/livez`, `/readyz`, `/status`, `/metrics` (strictly
+//! parsed as Prometheus text), the bearer token, and the status page rendered by headless Chromium.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -198,7 +198,7 @@ async fn health_status_and_metrics_follow_the_mirror() {
 async fn a_bearer_token_guards_every_route() {
     let app = app(0.01, "").await;
     let ep = Endpoint::start(&app, Some("s3cret-token")).await;
-    for path in ["/", "/status", "/healthz", "/metrics"] {
+    for path in ["/", "/status", "/healthz", "/livez", "/readyz", "/metrics"] {
         let (code, _, _) = ep.get(path).await;
         assert_eq!(code, 401, "{path} without a token");
         let (code, _, _) = ep.get_with(path, Some("s3cret-tokeX")).await;
@@ -207,7 +207,11 @@ async fn a_bearer_token_guards_every_route() {
         assert_eq!(code, 401, "{path} with a prefix of the token");
         let (code, _, body) = ep.get_with(path, Some("s3cret-token")).await;
         // Nothing synced yet: /healthz says so, past the token check.
-        let want = if path == "/healthz" { 503 } else { 200 };
+        let want = if ["/healthz", "/readyz"].contains(&path) {
+            503
+        } else {
+            200
+        };
         assert_eq!(code, want, "{path} with the token: {body}");
     }
     let resp = reqwest::Client::new()
@@ -242,7 +246,7 @@ async fn a_page_whose_name_resolves_to_loopback_gets_nothing() {
         let resp = req.send().await.expect("endpoint answers");
         (resp.status().as_u16(), resp.text().await.unwrap())
     };
-    for path in ["/", "/status", "/healthz", "/metrics"] {
+    for path in ["/", "/status", "/healthz", "/livez", "/readyz", "/metrics"] {
         for host in [
             "evil.example",
             "localhost.evil.example",
@@ -280,12 +284,24 @@ async fn a_page_whose_name_resolves_to_loopback_gets_nothing() {
     };
     let task = tokio::spawn(serve_fleet(listener, fleet, stop.clone()));
     let fleet_ep = Endpoint { addr, stop, task };
-    for path in ["/", "/status", "/healthz", "/metrics", "/firms/x/status"] {
+    for path in [
+        "/",
+        "/status",
+        "/healthz",
+        "/livez",
+        "/readyz",
+        "/metrics",
+        "/firms/x/status",
+    ] {
         let (code, _) = get(&fleet_ep, "evil.example", path, None).await;
         assert_eq!(code, 421, "fleet {path}");
     }
     let (code, body) = get(&fleet_ep, "localhost", "/healthz", None).await;
     assert_eq!((code, body.as_str()), (200, "ok: 0 firms\n"));
+    let (code, body) = get(&fleet_ep, "localhost", "/livez", None).await;
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    let (code, body) = get(&fleet_ep, "localhost", "/readyz", None).await;
+    assert_eq!((code, body.as_str()), (200, "ready: 0 firms\n"));
     fleet_ep.stop().await;
     open.stop().await;
     guarded.stop().await;
@@ -659,6 +675,9 @@ async fn a_resource_that_cannot_be_listed_whole_is_named_everywhere() {
     let (code, _, body) = ep.get("/healthz").await;
     assert_eq!(code, 503);
     assert_eq!(body, "incomplete: contacts (see /status)\n");
+    // Not a readiness matter: what the mirror holds is current.
+    let (code, _, body) = ep.get("/readyz").await;
+    assert_eq!((code, body.as_str()), (200, "ready\n"));
 
     let (_, _, body) = ep.get("/status").await;
     let status: Value = serde_json::from_str(&body).unwrap();
@@ -754,5 +773,102 @@ async fn dead_notifications_are_counted_and_listed_everywhere() {
         page.contains("webhook answered 422 &lt;Unprocessable&gt;"),
         "escaped"
     );
+    ep.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_waits_for_every_first_backfill_and_turns_away_when_behind() {
+    let sim = crate::support::sim(0.01).await;
+    let app = crate::support::app_on_sim_clock(sim, "").await;
+    let ep = Endpoint::start(&app, None).await;
+    let (code, _, body) = ep.get("/livez").await;
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    let (code, _, body) = ep.get("/readyz").await;
+    assert_eq!(code, 503);
+    assert!(
+        body.starts_with("first backfill not finished: matters, ") && !body.contains("behind"),
+        "{body}"
+    );
+
+    // Two of 26 backfilled: the other 24 are named, these two are not.
+    assert_clean(&app.pass_of(&["matters", "tasks"], false).await);
+    let (code, _, body) = ep.get("/readyz").await;
+    assert_eq!(code, 503);
+    let waiting = body
+        .strip_prefix("first backfill not finished: ")
+        .unwrap_or_else(|| panic!("{body}"))
+        .trim_end()
+        .split(", ")
+        .collect::<Vec<_>>();
+    assert_eq!(waiting.len(), RESOURCES.len() - 2, "{body}");
+    assert!(!waiting.contains(&"matters") && !waiting.contains(&"tasks"));
+
+    assert_clean(&app.pass().await);
+    let (code, _, body) = ep.get("/readyz").await;
+    assert_eq!((code, body.as_str()), (200, "ready\n"));
+
+    // A day with nothing synced: every resource of the fast tiers is behind (the daily ones not
+    // yet: twice their interval has not passed).
+    app.advance(Duration::from_secs(86_400));
+    let (code, _, body) = ep.get("/readyz").await;
+    assert_eq!(code, 503);
+    assert!(body.starts_with("behind: matters, "), "{body}");
+    assert!(!body.contains("first backfill"), "{body}");
+    let (code, _, body) = ep.get("/livez").await;
+    assert_eq!((code, body.as_str()), (200, "ok\n"), "alive all the same");
+    ep.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_name_the_build_and_count_each_resources_failures_and_durations() {
+    // One try a request: one HTML error page skips the matters run; then a clean pass.
+    let app = app(0.01, "[sync]\nmax_attempts = 1").await;
+    app.sim.faults().add(ppsim::Fault::HtmlError {
+        count: 1,
+        status: 502,
+    });
+    let report = app.pass_of(&["matters"], false).await;
+    app.sim.faults().clear();
+    assert!(
+        report.outcomes[0].error.is_some(),
+        "matters was skipped: {:?}",
+        report.outcomes
+    );
+    assert_clean(&app.pass().await);
+    let ep = Endpoint::start(&app, None).await;
+    let (_, _, metrics) = ep.get("/metrics").await;
+    let m = parse_prometheus(&metrics).unwrap_or_else(|e| panic!("{e}\n{metrics}"));
+    let version = env!("CARGO_PKG_VERSION");
+    let build = m
+        .iter()
+        .find(|(k, _)| k.starts_with("ppsync_build_info{"))
+        .unwrap_or_else(|| panic!("no build_info:\n{metrics}"));
+    assert!(
+        build.0.contains(&format!("version=\"{version}\"")),
+        "{}",
+        build.0
+    );
+    assert_eq!(*build.1, 1.0);
+    assert_eq!(m[r#"ppsync_run_failures_total{resource="matters"}"#], 1.0);
+    let (_, _, status) = ep.get("/status").await;
+    let status: Value = serde_json::from_str(&status).unwrap();
+    for r in status["resources"].as_array().unwrap() {
+        let name = r["name"].as_str().unwrap();
+        let failures = m[&format!("ppsync_run_failures_total{{resource=\"{name}\"}}")];
+        assert_eq!(failures, r["failures_total"].as_f64().unwrap(), "{name}");
+        if name != "matters" {
+            assert_eq!(failures, 0.0, "{name}");
+        }
+        // The latest run's duration, as its start and end in the run history say.
+        let run = &r["last_run"];
+        let took = chrono::DateTime::parse_from_rfc3339(run["finished_at"].as_str().unwrap())
+            .unwrap()
+            - chrono::DateTime::parse_from_rfc3339(run["started_at"].as_str().unwrap()).unwrap();
+        let d = m[&format!("ppsync_last_run_duration_seconds{{resource=\"{name}\"}}")];
+        assert!(
+            (d - took.num_milliseconds() as f64 / 1000.0).abs() < 0.002 && d < 60.0,
+            "{name}: {d} vs {took:?}"
+        );
+    }
     ep.stop().await;
 }
