@@ -62,7 +62,7 @@ mod sqlite_write;
 mod types;
 
 pub use claims::{Claims, Fence};
-pub use deadlines::Deadline;
+pub use deadlines::{Cancel, Deadline};
 pub use details::{DetailBacklog, DetailItem};
 pub use error::{Error, Result};
 pub use export::ExportRow;

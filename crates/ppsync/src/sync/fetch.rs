@@ -245,6 +245,7 @@ impl ListingRun<'_> {
             now,
             listing,
             notify_window: engine.cfg.notify_window,
+            deadlines: &engine.cfg.deadlines,
         };
         let mut touched = false;
         let mut changed = 0;
@@ -304,6 +305,7 @@ struct PageWrite<'a> {
     now: DateTime<Utc>,
     listing: &'a Listing,
     notify_window: Duration,
+    deadlines: &'a crate::deadlines::Sources,
 }
 
 impl PageWrite<'_> {
@@ -353,6 +355,13 @@ impl PageWrite<'_> {
             let suppressed = listing.mode == Mode::Backfill;
             let items =
                 crate::notify::for_page(res, batch, &fresh, now, self.notify_window, suppressed);
+            tx.enqueue(&items, now).await?;
+        }
+        if res.name == "matters" && !fresh.is_empty() && self.deadlines.covers("matters") {
+            let suppressed = listing.mode == Mode::Backfill;
+            let (items, cancels) =
+                crate::notify::for_matters(self.deadlines, batch, &fresh, now, suppressed);
+            tx.cancel_deadlines(&cancels).await?;
             tx.enqueue(&items, now).await?;
         }
         Ok(fresh.len() as u64)

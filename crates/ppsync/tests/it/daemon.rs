@@ -261,7 +261,10 @@ async fn a_simulated_day_keeps_every_tier_on_time_and_notifies_exactly() {
         }
     }
     assert!(announced > 0);
-    for n in by_id.values().filter(|n| n["kind"] != "task.created") {
+    for n in by_id
+        .values()
+        .filter(|n| n["kind"] == "task.due" || n["kind"] == "event.upcoming")
+    {
         let due = parse_api_time(n["due"].as_str().unwrap()).unwrap();
         let at = parse_api_time(n["detected_at"].as_str().unwrap()).unwrap();
         assert!(due >= at && due <= at + chrono::Duration::days(30), "{n}");
