@@ -80,8 +80,8 @@ impl Daemon {
             self.shutdown.child_token(),
         );
         let mut next_reconcile = self.cfg.reconcile_at.map(|t| next_at(clock.now(), t));
-        // The last firm-local day the matters' deadlines were scanned (each start scans again).
-        let mut matters_day = None;
+        // The last firm-local day the deadlines were scanned (each start scans again).
+        let mut scanned_day = None;
         let scheduled: Vec<&'static Resource> = self.cfg.schedule.iter().map(|(r, _)| *r).collect();
         let details = engine.detail_resources(&scheduled);
         let detail_names: Vec<&str> = details.iter().map(|r| r.name).collect();
@@ -149,9 +149,8 @@ impl Daemon {
             if let Err(e) = crate::notify::deadline_scan(
                 &engine.store,
                 now,
-                self.cfg.notify.window,
                 &engine.cfg.deadlines,
-                &mut matters_day,
+                &mut scanned_day,
             )
             .await
             {

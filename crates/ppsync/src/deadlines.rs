@@ -124,6 +124,23 @@ impl Sources {
         }
     }
 
+    /// The names of the sources a resource's records hold.
+    pub fn names(&self, resource: &str) -> Vec<&str> {
+        match resource {
+            "tasks" if self.tasks => vec![TASK],
+            "events" if self.events => vec![EVENT],
+            "matters" => {
+                let mut v: Vec<&str> = Vec::new();
+                if self.statute {
+                    v.push(STATUTE);
+                }
+                v.extend(self.matter_fields.iter().map(String::as_str));
+                v
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// The deadlines a record holds (a completed task holds none).
     pub fn of_record(&self, resource: &str, rec: &Value) -> Vec<Deadline> {
         let mut out = Vec::new();

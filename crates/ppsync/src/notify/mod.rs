@@ -29,7 +29,7 @@ mod webhook;
 
 pub use delivery::Delivery;
 pub use dispatcher::{Dispatcher, Round, backoff};
-pub use rules::{RULES, Rule, deadline_scan, for_matters, for_page, lead_notification, rule};
+pub use rules::{RULES, Rule, deadline_scan, for_deadlines, for_page, lead_notification, rule};
 pub use webhook::{sign, signing_key};
 
 /// Settings from the config.

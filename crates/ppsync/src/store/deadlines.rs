@@ -1,11 +1,11 @@
-//! Deadlines: open tasks and events coming due, read from the mirrored `tasks` and `events`.
+//! Deadlines: the records they are derived from (open tasks and events coming due, matters), the
+//! status page's list of tasks and events, and the cancelling of a moved deadline's notifications.
 
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use sqlx::Row as _;
 
 use super::{Db, Error, Result, Store, Ts, Tx, TxInner};
-use crate::resource::Resource;
 
 /// A task or event coming due.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -49,41 +49,6 @@ impl Store {
                         subject: r.try_get(3)?,
                         matter: r.try_get(4)?,
                         status: r.try_get(5)?,
-                    })
-                })
-                .collect()
-        })
-    }
-
-    /// Live records whose `column` falls in [from, to] and that have no outbox row
-    /// `<kind>:<id>:<column>` yet (deadlines that time brought into the window).
-    pub async fn due_between(
-        &self,
-        res: &Resource,
-        column: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        kind: &str,
-    ) -> Result<Vec<Box<RawValue>>> {
-        let sql = format!(
-            "SELECT t.data FROM {t} t WHERE t.deleted_at IS NULL AND t.{column} >= $1 AND t.{column} <= $2 \
-             AND NOT EXISTS (SELECT 1 FROM {o} o WHERE o.id = $3 || ':' || t.id || ':' || {due})",
-            t = self.t(res.name),
-            o = self.t("outbox"),
-            due = self.backend().ts_text(&format!("t.{column}")),
-        );
-        on!(Db, &self.db, p => {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(Ts(from))
-                .bind(Ts(to))
-                .bind(kind)
-                .fetch_all(p)
-                .await?;
-            rows.iter()
-                .map(|r| {
-                    r.try_get::<Box<RawValue>, _>(0).map_err(|e| Error::Corrupt {
-                        resource: res.name.to_string(),
-                        detail: e.to_string(),
                     })
                 })
                 .collect()

@@ -120,16 +120,6 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// `expr` (an instant) as canonical text, as SQLite stores it.
-    fn ts_text(self, expr: &str) -> String {
-        match self {
-            Backend::Sqlite => expr.to_string(),
-            Backend::Postgres => {
-                format!("to_char({expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
-            }
-        }
-    }
-
     /// The text at `path` inside the JSON column `col`.
     fn json_text(self, col: &str, path: &[&str]) -> String {
         match self {

@@ -214,15 +214,9 @@ async fn deadline_rows(app: &TestApp, record: &str) -> Vec<(String, String)> {
 
 async fn scan(app: &TestApp, now: DateTime<Utc>) -> u64 {
     // A fresh scan state each time: as after a restart.
-    ppsync::notify::deadline_scan(
-        &app.engine.store,
-        now,
-        Duration::from_secs(30 * 86400),
-        &app.engine.cfg.deadlines,
-        &mut None,
-    )
-    .await
-    .unwrap()
+    ppsync::notify::deadline_scan(&app.engine.store, now, &app.engine.cfg.deadlines, &mut None)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
