@@ -30,8 +30,9 @@ impl Filter {
 }
 
 pub(super) async fn deadlines(cfg: Config, filter: Filter, json: bool) -> anyhow::Result<i32> {
+    // A registered firm's own settings (its zone) come with its store.
+    let (cfg, store) = app::open(&cfg).await?;
     let sources = cfg.sync.deadlines.clone();
-    let (_, store) = app::open(&cfg).await?;
     let now = chrono::Utc::now();
     let today = sources.local_date(now);
     let span = chrono::Days::new(u64::from(filter.days));

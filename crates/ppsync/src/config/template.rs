@@ -62,10 +62,24 @@ low = "1d"      # billing, users, reference data, files, messages, tags
 # The daily reconciliation (complete listings: repairs, and marks vanished records deleted), UTC.
 reconcile_at = "03:00"
 
+# The firm's time zone (IANA name): PracticePanther stores date-only fields as the instant of
+# local noon or midnight and does not say the zone. Deadlines are read and shown in it.
+time_zone = "UTC"
+
+[deadlines]
+# Where deadlines come from: task due dates, event starts, matters' statute of limitations date,
+# and matter custom fields of type Date, by label. Each is notified `lead_days` days before its
+# local date (0: on the day).
+tasks = true
+events = true
+statute = true
+matter_fields = ["45 Day Deadline", "180 Day Deadline"]
+lead_days = [14, 7, 1, 0]
+
 [notify]
-# New tasks, and open tasks and events coming due within this window, are notified, at least
-# once (receivers deduplicate by the stable id), on a task of their own: a slow or failing sink
-# never delays syncing.
+# New tasks and deadlines (at their lead times) are notified, at least once (receivers
+# deduplicate by the stable id), on a task of their own: a slow or failing sink never delays
+# syncing. How far ahead the status page lists deadlines:
 window = "30d"
 # A webhook gets each notification as a JSON POST with the Standard Webhooks headers
 # (standardwebhooks.com): `webhook-id` (the stable id), `webhook-timestamp` (unix seconds) and,

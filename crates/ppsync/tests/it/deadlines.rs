@@ -356,3 +356,117 @@ async fn listed_on(app: &TestApp, matter: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn a_rescheduled_task_is_notified_for_its_new_date_and_a_completed_one_for_none() {
+    let sim = sim(0.02).await;
+    sim.pause_changes(true);
+    let app = app_on_sim_clock(sim.clone(), &format!("time_zone = \"{LA}\"")).await;
+    assert_clean(&app.pass().await);
+    let zone: chrono_tz::Tz = LA.parse().unwrap();
+    let midnight = |d: NaiveDate| {
+        zone.from_local_datetime(&d.and_hms_opt(0, 0, 0).unwrap())
+            .unwrap()
+            .to_utc()
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string()
+    };
+    let today = sim.now().with_timezone(&zone).date_naive();
+    let (d1, d2) = (today + chrono::Days::new(1), today + chrono::Days::new(5));
+    let task = sim
+        .create(
+            "tasks",
+            json!({"subject": "file the identification", "status": "NotCompleted", "due_date": midnight(d1)}),
+        )
+        .unwrap();
+    let id = task["id"].as_str().unwrap().to_string();
+    assert_clean(&app.pass().await);
+    let first = format!("deadline:task:{id}:{d1}:1d");
+    assert_eq!(
+        deadline_rows(&app, &id).await,
+        [(first.clone(), "pending".into())]
+    );
+
+    sim.edit("tasks", &id, json!({"due_date": midnight(d2)}))
+        .unwrap();
+    assert_clean(&app.pass().await);
+    let second = format!("deadline:task:{id}:{d2}:7d");
+    assert_eq!(
+        deadline_rows(&app, &id).await,
+        [
+            (first.clone(), "cancelled".into()),
+            (second.clone(), "pending".into())
+        ]
+    );
+
+    sim.edit("tasks", &id, json!({"status": "Completed"}))
+        .unwrap();
+    assert_clean(&app.pass().await);
+    assert_eq!(
+        deadline_rows(&app, &id).await,
+        [(first, "cancelled".into()), (second, "cancelled".into())]
+    );
+    sim.advance(Duration::from_secs(5 * 86400));
+    scan(&app, sim.now()).await;
+    assert_eq!(
+        deadline_rows(&app, &id).await.len(),
+        2,
+        "nothing for a completed task"
+    );
+}
+
+#[tokio::test]
+async fn the_zone_comes_from_the_environment_or_a_firms_settings_and_a_bad_one_is_refused() {
+    let app = app(0.02, "").await;
+    let config = app.config_path.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        ppsync_cmd(&config)
+            .args(["deadlines"])
+            .env("PPSYNC_TIME_ZONE", "Europe/London")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("(Europe/London)"), "{stdout}");
+
+    let add = |zone: &str| {
+        let config = app.config_path.clone();
+        let set = format!("time_zone={zone}");
+        async move {
+            run_cli_async(
+                &config,
+                &[
+                    "firm",
+                    "add",
+                    "acme",
+                    "--client-id",
+                    "x",
+                    "--client-secret",
+                    "y",
+                    "--set",
+                    &set,
+                ],
+            )
+            .await
+        }
+    };
+    let (code, out, err) = add("Pacific").await;
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains("`time_zone` = \"Pacific\"") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    let (code, out, _) = app.cli(&["firm", "list"]).await;
+    assert!(
+        code == 0 && !out.contains("acme"),
+        "nothing registered: {out}"
+    );
+    let (code, out, err) = add(LA).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = app.cli(&["--firm", "acme", "deadlines"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(America/Los_Angeles)"), "{out}");
+}
