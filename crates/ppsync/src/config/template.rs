@@ -20,6 +20,10 @@ client_secret = ""
 # Where `ppsync auth login` listens for the authorization redirect (register it with PracticePanther).
 redirect_uri = "http://127.0.0.1:8765/callback"
 
+# The firm's time zone (IANA name): PracticePanther stores date-only fields as the instant of
+# local noon or midnight and does not say the zone. Deadlines are read and shown in it.
+time_zone = "UTC"
+
 [sync]
 # Every incremental query reaches back this far before the cursor, to catch late or skewed writes.
 overlap = "15m"
@@ -61,10 +65,6 @@ medium = "1h"   # notes, emails, events, call logs
 low = "1d"      # billing, users, reference data, files, messages, tags
 # The daily reconciliation (complete listings: repairs, and marks vanished records deleted), UTC.
 reconcile_at = "03:00"
-
-# The firm's time zone (IANA name): PracticePanther stores date-only fields as the instant of
-# local noon or midnight and does not say the zone. Deadlines are read and shown in it.
-time_zone = "UTC"
 
 [deadlines]
 # Where deadlines come from: task due dates, event starts, matters' statute of limitations date,
@@ -155,5 +155,12 @@ mod tests {
         assert_eq!(c.notify.command_env, d.command_env);
         assert_eq!(c.notify.command_timeout, d.command_timeout);
         assert_eq!(c.notify.max_attempts, d.max_attempts);
+        let d = crate::deadlines::Sources::default();
+        let s = &c.sync.deadlines;
+        assert_eq!(
+            (s.zone, &s.lead_days, &s.matter_fields),
+            (d.zone, &d.lead_days, &d.matter_fields)
+        );
+        assert!(s.tasks && s.events && s.statute);
     }
 }
