@@ -240,6 +240,37 @@ impl Sources {
     }
 }
 
+/// Every source's deadlines whose local date falls in [first, last], soonest first.
+pub async fn list(
+    store: &crate::store::Store,
+    sources: &Sources,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> anyhow::Result<Vec<Deadline>> {
+    // Date-only fields sit at local noon or midnight: a day on either side covers any zone.
+    let from = sources.day_start(first) - chrono::Duration::days(1);
+    let to = sources.day_start(last) + chrono::Duration::days(2);
+    let with: Vec<&'static str> = ["tasks", "events", "matters"]
+        .into_iter()
+        .filter(|r| sources.covers(r))
+        .collect();
+    let mut list = Vec::new();
+    for (resource, raw) in store
+        .deadline_records(from.to_utc(), to.to_utc(), &with)
+        .await?
+    {
+        let record: Value = serde_json::from_str(raw.get()).unwrap_or_default();
+        list.extend(
+            sources
+                .of_record(resource, &record)
+                .into_iter()
+                .filter(|d| d.date >= first && d.date <= last),
+        );
+    }
+    list.sort_by(|a, b| (a.at, &a.kind, &a.id).cmp(&(b.at, &b.kind, &b.id)));
+    Ok(list)
+}
+
 fn instant(v: Option<&Value>) -> Option<DateTime<Utc>> {
     v.and_then(Value::as_str).and_then(parse_api_time)
 }

@@ -41,27 +41,8 @@ pub(super) async fn deadlines(cfg: Config, filter: Filter, json: bool) -> anyhow
     } else {
         (today, today + span)
     };
-    // Date-only fields sit at local noon or midnight: a day on either side covers any zone.
-    let from = sources.day_start(first) - chrono::Duration::days(1);
-    let to = sources.day_start(last) + chrono::Duration::days(2);
-    let with: Vec<&'static str> = ["tasks", "events", "matters"]
-        .into_iter()
-        .filter(|r| sources.covers(r))
-        .collect();
-    let mut list: Vec<Deadline> = Vec::new();
-    for (resource, raw) in store
-        .deadline_records(from.to_utc(), to.to_utc(), &with)
-        .await?
-    {
-        let record: serde_json::Value = serde_json::from_str(raw.get()).unwrap_or_default();
-        list.extend(
-            sources
-                .of_record(resource, &record)
-                .into_iter()
-                .filter(|d| d.date >= first && d.date <= last && filter.keeps(d)),
-        );
-    }
-    list.sort_by(|a, b| (a.at, &a.kind, &a.id).cmp(&(b.at, &b.kind, &b.id)));
+    let mut list = crate::deadlines::list(&store, &sources, first, last).await?;
+    list.retain(|d| filter.keeps(d));
     if json {
         outln!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(0);

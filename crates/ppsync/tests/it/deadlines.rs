@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -45,6 +45,14 @@ fn dst_records(sim: &ppsim::SimHandle, matter: &Value) -> (String, String) {
         "2027-03-28T23:00:00",
         "due Mon 29 Mar, London midnight (BST)",
     );
+    // And one within the status page's 30 days of the wall clock.
+    let zone: chrono_tz::Tz = LA.parse().unwrap();
+    let soon = Utc::now().with_timezone(&zone).date_naive() + chrono::Days::new(3);
+    let soon = zone
+        .from_local_datetime(&soon.and_hms_opt(0, 0, 0).unwrap())
+        .unwrap()
+        .to_utc();
+    task(&soon.format("%Y-%m-%dT%H:%M:%S").to_string(), "soon");
     let a = event("2027-03-26T09:00:00", "Fri 26 Mar 09:00 in London (GMT)");
     let b = event("2027-03-29T08:00:00", "Mon 29 Mar 09:00 in London (BST)");
     (
@@ -131,6 +139,20 @@ async fn dates_and_times_are_the_firms_own_across_dst_changes_in_two_zones() {
         (e["date"].as_str(), e["due"].as_str()),
         (Some("2027-11-13"), Some("2027-11-13T01:30:00+00:00"))
     );
+
+    // The status snapshot (/status, the page) lists them in local time too.
+    let (code, out, err) = la.cli(&["status", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    let soon = by_subject(status["deadlines"].as_array().unwrap(), "soon");
+    assert_eq!(soon["time_zone"], LA);
+    let zone: chrono_tz::Tz = LA.parse().unwrap();
+    let day = Utc::now().with_timezone(&zone).date_naive() + chrono::Days::new(3);
+    let midnight = zone
+        .from_local_datetime(&day.and_hms_opt(0, 0, 0).unwrap())
+        .unwrap();
+    assert_eq!(soon["due"], midnight.to_rfc3339());
+    assert!(soon["due"].as_str().unwrap().ends_with("T00:00:00-08:00") || day.month() != 12);
 
     // The table: local time with the zone named.
     let (code, out, err) = la
