@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::deadlines::{Deadline, Sources};
-use crate::record::Row;
+use crate::record::{Row, Value as Col};
 use crate::resource::Resource;
 use crate::store::{Cancel, Fresh, Notification, Store};
 use crate::time::canonical;
@@ -146,11 +146,30 @@ pub fn for_deadlines(
         rows.iter().map(|r| (r.id.as_str(), r)).collect();
     let today = sources.local_date(now);
     let names = sources.names(res.name);
+    // A new task or event whose date (a typed column) is far from any lead time holds nothing to
+    // notify: it is not parsed again (a backfill writes hundreds of thousands). Two days on either
+    // side cover any zone.
+    let ahead = i64::from(sources.lead_days.iter().max().copied().unwrap_or(0));
+    let (near_from, near_to) = (
+        now - chrono::Duration::days(2),
+        now + chrono::Duration::days(ahead + 2),
+    );
+    let date_column = match res.name {
+        "tasks" => res.columns.iter().position(|c| c.name == "due_date"),
+        "events" => res.columns.iter().position(|c| c.name == "start_date_time"),
+        _ => None,
+    };
     let (mut items, mut cancels) = (Vec::new(), Vec::new());
     for f in fresh {
         let Some(row) = by_id.get(f.id.as_str()) else {
             continue;
         };
+        if f.prior.is_none()
+            && let Some(i) = date_column
+            && !matches!(row.columns.get(i), Some(Col::Time(t)) if *t >= near_from && *t <= near_to)
+        {
+            continue;
+        }
         let record: Value = serde_json::from_str(&row.data).unwrap_or(Value::Null);
         let found = sources.of_record(res.name, &record);
         items.extend(
