@@ -2,6 +2,7 @@
 //! in the firm's time zone.
 
 use crate::app;
+
 use crate::config::Config;
 use crate::deadlines::Deadline;
 
@@ -9,6 +10,7 @@ pub(super) struct Filter {
     pub days: u32,
     pub kind: Option<String>,
     pub matter: Option<String>,
+    pub user: Option<String>,
     pub overdue: bool,
 }
 
@@ -25,7 +27,11 @@ impl Filter {
                     .as_deref()
                     .is_some_and(|name| name.to_lowercase().contains(&m))
         });
-        kind_ok && matter_ok
+        let user_ok = self.user.as_ref().is_none_or(|u| {
+            let u = u.trim().to_lowercase();
+            d.assignees.iter().any(|a| a.to_lowercase().contains(&u))
+        });
+        kind_ok && matter_ok && user_ok
     }
 }
 
@@ -33,6 +39,22 @@ pub(super) async fn deadlines(cfg: Config, filter: Filter, json: bool) -> anyhow
     // A registered firm's own settings (its zone) come with its store.
     let (cfg, store) = app::open(&cfg).await?;
     let sources = cfg.sync.deadlines.clone();
+    if let Some(kind) = &filter.kind {
+        let kinds: Vec<&str> = ["tasks", "events", "matters"]
+            .into_iter()
+            .flat_map(|r| sources.names(r))
+            .collect();
+        if !kinds.iter().any(|k| k.eq_ignore_ascii_case(kind.trim())) {
+            anyhow::bail!(
+                "--kind {kind:?} is not a deadline source: use one of {} (see [deadlines] in the config)",
+                kinds
+                    .iter()
+                    .map(|k| format!("{k:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
     let now = chrono::Utc::now();
     let today = sources.local_date(now);
     let span = chrono::Days::new(u64::from(filter.days));

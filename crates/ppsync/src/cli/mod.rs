@@ -92,6 +92,9 @@ pub enum Command {
         /// Only matters whose name contains this (or with this id)
         #[arg(long)]
         matter: Option<String>,
+        /// Only deadlines assigned to a user whose name contains this
+        #[arg(long)]
+        user: Option<String>,
         /// Deadlines already past instead (open tasks still not completed, ...)
         #[arg(long)]
         overdue: bool,
@@ -235,12 +238,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             json,
             kind,
             matter,
+            user,
             overdue,
         } => {
             let filter = deadlines::Filter {
                 days,
                 kind,
                 matter,
+                user,
                 overdue,
             };
             deadlines(load(&at)?, filter, json).await

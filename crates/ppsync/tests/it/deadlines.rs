@@ -163,6 +163,15 @@ async fn dates_and_times_are_the_firms_own_across_dst_changes_in_two_zones() {
     assert!(out.contains("Fri 12 Nov 2027 17:30 PST"), "{out}");
     assert!(out.contains("Fri 5 Nov 2027 17:30 PDT"), "{out}");
     assert!(!out.contains("Task"), "--kind event: {out}");
+    let mine = listed(&la, &["--days", "400", "--user", "ann"]).await;
+    assert!(!mine.is_empty() && mine.iter().all(|d| d["assignees"] == json!(["Ann Ames"])));
+    let (code, out, err) = la.cli(&["deadlines", "--kind", "Meeting"]).await;
+    assert!(code != 0 && out.is_empty(), "{out}");
+    assert!(
+        err.contains("--kind \"Meeting\" is not a deadline source")
+            && err.contains("\"45 Day Deadline\""),
+        "{err}"
+    );
 
     // A bad zone is refused at load, naming the key and an example.
     let (code, _, err) = run_cli_async(&la.config_path, &["deadlines"]).await;
