@@ -23,6 +23,8 @@ pub struct Sources {
     pub matter_fields: Vec<String>,
     /// Days before the deadline to notify (0: on the day), largest first.
     pub lead_days: Vec<u32>,
+    /// A source's own lead days, by its name (the others have `lead_days`).
+    pub lead_days_by_source: std::collections::BTreeMap<String, Vec<u32>>,
 }
 
 pub const TASK: &str = "Task";
@@ -38,6 +40,7 @@ impl Default for Sources {
             statute: true,
             matter_fields: vec!["45 Day Deadline".into(), "180 Day Deadline".into()],
             lead_days: vec![14, 7, 1, 0],
+            lead_days_by_source: Default::default(),
         }
     }
 }
@@ -122,6 +125,23 @@ impl Sources {
             "matters" => self.statute || !self.matter_fields.is_empty(),
             _ => false,
         }
+    }
+
+    /// The lead days of the source named `kind`.
+    pub fn leads(&self, kind: &str) -> &[u32] {
+        self.lead_days_by_source
+            .get(kind)
+            .unwrap_or(&self.lead_days)
+    }
+
+    /// The largest lead time of any source: how far ahead a deadline can be notified.
+    pub fn max_lead(&self) -> u32 {
+        self.lead_days
+            .iter()
+            .chain(self.lead_days_by_source.values().flatten())
+            .max()
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The names of the sources a resource's records hold.

@@ -14,6 +14,9 @@ pub(super) struct RawDeadlines {
     pub(super) statute: Option<bool>,
     pub(super) matter_fields: Option<Labels>,
     pub(super) lead_days: Option<Days>,
+    /// A source's own lead days, by its name ("45 Day Deadline" = [30, 14, 7, 1, 0]).
+    #[serde(default)]
+    pub(super) lead_days_by_source: std::collections::BTreeMap<String, Days>,
 }
 
 /// Custom field labels: a TOML array, or one string of labels separated by commas (labels hold
@@ -53,35 +56,62 @@ pub(super) fn sources(time_zone: Option<&str>, raw: &RawDeadlines) -> Result<Sou
             "`deadlines.matter_fields` holds an empty label: list custom field labels, e.g. [\"45 Day Deadline\", \"180 Day Deadline\"]",
         ));
     }
-    let bad_days = |v: &str| {
-        err(format!(
-            "`deadlines.lead_days` = {v} is not a list of days: write it like [14, 7, 1, 0] (0: on the day, at most 366)"
-        ))
+    let days = |key: &str, v: &Days| -> Result<Vec<u32>, Error> {
+        let bad = |v: &str| {
+            err(format!(
+                "`{key}` = {v} is not a list of days: write it like [14, 7, 1, 0] (0: on the day, at most 366)"
+            ))
+        };
+        let mut out: Vec<u32> = match v {
+            Days::Many(v) => v
+                .iter()
+                .map(|n| u32::try_from(*n).ok().filter(|n| *n <= 366))
+                .collect::<Option<_>>()
+                .ok_or_else(|| bad(&format!("{v:?}")))?,
+            Days::One(s) => s
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| p.trim().parse::<u32>().ok().filter(|n| *n <= 366))
+                .collect::<Option<_>>()
+                .ok_or_else(|| bad(&format!("{s:?}")))?,
+        };
+        out.sort_unstable_by(|a, b| b.cmp(a));
+        out.dedup();
+        Ok(out)
     };
-    let mut lead_days: Vec<u32> = match &raw.lead_days {
+    let lead_days = match &raw.lead_days {
         None => d.lead_days,
-        Some(Days::Many(v)) => v
-            .iter()
-            .map(|n| u32::try_from(*n).ok().filter(|n| *n <= 366))
-            .collect::<Option<_>>()
-            .ok_or_else(|| bad_days(&format!("{v:?}")))?,
-        Some(Days::One(s)) => s
-            .split(',')
-            .filter(|p| !p.trim().is_empty())
-            .map(|p| p.trim().parse::<u32>().ok().filter(|n| *n <= 366))
-            .collect::<Option<_>>()
-            .ok_or_else(|| bad_days(&format!("{s:?}")))?,
+        Some(v) => days("deadlines.lead_days", v)?,
     };
-    lead_days.sort_unstable_by(|a, b| b.cmp(a));
-    lead_days.dedup();
-    Ok(Sources {
+    let mut sources = Sources {
         zone,
         tasks: raw.tasks.unwrap_or(d.tasks),
         events: raw.events.unwrap_or(d.events),
         statute: raw.statute.unwrap_or(d.statute),
         matter_fields,
         lead_days,
-    })
+        lead_days_by_source: Default::default(),
+    };
+    let names: Vec<String> = ["tasks", "events", "matters"]
+        .into_iter()
+        .flat_map(|r| sources.names(r))
+        .map(str::to_string)
+        .collect();
+    for (name, v) in &raw.lead_days_by_source {
+        if !names.contains(name) {
+            return Err(err(format!(
+                "`deadlines.lead_days_by_source` names {name:?}, which is not a deadline source: use one of {}",
+                names
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let v = days(&format!("deadlines.lead_days_by_source.{name:?}"), v)?;
+        sources.lead_days_by_source.insert(name.clone(), v);
+    }
+    Ok(sources)
 }
 
 #[cfg(test)]
@@ -99,6 +129,15 @@ mod tests {
         assert_eq!(s.matter_fields, ["45 Day Deadline", "Closing"]);
         assert_eq!(s.lead_days, [30, 1, 0]);
         assert!(!s.events && s.tasks && s.statute);
+        let c = Config::from_toml_str(
+            "[deadlines.lead_days_by_source]\n\"45 Day Deadline\" = [30, 7, 0]\nTask = \"1, 0\"",
+        )
+        .unwrap();
+        let s = &c.sync.deadlines;
+        assert_eq!(s.leads("45 Day Deadline"), [30, 7, 0]);
+        assert_eq!(s.leads("Task"), [1, 0]);
+        assert_eq!(s.leads("180 Day Deadline"), [14, 7, 1, 0]);
+        assert_eq!(s.max_lead(), 30);
         let d = &Config::from_toml_str("").unwrap().sync.deadlines;
         assert_eq!(d.zone.name(), "UTC");
         assert_eq!(d.lead_days, [14, 7, 1, 0]);
@@ -117,6 +156,14 @@ mod tests {
                 "deadlines.matter_fields",
             ),
             ("[deadlines]\nfields = []", "fields"),
+            (
+                "[deadlines.lead_days_by_source]\n\"90 Day Deadline\" = [1]",
+                "\"90 Day Deadline\", which is not a deadline source: use one of \"Task\"",
+            ),
+            (
+                "[deadlines.lead_days_by_source]\nEvent = [-3]",
+                "deadlines.lead_days_by_source.\"Event\"",
+            ),
         ] {
             let e = Config::from_toml_str(toml).unwrap_err().to_string();
             assert!(e.contains(want), "{toml}: {e}");

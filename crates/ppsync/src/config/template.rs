@@ -75,6 +75,9 @@ events = true
 statute = true
 matter_fields = ["45 Day Deadline", "180 Day Deadline"]
 lead_days = [14, 7, 1, 0]
+# A source's own lead days, by its name ("Task", "Event", "Statute of Limitations", a label).
+[deadlines.lead_days_by_source]
+# "45 Day Deadline" = [30, 14, 7, 1, 0]
 
 [notify]
 # New tasks and deadlines (at their lead times) are notified, at least once (receivers

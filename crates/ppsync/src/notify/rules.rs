@@ -149,7 +149,7 @@ pub fn for_deadlines(
     // A new task or event whose date (a typed column) is far from any lead time holds nothing to
     // notify: it is not parsed again (a backfill writes hundreds of thousands). Two days on either
     // side cover any zone.
-    let ahead = i64::from(sources.lead_days.iter().max().copied().unwrap_or(0));
+    let ahead = i64::from(sources.max_lead());
     let (near_from, near_to) = (
         now - chrono::Duration::days(2),
         now + chrono::Duration::days(ahead + 2),
@@ -173,9 +173,9 @@ pub fn for_deadlines(
         let record: Value = serde_json::from_str(&row.data).unwrap_or(Value::Null);
         let found = sources.of_record(res.name, &record);
         items.extend(
-            found
-                .iter()
-                .filter_map(|d| lead_notification(d, &sources.lead_days, today, now, suppressed)),
+            found.iter().filter_map(|d| {
+                lead_notification(d, sources.leads(&d.kind), today, now, suppressed)
+            }),
         );
         if f.prior.is_some() {
             for name in &names {
@@ -210,7 +210,7 @@ pub async fn deadline_scan(
     if *scanned == Some(today) {
         return Ok(0);
     }
-    let ahead = sources.lead_days.iter().max().copied().unwrap_or(0);
+    let ahead = sources.max_lead();
     // Date-only fields sit at local noon or midnight: two days on either side cover any zone.
     let from = now - chrono::Duration::days(2);
     let to = now + chrono::Duration::days(i64::from(ahead) + 2);
@@ -225,7 +225,7 @@ pub async fn deadline_scan(
             sources
                 .of_record(resource, &record)
                 .iter()
-                .filter_map(|d| lead_notification(d, &sources.lead_days, today, now, false)),
+                .filter_map(|d| lead_notification(d, sources.leads(&d.kind), today, now, false)),
         );
     }
     let mut tx = store.begin().await?;
