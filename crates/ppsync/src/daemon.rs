@@ -80,6 +80,8 @@ impl Daemon {
             self.shutdown.child_token(),
         );
         let mut next_reconcile = self.cfg.reconcile_at.map(|t| next_at(clock.now(), t));
+        // The last firm-local day the deadlines were scanned (each start scans again).
+        let mut scanned_day = None;
         let scheduled: Vec<&'static Resource> = self.cfg.schedule.iter().map(|(r, _)| *r).collect();
         let details = engine.detail_resources(&scheduled);
         let detail_names: Vec<&str> = details.iter().map(|r| r.name).collect();
@@ -144,8 +146,13 @@ impl Daemon {
                 }
             }
             let now = clock.now();
-            if let Err(e) =
-                crate::notify::deadline_scan(&engine.store, now, self.cfg.notify.window).await
+            if let Err(e) = crate::notify::deadline_scan(
+                &engine.store,
+                now,
+                &engine.cfg.deadlines,
+                &mut scanned_day,
+            )
+            .await
             {
                 tracing::error!(error = %format!("{e:#}"), "deadline scan failed");
             }

@@ -216,6 +216,7 @@ async fn serve_firm(task: FirmTask) {
                     token: None,
                     hosts: Default::default(),
                     notify_window: cfg.notify.window,
+                    deadlines: cfg.sync.deadlines.clone(),
                 },
             );
         }

@@ -23,6 +23,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod deadlines;
 pub mod demo;
 pub mod fleet;
 pub mod logging;

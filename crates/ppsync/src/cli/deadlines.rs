@@ -1,29 +1,100 @@
-//! `ppsync deadlines`: open tasks and events coming due, from the mirror.
+//! `ppsync deadlines`: every deadline source's deadlines coming due (or past), from the mirror,
+//! in the firm's time zone.
 
 use crate::app;
-use crate::config::Config;
 
-pub(super) async fn deadlines(cfg: Config, days: u32, json: bool) -> anyhow::Result<i32> {
-    let (_, store) = app::open(&cfg).await?;
+use crate::config::Config;
+use crate::deadlines::Deadline;
+
+pub(super) struct Filter {
+    pub days: u32,
+    pub kind: Option<String>,
+    pub matter: Option<String>,
+    pub user: Option<String>,
+    pub overdue: bool,
+}
+
+impl Filter {
+    fn keeps(&self, d: &Deadline) -> bool {
+        let kind_ok = self
+            .kind
+            .as_ref()
+            .is_none_or(|k| d.kind.eq_ignore_ascii_case(k.trim()));
+        let matter_ok = self.matter.as_ref().is_none_or(|m| {
+            let m = m.trim().to_lowercase();
+            d.matter_id.as_deref() == Some(m.as_str())
+                || d.matter
+                    .as_deref()
+                    .is_some_and(|name| name.to_lowercase().contains(&m))
+        });
+        let user_ok = self.user.as_ref().is_none_or(|u| {
+            let u = u.trim().to_lowercase();
+            d.assignees.iter().any(|a| a.to_lowercase().contains(&u))
+        });
+        kind_ok && matter_ok && user_ok
+    }
+}
+
+pub(super) async fn deadlines(cfg: Config, filter: Filter, json: bool) -> anyhow::Result<i32> {
+    // A registered firm's own settings (its zone) come with its store.
+    let (cfg, store) = app::open(&cfg).await?;
+    let sources = cfg.sync.deadlines.clone();
+    if let Some(kind) = &filter.kind {
+        let kinds: Vec<&str> = ["tasks", "events", "matters"]
+            .into_iter()
+            .flat_map(|r| sources.names(r))
+            .collect();
+        if !kinds.iter().any(|k| k.eq_ignore_ascii_case(kind.trim())) {
+            anyhow::bail!(
+                "--kind {kind:?} is not a deadline source: use one of {} (see [deadlines] in the config)",
+                kinds
+                    .iter()
+                    .map(|k| format!("{k:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
     let now = chrono::Utc::now();
-    let list = store
-        .deadlines(now, now + chrono::Duration::days(i64::from(days)))
-        .await?;
+    let today = sources.local_date(now);
+    let span = chrono::Days::new(u64::from(filter.days));
+    let (first, last) = if filter.overdue {
+        (today - span, today.pred_opt().unwrap_or(today))
+    } else {
+        (today, today + span)
+    };
+    let mut list = crate::deadlines::list(&store, &sources, first, last).await?;
+    list.retain(|d| filter.keeps(d));
     if json {
         outln!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(0);
     }
+    let zone = sources.zone.name();
     if list.is_empty() {
-        outln!("nothing open comes due in the next {days} days");
+        if filter.overdue {
+            outln!("nothing came due in the last {} days ({zone})", filter.days);
+        } else {
+            outln!(
+                "nothing comes due in the next {} days ({zone})",
+                filter.days
+            );
+        }
+        return Ok(0);
     }
+    outln!("times in {zone}");
     for d in &list {
+        let what = match (&d.subject, d.resource) {
+            (Some(s), "tasks" | "events") => s.as_str(),
+            _ => "",
+        };
         outln!(
-            "{}  {:<5} {:<12} {:<50} {}",
-            d.due.get(..16).unwrap_or(&d.due),
+            "{:<26} {:<22} {:<40} {:<24} {:<24} {}",
+            d.local_text(),
             d.kind,
-            d.status.as_deref().unwrap_or(""),
-            d.subject.as_deref().unwrap_or(""),
-            d.matter.as_deref().unwrap_or("")
+            d.matter.as_deref().unwrap_or(""),
+            d.client.as_deref().unwrap_or(""),
+            d.assignees.join(", "),
+            what
         );
     }
     Ok(0)

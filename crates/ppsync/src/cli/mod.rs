@@ -81,13 +81,26 @@ pub enum Command {
     },
     /// The daemon: every resource on its tier, daily reconciliation, notifications, /status
     Run,
-    /// Open tasks and events coming due, from the mirror
+    /// Deadlines coming due (open tasks, events, matters' statute and custom date fields), in
+    /// the firm's time zone, from the mirror
     Deadlines {
-        /// How many days ahead
+        /// How many days ahead (with --overdue: back)
         #[arg(long, default_value_t = 30)]
         days: u32,
         #[arg(long)]
         json: bool,
+        /// Only this kind (a source's name: "Task", "Event", "45 Day Deadline", ...)
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only matters whose name contains this (or with this id)
+        #[arg(long)]
+        matter: Option<String>,
+        /// Only deadlines assigned to a user whose name contains this
+        #[arg(long)]
+        user: Option<String>,
+        /// Deadlines already past instead (open tasks still not completed, ...)
+        #[arg(long)]
+        overdue: bool,
     },
     /// Start an in-process simulator, backfill it, run a simulated day, print the report
     Demo(crate::demo::DemoArgs),
@@ -236,7 +249,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Probe { resources, json } => probe(load(&at)?, &resources, json).await,
         Command::Run => daemon(load(&at)?).await,
-        Command::Deadlines { days, json } => deadlines(load(&at)?, days, json).await,
+        Command::Deadlines {
+            days,
+            json,
+            kind,
+            matter,
+            user,
+            overdue,
+        } => {
+            let filter = deadlines::Filter {
+                days,
+                kind,
+                matter,
+                user,
+                overdue,
+            };
+            deadlines(load(&at)?, filter, json).await
+        }
         Command::Notify(cmd) => notify(load(&at)?, cmd).await,
         Command::Health { route } => health(load(&at)?, &route).await,
         Command::Completions { shell } => generated::completions(shell),

@@ -38,6 +38,7 @@ pub(super) async fn daemon(cfg: Config) -> anyhow::Result<i32> {
         token: cfg.http_token.clone(),
         hosts: crate::status::Hosts::from_config(&cfg),
         notify_window: cfg.notify.window,
+        deadlines: cfg.sync.deadlines.clone(),
     };
     stop_on_signal(
         &shutdown,

@@ -17,6 +17,7 @@ use crate::sync::SyncConfig;
 
 pub const DEFAULT_PATH: &str = "ppsync.toml";
 
+mod deadlines;
 mod email;
 mod firm;
 mod load;

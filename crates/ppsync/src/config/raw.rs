@@ -12,6 +12,9 @@ pub(super) struct Raw {
     pub(super) client_id: Option<String>,
     pub(super) client_secret: Option<String>,
     pub(super) redirect_uri: Option<String>,
+    pub(super) time_zone: Option<String>,
+    #[serde(default)]
+    pub(super) deadlines: super::deadlines::RawDeadlines,
     #[serde(default)]
     pub(super) sync: RawSync,
     #[serde(default)]

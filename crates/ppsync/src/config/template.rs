@@ -20,6 +20,10 @@ client_secret = ""
 # Where `ppsync auth login` listens for the authorization redirect (register it with PracticePanther).
 redirect_uri = "http://127.0.0.1:8765/callback"
 
+# The firm's time zone (IANA name): PracticePanther stores date-only fields as the instant of
+# local noon or midnight and does not say the zone. Deadlines are read and shown in it.
+time_zone = "UTC"
+
 [sync]
 # Every incremental query reaches back this far before the cursor, to catch late or skewed writes.
 overlap = "15m"
@@ -62,10 +66,23 @@ low = "1d"      # billing, users, reference data, files, messages, tags
 # The daily reconciliation (complete listings: repairs, and marks vanished records deleted), UTC.
 reconcile_at = "03:00"
 
+[deadlines]
+# Where deadlines come from: task due dates, event starts, matters' statute of limitations date,
+# and matter custom fields of type Date, by label. Each is notified `lead_days` days before its
+# local date (0: on the day).
+tasks = true
+events = true
+statute = true
+matter_fields = ["45 Day Deadline", "180 Day Deadline"]
+lead_days = [14, 7, 1, 0]
+# A source's own lead days, by its name ("Task", "Event", "Statute of Limitations", a label).
+[deadlines.lead_days_by_source]
+# "45 Day Deadline" = [30, 14, 7, 1, 0]
+
 [notify]
-# New tasks, and open tasks and events coming due within this window, are notified, at least
-# once (receivers deduplicate by the stable id), on a task of their own: a slow or failing sink
-# never delays syncing.
+# New tasks and deadlines (at their lead times) are notified, at least once (receivers
+# deduplicate by the stable id), on a task of their own: a slow or failing sink never delays
+# syncing. How far ahead the status page lists deadlines:
 window = "30d"
 # A webhook gets each notification as a JSON POST with the Standard Webhooks headers
 # (standardwebhooks.com): `webhook-id` (the stable id), `webhook-timestamp` (unix seconds) and,
@@ -154,5 +171,12 @@ mod tests {
         assert_eq!(c.notify.command_env, d.command_env);
         assert_eq!(c.notify.command_timeout, d.command_timeout);
         assert_eq!(c.notify.max_attempts, d.max_attempts);
+        let d = crate::deadlines::Sources::default();
+        let s = &c.sync.deadlines;
+        assert_eq!(
+            (s.zone, &s.lead_days, &s.matter_fields),
+            (d.zone, &d.lead_days, &d.matter_fields)
+        );
+        assert!(s.tasks && s.events && s.statute);
     }
 }

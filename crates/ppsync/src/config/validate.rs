@@ -235,7 +235,7 @@ impl Config {
             .iter()
             .map(|h| allowed_host(h))
             .collect::<Result<Vec<_>, _>>()?;
-        sync.notify_window = notify.window;
+        sync.deadlines = super::deadlines::sources(raw.time_zone.as_deref(), &raw.deadlines)?;
         Ok(Config {
             reconcile_at,
             notify,

@@ -1,17 +1,20 @@
-//! Notifications: new tasks, and tasks and events coming due within a window (the seed's
-//! "immediate task notifications" and "timely deadline tracking").
+//! Notifications: new tasks, and every deadline source's deadlines at their lead times (the
+//! seed's "immediate task notifications" and "timely deadline tracking"; sources in
+//! [`crate::deadlines`]).
 //!
 //! They are decided here, written to the outbox in the transaction of the records that caused them
-//! (or, for deadlines that time alone brings into the window, by [`deadline_scan`]), and delivered
+//! (or, for a lead time that a new firm-local day brings, by [`deadline_scan`]), and delivered
 //! at least once by [`Dispatcher`] to a webhook (JSON, signed the Standard Webhooks way), a
 //! command (JSON on stdin) and/or e-mail (one message each, or a digest per interval), on a task of its own beside the daemon's cycles ([`Delivery`]). Ids are
-//! stable — `task.created:<id>`, `task.due:<id>:<due>`, `event.upcoming:<id>:<start>` — so a
-//! re-read never enqueues twice and receivers can deduplicate redeliveries.
+//! stable — `task.created:<id>`, `deadline:<source>:<id>:<local date>:<lead>d` — so a re-read
+//! never enqueues twice and receivers can deduplicate redeliveries. A deadline moved or cleared
+//! has its pending notifications for the old date set `cancelled` (never sent).
 //!
 //! The first backfill of a resource records what it finds as `suppressed` (never sent): a firm does
 //! not want 5,000 "new task" messages on day one.
 //!
-//! Outbox statuses: `pending` (to deliver, from `next_attempt_at`), `delivered`, `suppressed`, and
+//! Outbox statuses: `pending` (to deliver, from `next_attempt_at`), `delivered`, `suppressed`,
+//! `cancelled` (a moved or cleared deadline's, never sent), and
 //! `dead` (failed `notify.max_attempts` times: kept and shown, sent again after `ppsync notify
 //! retry`).
 //!
@@ -32,12 +35,13 @@ mod webhook;
 pub use delivery::Delivery;
 pub use dispatcher::{Dispatcher, Round, backoff};
 pub use email::{EmailConfig, SmtpSecurity};
-pub use rules::{RULES, Rule, deadline_scan, for_page, rule};
+pub use rules::{RULES, Rule, deadline_scan, for_deadlines, for_page, lead_notification, rule};
 pub use webhook::{sign, signing_key};
 
 /// Settings from the config.
 #[derive(Clone, Debug)]
 pub struct NotifyConfig {
+    /// How far ahead the status page lists deadlines.
     pub window: Duration,
     pub webhook_url: Option<url::Url>,
     pub webhook_secret: Option<secrecy::SecretString>,

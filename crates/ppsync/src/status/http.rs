@@ -47,6 +47,8 @@ pub struct StatusContext {
     pub hosts: Hosts,
     /// The notification window (for the page's upcoming deadlines).
     pub notify_window: Duration,
+    /// The firm's zone and deadline sources (the page's deadlines).
+    pub deadlines: crate::deadlines::Sources,
 }
 
 /// Which `Host` a request may name: a loopback name or address (`localhost`, `127.0.0.1`,
@@ -226,6 +228,7 @@ impl StatusContext {
             &self.schedule,
             self.clock.now(),
             self.notify_window,
+            &self.deadlines,
             Some(&self.client),
         )
         .await

@@ -261,20 +261,18 @@ fn deadlines(s: &Snapshot) -> Markup {
             } @else {
                 table {
                     thead { tr {
-                        th { "due (UTC)" } th { "in" } th { "kind" } th { "subject" } th { "matter" }
+                        th { "due (" (s.deadlines.first().map(|d| d.time_zone.as_str()).unwrap_or("")) ")" }
+                        th { "in" } th { "kind" } th { "subject" } th { "matter" } th { "client" }
                     } }
                     tbody {
                         @for d in &s.deadlines {
                             tr {
-                                td.t { (short_time(&d.due)) }
-                                td.t {
-                                    (crate::time::parse_api_time(&d.due)
-                                        .map(|t| human((t - s.taken_at).num_seconds()))
-                                        .unwrap_or_default())
-                                }
+                                td.t { (d.local_text()) }
+                                td.t { (human((d.at.to_utc() - s.taken_at).num_seconds())) }
                                 td { (d.kind) }
-                                td { (d.subject.as_deref().unwrap_or("")) }
+                                td { (if d.resource == "matters" { "" } else { d.subject.as_deref().unwrap_or("") }) }
                                 td { (d.matter.as_deref().unwrap_or("")) }
+                                td { (d.client.as_deref().unwrap_or("")) }
                             }
                         }
                     }

@@ -11,8 +11,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::api::Client;
+use crate::deadlines::{Deadline, Sources};
 use crate::resource::{RESOURCES, Resource};
-use crate::store::{Deadline, RunRow, Store};
+use crate::store::{RunRow, Store};
 use crate::time::canonical;
 
 /// Slack allowed past twice the interval before a resource counts as behind.
@@ -124,6 +125,7 @@ impl Snapshot {
         schedule: &[(&'static Resource, Duration)],
         now: DateTime<Utc>,
         notify_window: Duration,
+        deadlines: &Sources,
         client: Option<&Client>,
     ) -> anyhow::Result<Snapshot> {
         let intervals: HashMap<&str, Duration> =
@@ -198,7 +200,13 @@ impl Snapshot {
             .unwrap_or(chrono::Duration::days(DEADLINE_DAYS))
             .min(chrono::Duration::days(DEADLINE_DAYS));
         let until = now + window;
-        let mut deadlines = store.deadlines(now, until).await?;
+        let mut deadlines = crate::deadlines::list(
+            store,
+            deadlines,
+            deadlines.local_date(now),
+            deadlines.local_date(until),
+        )
+        .await?;
         deadlines.truncate(DEADLINES_SHOWN);
         let api = dialects
             .get(crate::sync::dialect::API)
@@ -396,14 +404,12 @@ pub(crate) mod tests {
             }],
             recent_runs: vec![run],
             deadlines_until: "2026-12-08T10:00:00Z".into(),
-            deadlines: vec![Deadline {
-                kind: "task".into(),
-                id: "t1".into(),
-                due: "2026-12-02T10:00:00Z".into(),
-                subject: Some(odd.into()),
-                matter: Some(odd.into()),
-                status: None,
-            }],
+            deadlines: Sources::default().of_record(
+                "tasks",
+                &serde_json::json!({"id": "t1", "due_date": "2026-12-02T10:00:00", "subject": odd,
+                    "matter_ref": {"id": "m1", "display_name": odd},
+                    "account_ref": {"id": "a1", "display_name": odd}}),
+            ),
         }
     }
 

@@ -15,6 +15,7 @@ pub async fn print(cfg: &Config, store: &Store, json: bool) -> anyhow::Result<()
         &cfg.daemon().schedule,
         SystemClock.now(),
         cfg.notify.window,
+        &cfg.sync.deadlines,
         None,
     )
     .await?;

@@ -1,11 +1,11 @@
-//! Deadlines: open tasks and events coming due, read from the mirrored `tasks` and `events`.
+//! Deadlines: the records they are derived from (open tasks and events coming due, matters), the
+//! status page's list of tasks and events, and the cancelling of a moved deadline's notifications.
 
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use sqlx::Row as _;
 
-use super::{Db, Error, Result, Store, Ts};
-use crate::resource::Resource;
+use super::{Db, Error, Result, Store, Ts, Tx, TxInner};
 
 /// A task or event coming due.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -54,39 +54,86 @@ impl Store {
                 .collect()
         })
     }
+}
 
-    /// Live records whose `column` falls in [from, to] and that have no outbox row
-    /// `<kind>:<id>:<column>` yet (deadlines that time brought into the window).
-    pub async fn due_between(
+/// Pending deadline notifications of one record's source to cancel: those under `prefix`
+/// (`deadline:<source>:<record>:`) except those under `keep` (the current date's), if any.
+#[derive(Clone, Debug)]
+pub struct Cancel {
+    pub resource: String,
+    pub record_id: String,
+    pub prefix: String,
+    pub keep: Option<String>,
+}
+
+impl Store {
+    /// The records deadlines are derived from: open tasks due and events starting in [from, to]
+    /// (UTC instants; the caller widens them by a day for local dates), and every live matter
+    /// (its deadlines live in custom fields, which no column holds). `with`: the resources asked.
+    pub async fn deadline_records(
         &self,
-        res: &Resource,
-        column: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-        kind: &str,
-    ) -> Result<Vec<Box<RawValue>>> {
-        let sql = format!(
-            "SELECT t.data FROM {t} t WHERE t.deleted_at IS NULL AND t.{column} >= $1 AND t.{column} <= $2 \
-             AND NOT EXISTS (SELECT 1 FROM {o} o WHERE o.id = $3 || ':' || t.id || ':' || {due})",
-            t = self.t(res.name),
-            o = self.t("outbox"),
-            due = self.backend().ts_text(&format!("t.{column}")),
-        );
-        on!(Db, &self.db, p => {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(Ts(from))
-                .bind(Ts(to))
-                .bind(kind)
-                .fetch_all(p)
-                .await?;
-            rows.iter()
-                .map(|r| {
-                    r.try_get::<Box<RawValue>, _>(0).map_err(|e| Error::Corrupt {
-                        resource: res.name.to_string(),
-                        detail: e.to_string(),
+        with: &[&'static str],
+    ) -> Result<Vec<(&'static str, Box<RawValue>)>> {
+        let mut out = Vec::new();
+        for res in with {
+            let filter = match *res {
+                "tasks" => {
+                    "AND due_date >= $1 AND due_date <= $2 AND COALESCE(status, '') <> 'Completed'"
+                }
+                "events" => "AND start_date_time >= $1 AND start_date_time <= $2",
+                "matters" => "",
+                _ => continue,
+            };
+            let sql = format!(
+                "SELECT data FROM {} WHERE deleted_at IS NULL {filter}",
+                self.t(res)
+            );
+            let rows = on!(Db, &self.db, p => {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                if !filter.is_empty() {
+                    q = q.bind(Ts(from)).bind(Ts(to));
+                }
+                let rows = q.fetch_all(p).await?;
+                rows.iter()
+                    .map(|r| {
+                        r.try_get::<Box<RawValue>, _>(0).map_err(|e| Error::Corrupt {
+                            resource: res.to_string(),
+                            detail: e.to_string(),
+                        })
                     })
-                })
-                .collect()
-        })
+                    .collect::<Result<Vec<_>>>()?
+            });
+            out.extend(rows.into_iter().map(|r| (*res, r)));
+        }
+        Ok(out)
+    }
+}
+
+impl Tx {
+    /// Marks pending deadline notifications `cancelled` (never sent): those of a date a record no
+    /// longer holds. Returns how many.
+    pub async fn cancel_deadlines(&mut self, items: &[Cancel]) -> Result<u64> {
+        let sql = format!(
+            "UPDATE {} SET status = 'cancelled' WHERE status = 'pending' AND resource = $1 \
+             AND record_id = $2 AND substr(id, 1, length($3)) = $3 \
+             AND ($4 IS NULL OR substr(id, 1, length($4)) <> $4)",
+            self.t("outbox")
+        );
+        let mut n = 0;
+        for c in items {
+            n += on!(TxInner, &mut self.tx, tx => {
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(&c.resource)
+                    .bind(&c.record_id)
+                    .bind(&c.prefix)
+                    .bind(c.keep.as_deref())
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected()
+            });
+        }
+        Ok(n)
     }
 }

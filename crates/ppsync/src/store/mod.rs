@@ -62,7 +62,7 @@ mod sqlite_write;
 mod types;
 
 pub use claims::{Claims, Fence};
-pub use deadlines::Deadline;
+pub use deadlines::{Cancel, Deadline};
 pub use details::{DetailBacklog, DetailItem};
 pub use error::{Error, Result};
 pub use export::ExportRow;
@@ -122,16 +122,6 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// `expr` (an instant) as canonical text, as SQLite stores it.
-    fn ts_text(self, expr: &str) -> String {
-        match self {
-            Backend::Sqlite => expr.to_string(),
-            Backend::Postgres => {
-                format!("to_char({expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
-            }
-        }
-    }
-
     /// The text at `path` inside the JSON column `col`.
     fn json_text(self, col: &str, path: &[&str]) -> String {
         match self {

@@ -3,8 +3,6 @@
 //! that fails inside a transaction of several rolled back with them; and streaming a page into
 //! its transaction, the page after it requested as soon as this one is received in full.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 
 use super::dialect::{self, QueryOption, Support};
@@ -244,7 +242,7 @@ impl ListingRun<'_> {
             run: self.run,
             now,
             listing,
-            notify_window: engine.cfg.notify_window,
+            deadlines: &engine.cfg.deadlines,
         };
         let mut touched = false;
         let mut changed = 0;
@@ -303,7 +301,7 @@ struct PageWrite<'a> {
     run: i64,
     now: DateTime<Utc>,
     listing: &'a Listing,
-    notify_window: Duration,
+    deadlines: &'a crate::deadlines::Sources,
 }
 
 impl PageWrite<'_> {
@@ -328,16 +326,8 @@ impl PageWrite<'_> {
         if odd.iter().any(|r| r.keyless) {
             batch.retain(|r| !r.keyless);
         }
-        let rule = crate::notify::rule(res);
         let fresh = tx
-            .upsert(
-                res,
-                batch,
-                run,
-                now,
-                rule.map(|r| r.due_column),
-                listing.new_table,
-            )
+            .upsert(res, batch, run, now, None, listing.new_table)
             .await?;
         if listing.details && !fresh.is_empty() {
             // New and changed records wait for their by-id read, queued with the records.
@@ -349,10 +339,16 @@ impl PageWrite<'_> {
                 .collect();
             tx.queue_details(res, &queue, now).await?;
         }
-        if rule.is_some() && !fresh.is_empty() {
-            let suppressed = listing.mode == Mode::Backfill;
-            let items =
-                crate::notify::for_page(res, batch, &fresh, now, self.notify_window, suppressed);
+        // A first backfill records what is already due as suppressed, and no "new task" at all.
+        let suppressed = listing.mode == Mode::Backfill;
+        if !suppressed && !fresh.is_empty() && crate::notify::rule(res).is_some() {
+            let items = crate::notify::for_page(res, batch, &fresh, now);
+            tx.enqueue(&items, now).await?;
+        }
+        if !fresh.is_empty() && self.deadlines.covers(res.name) {
+            let (items, cancels) =
+                crate::notify::for_deadlines(self.deadlines, res, batch, &fresh, now, suppressed);
+            tx.cancel_deadlines(&cancels).await?;
             tx.enqueue(&items, now).await?;
         }
         Ok(fresh.len() as u64)

@@ -66,8 +66,8 @@ pub struct SyncConfig {
     /// A reconciliation that would mark more than this share (and more than 20 records) of a
     /// resource deleted is refused as suspicious.
     pub max_delete_fraction: f64,
-    /// Tasks and events due within this window are notified.
-    pub notify_window: Duration,
+    /// The firm's zone and where deadlines come from (matters' are notified at lead times).
+    pub deadlines: crate::deadlines::Sources,
     /// A server `Date` further ahead of our clock than this is not trusted as a cursor.
     pub max_clock_skew: Duration,
     /// Deletion candidates confirmed by id per listing (more: a sample of this many).
@@ -94,7 +94,7 @@ impl Default for SyncConfig {
             initial_lookback: None,
             max_page_attempts: 4,
             max_delete_fraction: 0.5,
-            notify_window: Duration::from_secs(30 * 86400),
+            deadlines: crate::deadlines::Sources::default(),
             max_clock_skew: Duration::from_secs(15 * 60),
             confirm_deletions: 25,
             details: crate::resource::RESOURCES

@@ -211,7 +211,7 @@ async fn deadlines_lists_open_tasks_and_events_from_the_mirror() {
     assert_eq!(code, 0, "{err}");
     let list: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     assert!(list.len() > 5, "{} deadlines", list.len());
-    assert!(list.iter().any(|d| d["kind"] == "task") && list.iter().any(|d| d["kind"] == "event"));
+    assert!(list.iter().any(|d| d["kind"] == "Task") && list.iter().any(|d| d["kind"] == "Event"));
     assert!(list.iter().all(|d| d["status"] != "Completed"));
     let dues: Vec<&str> = list.iter().map(|d| d["due"].as_str().unwrap()).collect();
     assert!(dues.windows(2).all(|w| w[0] <= w[1]), "soonest first");

@@ -7,6 +7,7 @@ mod bad_input;
 mod budget;
 mod cli;
 mod daemon;
+mod deadlines;
 mod deploy;
 mod details;
 mod dialects;

@@ -33,6 +33,7 @@ impl Endpoint {
             token: token.map(SecretString::from),
             hosts: Hosts::from_config(&cfg),
             notify_window: cfg.notify.window,
+            deadlines: cfg.sync.deadlines.clone(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -1,0 +1,387 @@
+//! Deadlines: the firm's time zone and the sources a deadline comes from (task due dates, event
+//! starts, a matter's statute of limitations date, matter custom fields of type Date chosen by
+//! label), read from a record's JSON as the firm's local dates and times.
+//!
+//! Date-only fields are UTC instants of firm-local noon or midnight (practicepanther-api.md §4.1,
+//! §6.3): their calendar date is the instant's date in the firm's zone, never its UTC date.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+
+use crate::time::parse_api_time;
+
+/// Where deadlines come from, and when before each one to notify.
+#[derive(Clone, Debug)]
+pub struct Sources {
+    /// The firm's zone (`time_zone`): the API does not say it.
+    pub zone: Tz,
+    pub tasks: bool,
+    pub events: bool,
+    pub statute: bool,
+    /// Labels of matter custom fields of type Date (or DateTime) that are deadlines.
+    pub matter_fields: Vec<String>,
+    /// Days before the deadline to notify (0: on the day), largest first.
+    pub lead_days: Vec<u32>,
+    /// A source's own lead days, by its name (the others have `lead_days`).
+    pub lead_days_by_source: std::collections::BTreeMap<String, Vec<u32>>,
+}
+
+pub const TASK: &str = "Task";
+pub const EVENT: &str = "Event";
+pub const STATUTE: &str = "Statute of Limitations";
+
+impl Default for Sources {
+    fn default() -> Self {
+        Sources {
+            zone: Tz::UTC,
+            tasks: true,
+            events: true,
+            statute: true,
+            matter_fields: vec!["45 Day Deadline".into(), "180 Day Deadline".into()],
+            lead_days: vec![14, 7, 1, 0],
+            lead_days_by_source: Default::default(),
+        }
+    }
+}
+
+/// One deadline of one record, in the firm's zone.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Deadline {
+    /// The source's name (the deadline's kind): "Task", "45 Day Deadline", ...
+    pub kind: String,
+    pub resource: &'static str,
+    pub id: String,
+    /// The firm-local date.
+    pub date: NaiveDate,
+    /// RFC 3339 with the zone's offset: the instant for timed deadlines (events), the start of
+    /// the local day for date-only ones.
+    pub due: String,
+    /// Whether only the date is meaningful (a date-only field).
+    pub all_day: bool,
+    pub time_zone: String,
+    pub subject: Option<String>,
+    pub status: Option<String>,
+    pub matter_id: Option<String>,
+    pub matter: Option<String>,
+    pub client_id: Option<String>,
+    pub client: Option<String>,
+    pub assignees: Vec<String>,
+    #[serde(skip)]
+    pub at: DateTime<Tz>,
+}
+
+impl Deadline {
+    /// A short key for the source in notification ids: lowercase, words joined by `-`.
+    pub fn slug(&self) -> String {
+        slug(&self.kind)
+    }
+
+    /// "Fri 12 Dec 2025" or "Fri 12 Dec 2025 17:30 PST".
+    pub fn local_text(&self) -> String {
+        if self.all_day {
+            self.date.format("%a %-d %b %Y").to_string()
+        } else {
+            self.at.format("%a %-d %b %Y %H:%M %Z").to_string()
+        }
+    }
+}
+
+pub fn slug(name: &str) -> String {
+    name.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+impl Sources {
+    /// The firm-local date of a date-only field's instant.
+    pub fn local_date(&self, instant: DateTime<Utc>) -> NaiveDate {
+        instant.with_timezone(&self.zone).date_naive()
+    }
+
+    /// The start of a local day (the first instant of it when a DST change skips midnight).
+    pub fn day_start(&self, date: NaiveDate) -> DateTime<Tz> {
+        use chrono::TimeZone;
+        (0..24)
+            .find_map(|h| {
+                self.zone
+                    .from_local_datetime(&date.and_hms_opt(h, 0, 0)?)
+                    .earliest()
+            })
+            .unwrap_or_else(|| {
+                date.and_time(chrono::NaiveTime::MIN)
+                    .and_utc()
+                    .with_timezone(&self.zone)
+            })
+    }
+
+    /// Whether a resource can hold deadlines under these sources.
+    pub fn covers(&self, resource: &str) -> bool {
+        match resource {
+            "tasks" => self.tasks,
+            "events" => self.events,
+            "matters" => self.statute || !self.matter_fields.is_empty(),
+            _ => false,
+        }
+    }
+
+    /// The lead days of the source named `kind`.
+    pub fn leads(&self, kind: &str) -> &[u32] {
+        self.lead_days_by_source
+            .get(kind)
+            .unwrap_or(&self.lead_days)
+    }
+
+    /// The largest lead time of any source: how far ahead a deadline can be notified.
+    pub fn max_lead(&self) -> u32 {
+        self.lead_days
+            .iter()
+            .chain(self.lead_days_by_source.values().flatten())
+            .max()
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The names of the sources a resource's records hold.
+    pub fn names(&self, resource: &str) -> Vec<&str> {
+        match resource {
+            "tasks" if self.tasks => vec![TASK],
+            "events" if self.events => vec![EVENT],
+            "matters" => {
+                let mut v: Vec<&str> = Vec::new();
+                if self.statute {
+                    v.push(STATUTE);
+                }
+                v.extend(self.matter_fields.iter().map(String::as_str));
+                v
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The deadlines a record holds (a completed task holds none).
+    pub fn of_record(&self, resource: &str, rec: &Value) -> Vec<Deadline> {
+        let mut out = Vec::new();
+        match resource {
+            "tasks" if self.tasks => {
+                if rec.get("status").and_then(Value::as_str) != Some("Completed")
+                    && let Some(t) = instant(rec.get("due_date"))
+                {
+                    out.push(self.deadline(TASK, "tasks", rec, t, true));
+                }
+            }
+            "events" if self.events => {
+                if let Some(t) = instant(rec.get("start_date_time")) {
+                    let all_day = rec.get("is_all_day").and_then(Value::as_bool) == Some(true);
+                    out.push(self.deadline(EVENT, "events", rec, t, all_day));
+                }
+            }
+            "matters" => {
+                if self.statute
+                    && let Some(t) = instant(rec.get("statute_of_limitation_date"))
+                {
+                    out.push(self.deadline(STATUTE, "matters", rec, t, true));
+                }
+                let fields = rec.get("custom_field_values").and_then(Value::as_array);
+                for label in &self.matter_fields {
+                    let value = fields.into_iter().flatten().find(|f| {
+                        f.pointer("/custom_field_ref/label").and_then(Value::as_str)
+                            == Some(label.as_str())
+                    });
+                    if let Some(t) = value.and_then(|f| instant(f.get("value_date_time"))) {
+                        out.push(self.deadline(label, "matters", rec, t, true));
+                    }
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    fn deadline(
+        &self,
+        kind: &str,
+        resource: &'static str,
+        rec: &Value,
+        t: DateTime<Utc>,
+        all_day: bool,
+    ) -> Deadline {
+        let text = |p: &str| rec.pointer(p).and_then(Value::as_str).map(str::to_string);
+        let date = self.local_date(t);
+        let at = if all_day {
+            self.day_start(date)
+        } else {
+            t.with_timezone(&self.zone)
+        };
+        let (matter_id, matter, client_id, client, subject) = if resource == "matters" {
+            (
+                text("/id"),
+                text("/display_name"),
+                text("/account_ref/id"),
+                text("/account_ref/display_name"),
+                text("/display_name"),
+            )
+        } else {
+            (
+                text("/matter_ref/id"),
+                text("/matter_ref/display_name"),
+                text("/account_ref/id"),
+                text("/account_ref/display_name"),
+                text("/subject"),
+            )
+        };
+        let assignees = rec
+            .get("assigned_to_users")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.get("display_name").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect();
+        Deadline {
+            kind: kind.to_string(),
+            resource,
+            id: text("/id").unwrap_or_default(),
+            date,
+            due: at.to_rfc3339(),
+            all_day,
+            time_zone: self.zone.name().to_string(),
+            subject,
+            status: text("/status"),
+            matter_id,
+            matter,
+            client_id,
+            client,
+            assignees,
+            at,
+        }
+    }
+}
+
+/// Every source's deadlines whose local date falls in [first, last], soonest first.
+pub async fn list(
+    store: &crate::store::Store,
+    sources: &Sources,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> anyhow::Result<Vec<Deadline>> {
+    // Date-only fields sit at local noon or midnight: a day on either side covers any zone.
+    let from = sources.day_start(first) - chrono::Duration::days(1);
+    let to = sources.day_start(last) + chrono::Duration::days(2);
+    let with: Vec<&'static str> = ["tasks", "events", "matters"]
+        .into_iter()
+        .filter(|r| sources.covers(r))
+        .collect();
+    let mut list = Vec::new();
+    for (resource, raw) in store
+        .deadline_records(from.to_utc(), to.to_utc(), &with)
+        .await?
+    {
+        let record: Value = serde_json::from_str(raw.get()).unwrap_or_default();
+        list.extend(
+            sources
+                .of_record(resource, &record)
+                .into_iter()
+                .filter(|d| d.date >= first && d.date <= last),
+        );
+    }
+    list.sort_by(|a, b| (a.at, &a.kind, &a.id).cmp(&(b.at, &b.kind, &b.id)));
+    Ok(list)
+}
+
+fn instant(v: Option<&Value>) -> Option<DateTime<Utc>> {
+    v.and_then(Value::as_str).and_then(parse_api_time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn la() -> Sources {
+        Sources {
+            zone: "America/Los_Angeles".parse().unwrap(),
+            ..Sources::default()
+        }
+    }
+
+    #[test]
+    fn date_only_fields_are_firm_local_dates_across_a_dst_change() {
+        let s = la();
+        // Local midnight before and after the 2025-11-02 change (PDT -7, PST -8).
+        for (raw, want) in [
+            ("2025-10-31T07:00:00", "2025-10-31"),
+            ("2025-11-07T08:00:00", "2025-11-07"),
+            ("2025-11-07T20:00:00", "2025-11-07"), // local noon
+        ] {
+            let task = json!({"id": "t", "due_date": raw, "status": "NotCompleted"});
+            let d = &s.of_record("tasks", &task)[0];
+            assert_eq!(d.date.to_string(), want, "{raw}");
+            assert!(d.all_day);
+        }
+        let d = &s.of_record(
+            "tasks",
+            &json!({"id": "t", "due_date": "2025-11-07T08:00:00"}),
+        )[0];
+        assert_eq!(d.due, "2025-11-07T00:00:00-08:00");
+        assert_eq!(d.local_text(), "Fri 7 Nov 2025");
+        assert!(
+            s.of_record(
+                "tasks",
+                &json!({"id": "t", "due_date": "2025-11-07T08:00:00", "status": "Completed"})
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_event_keeps_its_instant_in_local_time_with_the_zone_named() {
+        let s = la();
+        let ev = json!({"id": "e", "start_date_time": "2025-11-08T01:30:00"});
+        let d = &s.of_record("events", &ev)[0];
+        assert_eq!(d.date.to_string(), "2025-11-07");
+        assert_eq!(d.due, "2025-11-07T17:30:00-08:00");
+        assert_eq!(d.local_text(), "Fri 7 Nov 2025 17:30 PST");
+    }
+
+    #[test]
+    fn matter_fields_are_chosen_by_label() {
+        let s = la();
+        let cf = |label: &str, v: Value| json!({"custom_field_ref": {"label": label, "value_type": "Date"}, "value_date_time": v, "value_boolean": false});
+        let m = json!({
+            "id": "m", "display_name": "5518 - Torres - 1031 Exchange",
+            "account_ref": {"id": "a", "display_name": "Torres"},
+            "assigned_to_users": [{"display_name": "Ann"}],
+            "statute_of_limitation_date": "2026-03-02T20:00:00",
+            "custom_field_values": [cf("45 Day Deadline", json!("2025-12-12T20:00:00")), cf("180 Day Deadline", Value::Null), cf("Escrow Number", json!("x"))],
+        });
+        let got = s.of_record("matters", &m);
+        let kinds: Vec<(&str, String)> = got
+            .iter()
+            .map(|d| (d.kind.as_str(), d.date.to_string()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("Statute of Limitations", "2026-03-02".into()),
+                ("45 Day Deadline", "2025-12-12".into())
+            ]
+        );
+        assert_eq!(got[1].client.as_deref(), Some("Torres"));
+        assert_eq!(got[1].assignees, ["Ann"]);
+        assert_eq!(got[1].slug(), "45-day-deadline");
+    }
+
+    #[test]
+    fn a_day_whose_midnight_is_skipped_starts_at_its_first_hour() {
+        let s = Sources {
+            zone: "America/Sao_Paulo".parse().unwrap(),
+            ..Sources::default()
+        };
+        // 2018-11-04: clocks went from 00:00 to 01:00.
+        let d = NaiveDate::from_ymd_opt(2018, 11, 4).unwrap();
+        assert_eq!(s.day_start(d).to_rfc3339(), "2018-11-04T01:00:00-02:00");
+    }
+}
