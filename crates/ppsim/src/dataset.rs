@@ -753,7 +753,11 @@ impl<R: Rng> Builder<'_, R> {
         format_ts(local_midnight(local_date(t + days * DAY)), TsStyle::Naive)
     }
 
-    fn cfvs(&mut self, kind: usize, n: usize) -> Value {
+    /// `opened`: a matter's creation instant. An exchange's dates follow from it as a 1031
+    /// exchange's do: the relinquished property closes within a month of opening, the 45-day
+    /// identification and the 180-day exchange deadlines count from that closing. Other date
+    /// fields (and records without an anchor) get any date of the last decade.
+    fn cfvs(&mut self, kind: usize, n: usize, opened: Option<i64>) -> Value {
         let defs = self.ctx.cf[kind].clone();
         let mut out = vec![];
         for (id, label, vt, dd) in defs.iter().take(n) {
@@ -773,9 +777,26 @@ impl<R: Rng> Builder<'_, R> {
                     }
                 }
                 "Date" | "DateTime" => {
-                    let d = chrono::NaiveDate::from_ymd_opt(2015, 1, 1).unwrap_or_default()
-                        + Duration::days(self.rng.random_range(0..4000));
-                    v["value_date_time"] = json!(format_ts(local_noon(d), TsStyle::Naive));
+                    // Drawn whatever the field, so the rest of the dataset is the same either way.
+                    let r = self.rng.random_range(0..4000);
+                    let after_closing = match label.as_str() {
+                        "Relinquished Closing Date" => Some(0),
+                        "45 Day Deadline" => Some(45),
+                        "180 Day Deadline" => Some(180),
+                        _ => None,
+                    };
+                    v["value_date_time"] = match (opened, after_closing) {
+                        (Some(t), Some(days)) => {
+                            // The closing day is the same for the matter's three fields.
+                            let closing = closing_offset(t);
+                            json!(self.noon_after(t, closing + days))
+                        }
+                        _ => {
+                            let d = chrono::NaiveDate::from_ymd_opt(2015, 1, 1).unwrap_or_default()
+                                + Duration::days(r);
+                            json!(format_ts(local_noon(d), TsStyle::Naive))
+                        }
+                    };
                 }
                 "Number" => v["value_number"] = json!(money(self.rng, 0.0, 2_000_000.0)),
                 "Currency" => v["value_number"] = json!(money(self.rng, 150_000.0, 9_000_000.0)),
@@ -840,7 +861,7 @@ impl<R: Rng> Builder<'_, R> {
         let mobile = self.maybe(0.85, |b| b.phone());
         let home = self.maybe(0.2, |b| b.phone());
         let work = self.maybe(0.3, |b| b.phone());
-        let cfv = self.cfvs(2, 4);
+        let cfv = self.cfvs(2, 4, None);
         json!({
             "first_name": first, "middle_name": middle, "last_name": last,
             "display_name": format!("{first} {last}"),
@@ -873,7 +894,11 @@ impl<R: Rng> Builder<'_, R> {
             vec![]
         };
         let street = self.address();
-        let cfv = if company { self.cfvs(0, 10) } else { json!([]) };
+        let cfv = if company {
+            self.cfvs(0, 10, None)
+        } else {
+            json!([])
+        };
         let tags = self.tags(ACCOUNT_TAGS, 0.2);
         let users = self.users(2);
         json!({
@@ -923,7 +948,7 @@ impl<R: Rng> Builder<'_, R> {
             self.noon_after(created, d)
         });
         let sol = self.maybe(0.05, |b| b.noon_after(created, 365 * 3));
-        let cfv = self.cfvs(1, 10);
+        let cfv = self.cfvs(1, 10, Some(created));
         let tags = self.tags(MATTER_TAGS, 0.3);
         let users = self.users(3);
         json!({
@@ -1210,7 +1235,7 @@ impl<R: Rng> Builder<'_, R> {
                     };
                     json!({"status": st, "close_date": close})
                 } else if r < 0.55 {
-                    json!({"custom_field_values": self.cfvs(1, 10)})
+                    json!({"custom_field_values": self.cfvs(1, 10, None)})
                 } else if r < 0.8 {
                     json!({"notes": format!("<p>Update {}: awaiting documents.</p>", format_ts(now, TsStyle::Naive))})
                 } else {
@@ -1516,4 +1541,10 @@ pub fn generate(seed: u64, scale: f64, start: i64) -> Store {
     }
     st.render_all();
     st
+}
+
+/// Days from an exchange's opening to its relinquished property's closing (1 to 28): a function
+/// of the opening instant, so a matter's closing and its two deadlines agree without another draw.
+fn closing_offset(opened: i64) -> i64 {
+    (opened / DAY).rem_euclid(28) + 1
 }

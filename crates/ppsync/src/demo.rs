@@ -78,8 +78,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         started.elapsed().as_secs_f64()
     );
 
+    // The simulated firm is in California: its date-only fields are local noon or midnight there.
     let cfg = Config::from_toml_str(&format!(
-        "database_url = {:?}\napi_base_url = {:?}\nclient_id = {:?}\nclient_secret = {:?}\n",
+        "database_url = {:?}\napi_base_url = {:?}\nclient_id = {:?}\nclient_secret = {:?}\ntime_zone = \"America/Los_Angeles\"\n",
         args.database.to_string_lossy(),
         sim.url(),
         sim.client_id(),
@@ -184,29 +185,32 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     for (kind, n) in engine.store.outbox_counts().await? {
         outln!("  {kind:<28} {n}");
     }
-    let now = clock.now();
-    let soon = engine
-        .store
-        .deadlines(now, now + chrono::Duration::days(7))
+    // The exchange deadlines (the matters' 45- and 180-day dates and statute dates) first: they
+    // are the firm's business; tasks and events after.
+    let sources = &cfg.sync.deadlines;
+    let today = sources.local_date(clock.now());
+    let soon = crate::deadlines::list(&engine.store, sources, today, today + chrono::Days::new(14))
         .await?;
+    let (exchange, other): (Vec<_>, Vec<_>) = soon.iter().partition(|d| d.resource == "matters");
     outln!(
-        "\n  coming due in the next 7 days: {} (first 5)",
-        soon.len()
+        "\n  exchange deadlines in the next 14 days ({}): {}",
+        sources.zone.name(),
+        exchange.len()
     );
-    for d in soon.iter().take(5) {
+    for d in exchange.iter().take(8) {
         outln!(
-            "  {}  {:<5} {:<40} {}",
-            d.due.get(..16).unwrap_or(&d.due),
+            "  {:<26} {:<22} {}",
+            d.local_text(),
             d.kind,
-            d.subject
-                .as_deref()
-                .unwrap_or("")
-                .chars()
-                .take(40)
-                .collect::<String>(),
             d.matter.as_deref().unwrap_or("")
         );
     }
+    outln!(
+        "  and {} task and event deadlines; all of them: PPSYNC_DATABASE_URL={} PPSYNC_TIME_ZONE={} ppsync deadlines --days 14",
+        other.len(),
+        args.database.display(),
+        sources.zone.name()
+    );
     outln!(
         "\nThe mirror is in {} (sqlite3 {} 'select status, count(*) from matters group by 1').",
         args.database.display(),
