@@ -42,12 +42,13 @@ if ! pg_ready; then
 fi
 export PPSYNC_TEST_PG_URL="${PPSYNC_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
-# A real SMTP server for the e-mail tests: Python's aiosmtpd in a virtual environment of our own.
-if ! target/py/bin/python -c 'import aiosmtpd' 2>/dev/null; then
+# A real SMTP server for the e-mail tests (aiosmtpd) and a real iCalendar parser for the calendar
+# feed's test (icalendar), in a Python virtual environment of our own.
+if ! target/py/bin/python -c 'import aiosmtpd, icalendar' 2>/dev/null; then
   python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
   rm -rf target/py
   python3 -m venv target/py
-  target/py/bin/pip install -q aiosmtpd
+  target/py/bin/pip install -q aiosmtpd icalendar
 fi
 export PPSYNC_TEST_PYTHON="$PWD/target/py/bin/python"
 

@@ -20,6 +20,7 @@ macro_rules! outln {
 
 pub mod api;
 pub mod app;
+pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -35,7 +35,14 @@ impl Filter {
     }
 }
 
-pub(super) async fn deadlines(cfg: Config, filter: Filter, json: bool) -> anyhow::Result<i32> {
+/// How the list is printed.
+pub(super) enum Format {
+    Table,
+    Json,
+    Ics,
+}
+
+pub(super) async fn deadlines(cfg: Config, filter: Filter, format: Format) -> anyhow::Result<i32> {
     // A registered firm's own settings (its zone) come with its store.
     let (cfg, store) = app::open(&cfg).await?;
     let sources = cfg.sync.deadlines.clone();
@@ -65,9 +72,22 @@ pub(super) async fn deadlines(cfg: Config, filter: Filter, json: bool) -> anyhow
     };
     let mut list = crate::deadlines::list(&store, &sources, first, last).await?;
     list.retain(|d| filter.keeps(d));
-    if json {
-        outln!("{}", serde_json::to_string_pretty(&list)?);
-        return Ok(0);
+    match format {
+        Format::Json => {
+            outln!("{}", serde_json::to_string_pretty(&list)?);
+            return Ok(0);
+        }
+        Format::Ics => {
+            let zone = sources.zone.name();
+            use std::io::Write as _;
+            write!(
+                std::io::stdout().lock(),
+                "{}",
+                crate::calendar::feed(&list, zone, now)
+            )?;
+            return Ok(0);
+        }
+        Format::Table => {}
     }
     let zone = sources.zone.name();
     if list.is_empty() {

@@ -87,8 +87,12 @@ pub enum Command {
         /// How many days ahead (with --overdue: back)
         #[arg(long, default_value_t = 30)]
         days: u32,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "ics")]
         json: bool,
+        /// Print an iCalendar feed (one event per deadline, stable UIDs) instead of a table; the
+        /// daemon serves the same at /deadlines.ics
+        #[arg(long)]
+        ics: bool,
         /// Only this kind (a source's name: "Task", "Event", "45 Day Deadline", ...)
         #[arg(long)]
         kind: Option<String>,
@@ -252,6 +256,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Deadlines {
             days,
             json,
+            ics,
             kind,
             matter,
             user,
@@ -264,7 +269,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 user,
                 overdue,
             };
-            deadlines(load(&at)?, filter, json).await
+            let format = match (json, ics) {
+                (true, _) => deadlines::Format::Json,
+                (_, true) => deadlines::Format::Ics,
+                _ => deadlines::Format::Table,
+            };
+            deadlines(load(&at)?, filter, format).await
         }
         Command::Notify(cmd) => notify(load(&at)?, cmd).await,
         Command::Health { route } => health(load(&at)?, &route).await,

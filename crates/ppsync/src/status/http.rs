@@ -136,6 +136,7 @@ fn router(ctx: StatusContext) -> Router {
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/deadlines.ics", get(deadlines_ics))
         .layer(middleware::from_fn_with_state(ctx.clone(), require_token))
         .with_state(ctx)
 }
@@ -262,6 +263,44 @@ async fn healthz(State(ctx): State<StatusContext>) -> Result<Response, Failure> 
     Ok(health_answer(behind, incomplete, "ok\n".into()))
 }
 
+/// How far ahead the calendar feed reaches, and how far back (a deadline just passed stays in
+/// a subscriber's calendar for a while rather than vanishing on the day).
+const FEED_AHEAD_DAYS: u64 = 365;
+const FEED_BACK_DAYS: u64 = 30;
+
+/// The deadlines as an iCalendar feed a calendar can subscribe to (`ppsync deadlines --ics`).
+async fn deadlines_ics(State(ctx): State<StatusContext>) -> Result<Response, Failure> {
+    let now = ctx.clock.now();
+    let sources = &ctx.deadlines;
+    let today = sources.local_date(now);
+    let list = crate::deadlines::list(
+        &ctx.store,
+        sources,
+        today - chrono::Days::new(FEED_BACK_DAYS),
+        today + chrono::Days::new(FEED_AHEAD_DAYS),
+    )
+    .await?;
+    let body = crate::calendar::feed(&list, sources.zone.name(), now);
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/calendar; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
+
+async fn firm_deadlines_ics(
+    State(f): State<FleetStatus>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Response, Failure> {
+    match f.firm(&name) {
+        Some(ctx) => deadlines_ics(State(ctx)).await,
+        None => Ok(not_served(&name)),
+    }
+}
+
 /// The process answers: nothing is read, so a busy database cannot fail a liveness probe.
 async fn livez() -> &'static str {
     "ok\n"
@@ -369,6 +408,7 @@ pub async fn serve_fleet(
         .route("/metrics", get(fleet_metrics))
         .route("/firms/{name}/", get(firm_page))
         .route("/firms/{name}/status", get(firm_status))
+        .route("/firms/{name}/deadlines.ics", get(firm_deadlines_ics))
         .layer(middleware::from_fn_with_state(
             fleet.clone(),
             |State(f): State<FleetStatus>, req: Request, next: Next| async move {

@@ -501,3 +501,131 @@ async fn the_zone_comes_from_the_environment_or_a_firms_settings_and_a_bad_one_i
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("(America/Los_Angeles)"), "{out}");
 }
+
+/// Reads an iCalendar file with Python's `icalendar` (a parser written apart from ours): each
+/// VEVENT's UID, DTSTART (ISO text), its TZID and whether it is a date.
+const READ_ICS: &str = r#"
+import icalendar, json, sys
+cal = icalendar.Calendar.from_ical(open(sys.argv[1], 'rb').read())
+out = []
+for e in cal.walk('VEVENT'):
+    start = e['DTSTART']
+    out.append({'uid': str(e['UID']), 'summary': str(e['SUMMARY']),
+                'start': start.dt.isoformat(), 'tzid': start.params.get('TZID'),
+                'date': start.params.get('VALUE') == 'DATE'})
+print(json.dumps(out))
+"#;
+
+async fn ics_feed(app: &TestApp) -> String {
+    let (code, out, err) = app.cli(&["deadlines", "--ics", "--days", "400"]).await;
+    assert_eq!(code, 0, "{err}");
+    out
+}
+
+fn parse_ics(ics: &str) -> Vec<Value> {
+    let python = std::env::var("PPSYNC_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("PPSYNC_TEST_PYTHON is not set: run ./scripts/test.sh, which makes a Python venv with icalendar (target/py)")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("feed.ics");
+    std::fs::write(&file, ics).unwrap();
+    let script = dir.path().join("read_ics.py");
+    std::fs::write(&script, READ_ICS).unwrap();
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the feed parses: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_calendar_feed_holds_every_deadline_once_with_stable_uids_in_the_firms_zone() {
+    let sim = sim(0.02).await;
+    sim.pause_changes(true);
+    let matter = sim.truth("matters")[0].clone();
+    dst_records(&sim, &matter);
+    let app = app_with(sim.clone(), &format!("time_zone = \"{LA}\"")).await;
+    assert_clean(&app.pass().await);
+
+    let listed = listed(&app, &["--days", "400"]).await;
+    let first = ics_feed(&app).await;
+    let events = parse_ics(&first);
+    assert_eq!(events.len(), listed.len(), "one event per deadline");
+    let uids: std::collections::BTreeSet<&str> =
+        events.iter().map(|e| e["uid"].as_str().unwrap()).collect();
+    assert_eq!(uids.len(), events.len(), "UIDs are unique");
+    for d in &listed {
+        let slug = d["kind"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join("-");
+        let uid = format!(
+            "{slug}.{}.{}@ppsync",
+            d["id"].as_str().unwrap(),
+            d["date"].as_str().unwrap()
+        );
+        let e = events
+            .iter()
+            .find(|e| e["uid"] == uid.as_str())
+            .unwrap_or_else(|| panic!("{uid} in the feed"));
+        if d["all_day"] == true {
+            assert_eq!(
+                (&e["date"], &e["start"]),
+                (&json!(true), &d["date"]),
+                "{uid}"
+            );
+        } else {
+            // The same wall time in the firm's zone, named by TZID.
+            assert_eq!(e["tzid"], LA, "{uid}");
+            assert_eq!(e["start"], d["due"], "{uid}");
+        }
+    }
+    // The DST pair: 17:30 on both sides of Los Angeles' change.
+    let pst = events
+        .iter()
+        .find(|e| {
+            e["summary"]
+                .as_str()
+                .unwrap()
+                .contains("Fri 12 Nov 17:30 in LA (PST)")
+        })
+        .unwrap();
+    assert_eq!(pst["start"], "2027-11-12T17:30:00-08:00");
+
+    // Stable: the same records give the same UIDs.
+    let again = parse_ics(&ics_feed(&app).await);
+    let again: std::collections::BTreeSet<&str> =
+        again.iter().map(|e| e["uid"].as_str().unwrap()).collect();
+    assert_eq!(again, uids);
+
+    // The daemon's endpoint serves the feed for subscription, from its own clock's today.
+    let ep = crate::status_http::Endpoint::start(&app, None).await;
+    let (status, ctype, body) = ep.get("/deadlines.ics").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(ctype.starts_with("text/calendar"), "{ctype}");
+    let served = parse_ics(&body);
+    assert!(!served.is_empty());
+    let march = events
+        .iter()
+        .find(|e| {
+            e["summary"]
+                .as_str()
+                .unwrap()
+                .contains("Fri 26 Mar 09:00 in London")
+        })
+        .unwrap();
+    assert!(
+        served.iter().any(|e| e["uid"] == march["uid"]),
+        "a deadline within the feed's year is served"
+    );
+}
