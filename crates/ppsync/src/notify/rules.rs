@@ -53,6 +53,7 @@ fn created(res: &Resource, row: &Row, kind: &str, now: DateTime<Utc>) -> Notific
     let payload = json!({
         "id": id,
         "kind": kind,
+        "summary": created_summary(&record),
         "resource": res.name,
         "record_id": row.id,
         "subject": record.get("subject"),
@@ -69,6 +70,34 @@ fn created(res: &Resource, row: &Row, kind: &str, now: DateTime<Utc>) -> Notific
         payload,
         suppressed: false,
     }
+}
+
+/// "New task: File 8824, 5518 - Torres - 1031 Exchange; assigned to Ann Ames": what a person
+/// reads first (an e-mail's subject, a chat message).
+fn created_summary(record: &Value) -> String {
+    let text = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|s| !s.is_empty())
+    };
+    let mut out = format!(
+        "New task: {}",
+        text(record.get("subject")).unwrap_or_else(|| "(no subject)".into())
+    );
+    if let Some(m) = text(record.pointer("/matter_ref/display_name")) {
+        out.push_str(&format!(", {m}"));
+    }
+    let users: Vec<String> = record
+        .get("assigned_to_users")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|u| text(u.get("display_name")))
+        .collect();
+    if !users.is_empty() {
+        out.push_str(&format!("; assigned to {}", users.join(", ")));
+    }
+    out
 }
 
 /// The notification a deadline is due for at `now`: the one of the smallest lead
@@ -239,6 +268,25 @@ pub async fn deadline_scan(
 mod tests {
     use super::*;
     use crate::deadlines::Sources;
+
+    #[test]
+    fn a_new_task_reads_as_one_line() {
+        let cases = [
+            (
+                json!({"subject": "File  8824\n", "matter_ref": {"display_name": "5518 - Torres"},
+                       "assigned_to_users": [{"display_name": "Ann Ames"}, {"display_name": "Bo Li"}]}),
+                "New task: File 8824, 5518 - Torres; assigned to Ann Ames, Bo Li",
+            ),
+            (json!({"subject": "Call"}), "New task: Call"),
+            (
+                json!({"subject": null, "assigned_to_users": "odd"}),
+                "New task: (no subject)",
+            ),
+        ];
+        for (record, want) in cases {
+            assert_eq!(created_summary(&record), want);
+        }
+    }
 
     #[test]
     fn a_deadline_is_due_for_its_smallest_lead_time_whose_day_has_come() {
