@@ -1,6 +1,6 @@
 //! Deadlines: the firm's time zone and the sources a deadline comes from (task due dates, event
-//! starts, a matter's statute of limitations date, matter custom fields of type Date chosen by
-//! label), read from a record's JSON as the firm's local dates and times.
+//! starts, a matter's statute of limitations date, custom fields of type Date of matters, contacts
+//! and accounts chosen by label), read from a record's JSON as the firm's local dates and times.
 //!
 //! Date-only fields are UTC instants of firm-local noon or midnight (practicepanther-api.md §4.1,
 //! §6.3): their calendar date is the instant's date in the firm's zone, never its UTC date.
@@ -10,6 +10,9 @@ use chrono_tz::Tz;
 use serde_json::Value;
 
 use crate::time::parse_api_time;
+
+/// The resources whose records can hold deadlines.
+pub const RESOURCES: [&str; 5] = ["tasks", "events", "matters", "contacts", "accounts"];
 
 /// Where deadlines come from, and when before each one to notify.
 #[derive(Clone, Debug)]
@@ -21,6 +24,9 @@ pub struct Sources {
     pub statute: bool,
     /// Labels of matter custom fields of type Date (or DateTime) that are deadlines.
     pub matter_fields: Vec<String>,
+    /// The same for contacts' custom fields and accounts' (company) custom fields.
+    pub contact_fields: Vec<String>,
+    pub account_fields: Vec<String>,
     /// Days before the deadline to notify (0: on the day), largest first.
     pub lead_days: Vec<u32>,
     /// A source's own lead days, by its name (the others have `lead_days`).
@@ -39,6 +45,8 @@ impl Default for Sources {
             events: true,
             statute: true,
             matter_fields: vec!["45 Day Deadline".into(), "180 Day Deadline".into()],
+            contact_fields: Vec::new(),
+            account_fields: Vec::new(),
             lead_days: vec![14, 7, 1, 0],
             lead_days_by_source: Default::default(),
         }
@@ -123,6 +131,8 @@ impl Sources {
             "tasks" => self.tasks,
             "events" => self.events,
             "matters" => self.statute || !self.matter_fields.is_empty(),
+            "contacts" => !self.contact_fields.is_empty(),
+            "accounts" => !self.account_fields.is_empty(),
             _ => false,
         }
     }
@@ -157,6 +167,8 @@ impl Sources {
                 v.extend(self.matter_fields.iter().map(String::as_str));
                 v
             }
+            "contacts" => self.contact_fields.iter().map(String::as_str).collect(),
+            "accounts" => self.account_fields.iter().map(String::as_str).collect(),
             _ => Vec::new(),
         }
     }
@@ -184,20 +196,50 @@ impl Sources {
                 {
                     out.push(self.deadline(STATUTE, "matters", rec, t, true));
                 }
-                let fields = rec.get("custom_field_values").and_then(Value::as_array);
-                for label in &self.matter_fields {
-                    let value = fields.into_iter().flatten().find(|f| {
-                        f.pointer("/custom_field_ref/label").and_then(Value::as_str)
-                            == Some(label.as_str())
-                    });
-                    if let Some(t) = value.and_then(|f| instant(f.get("value_date_time"))) {
-                        out.push(self.deadline(label, "matters", rec, t, true));
-                    }
-                }
+                self.date_fields(
+                    &self.matter_fields,
+                    "matters",
+                    "custom_field_values",
+                    rec,
+                    &mut out,
+                );
+            }
+            "contacts" => {
+                self.date_fields(
+                    &self.contact_fields,
+                    "contacts",
+                    "custom_field_values",
+                    rec,
+                    &mut out,
+                );
+            }
+            "accounts" => {
+                let key = "company_custom_field_values";
+                self.date_fields(&self.account_fields, "accounts", key, rec, &mut out);
             }
             _ => {}
         }
         out
+    }
+
+    /// The custom fields of `rec` (under `key`) whose label is one of `labels` and that hold a date.
+    fn date_fields(
+        &self,
+        labels: &[String],
+        resource: &'static str,
+        key: &str,
+        rec: &Value,
+        out: &mut Vec<Deadline>,
+    ) {
+        let fields = rec.get(key).and_then(Value::as_array);
+        for label in labels {
+            let value = fields.into_iter().flatten().find(|f| {
+                f.pointer("/custom_field_ref/label").and_then(Value::as_str) == Some(label.as_str())
+            });
+            if let Some(t) = value.and_then(|f| instant(f.get("value_date_time"))) {
+                out.push(self.deadline(label, resource, rec, t, true));
+            }
+        }
     }
 
     fn deadline(
@@ -219,6 +261,23 @@ impl Sources {
             (
                 text("/id"),
                 text("/display_name"),
+                text("/account_ref/id"),
+                text("/account_ref/display_name"),
+                text("/display_name"),
+            )
+        } else if resource == "accounts" {
+            // An account is the client.
+            (
+                None,
+                None,
+                text("/id"),
+                text("/display_name"),
+                text("/display_name"),
+            )
+        } else if resource == "contacts" {
+            (
+                None,
+                None,
                 text("/account_ref/id"),
                 text("/account_ref/display_name"),
                 text("/display_name"),
@@ -270,7 +329,7 @@ pub async fn list(
     // Date-only fields sit at local noon or midnight: a day on either side covers any zone.
     let from = sources.day_start(first) - chrono::Duration::days(1);
     let to = sources.day_start(last) + chrono::Duration::days(2);
-    let with: Vec<&'static str> = ["tasks", "events", "matters"]
+    let with: Vec<&'static str> = RESOURCES
         .into_iter()
         .filter(|r| sources.covers(r))
         .collect();
@@ -344,6 +403,37 @@ mod tests {
         assert_eq!(d.date.to_string(), "2025-11-07");
         assert_eq!(d.due, "2025-11-07T17:30:00-08:00");
         assert_eq!(d.local_text(), "Fri 7 Nov 2025 17:30 PST");
+    }
+
+    #[test]
+    fn contact_and_account_fields_are_chosen_by_label_and_carry_the_client() {
+        let mut s = la();
+        s.contact_fields = vec!["Date of Birth".into()];
+        s.account_fields = vec!["Formation Date".into()];
+        let cf = |label: &str, v: &str| json!([{"custom_field_ref": {"label": label, "value_type": "Date"}, "value_date_time": v}]);
+        let contact = json!({"id": "c", "display_name": "Jessica Young",
+            "account_ref": {"id": "a", "display_name": "Young, Jessica"},
+            "custom_field_values": cf("Date of Birth", "1980-05-04T19:00:00")});
+        let account = json!({"id": "a", "display_name": "Torres Investments LLC",
+            "company_custom_field_values": cf("Formation Date", "2019-01-15T20:00:00")});
+        let d = &s.of_record("contacts", &contact)[0];
+        assert_eq!(
+            (d.kind.as_str(), d.date.to_string()),
+            ("Date of Birth", "1980-05-04".into())
+        );
+        assert_eq!(
+            (d.client.as_deref(), d.matter.as_deref()),
+            (Some("Young, Jessica"), None)
+        );
+        let d = &s.of_record("accounts", &account)[0];
+        assert_eq!(
+            (d.kind.as_str(), d.date.to_string()),
+            ("Formation Date", "2019-01-15".into())
+        );
+        assert_eq!(d.client.as_deref(), Some("Torres Investments LLC"));
+        // A matter's field of the same label is not a contact's.
+        assert!(s.of_record("contacts", &json!({"id": "x", "company_custom_field_values": cf("Date of Birth", "1980-05-04T19:00:00")})).is_empty());
+        assert!(s.covers("contacts") && s.covers("accounts") && !la().covers("contacts"));
     }
 
     #[test]

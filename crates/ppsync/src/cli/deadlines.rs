@@ -47,7 +47,7 @@ pub(super) async fn deadlines(cfg: Config, filter: Filter, format: Format) -> an
     let (cfg, store) = app::open(&cfg).await?;
     let sources = cfg.sync.deadlines.clone();
     if let Some(kind) = &filter.kind {
-        let kinds: Vec<&str> = ["tasks", "events", "matters"]
+        let kinds: Vec<&str> = crate::deadlines::RESOURCES
             .into_iter()
             .flat_map(|r| sources.names(r))
             .collect();

@@ -13,6 +13,8 @@ pub(super) struct RawDeadlines {
     pub(super) events: Option<bool>,
     pub(super) statute: Option<bool>,
     pub(super) matter_fields: Option<Labels>,
+    pub(super) contact_fields: Option<Labels>,
+    pub(super) account_fields: Option<Labels>,
     pub(super) lead_days: Option<Days>,
     /// A source's own lead days, by its name ("45 Day Deadline" = [30, 14, 7, 1, 0]).
     #[serde(default)]
@@ -46,16 +48,22 @@ pub(super) fn sources(time_zone: Option<&str>, raw: &RawDeadlines) -> Result<Sou
             ))
         })?,
     };
-    let matter_fields = match &raw.matter_fields {
-        None => d.matter_fields,
-        Some(Labels::Many(v)) => v.iter().map(|s| s.trim().to_string()).collect(),
-        Some(Labels::One(s)) => s.split(',').map(|s| s.trim().to_string()).collect(),
+    let labels = |key: &str, raw: &Option<Labels>, default: Vec<String>| {
+        let v: Vec<String> = match raw {
+            None => default,
+            Some(Labels::Many(v)) => v.iter().map(|s| s.trim().to_string()).collect(),
+            Some(Labels::One(s)) => s.split(',').map(|s| s.trim().to_string()).collect(),
+        };
+        if v.iter().any(String::is_empty) {
+            return Err(err(format!(
+                "`deadlines.{key}` holds an empty label: list custom field labels, e.g. [\"45 Day Deadline\", \"180 Day Deadline\"]"
+            )));
+        }
+        Ok(v)
     };
-    if matter_fields.iter().any(String::is_empty) {
-        return Err(err(
-            "`deadlines.matter_fields` holds an empty label: list custom field labels, e.g. [\"45 Day Deadline\", \"180 Day Deadline\"]",
-        ));
-    }
+    let matter_fields = labels("matter_fields", &raw.matter_fields, d.matter_fields)?;
+    let contact_fields = labels("contact_fields", &raw.contact_fields, d.contact_fields)?;
+    let account_fields = labels("account_fields", &raw.account_fields, d.account_fields)?;
     let days = |key: &str, v: &Days| -> Result<Vec<u32>, Error> {
         let bad = |v: &str| {
             err(format!(
@@ -89,10 +97,12 @@ pub(super) fn sources(time_zone: Option<&str>, raw: &RawDeadlines) -> Result<Sou
         events: raw.events.unwrap_or(d.events),
         statute: raw.statute.unwrap_or(d.statute),
         matter_fields,
+        contact_fields,
+        account_fields,
         lead_days,
         lead_days_by_source: Default::default(),
     };
-    let names: Vec<String> = ["tasks", "events", "matters"]
+    let names: Vec<String> = crate::deadlines::RESOURCES
         .into_iter()
         .flat_map(|r| sources.names(r))
         .map(str::to_string)

@@ -68,12 +68,15 @@ reconcile_at = "03:00"
 
 [deadlines]
 # Where deadlines come from: task due dates, event starts, matters' statute of limitations date,
-# and matter custom fields of type Date, by label. Each is notified `lead_days` days before its
+# and custom fields of type Date (of matters, contacts, accounts), by label. Each is notified `lead_days` days before its
 # local date (0: on the day).
 tasks = true
 events = true
 statute = true
 matter_fields = ["45 Day Deadline", "180 Day Deadline"]
+# Contacts' and accounts' (company) custom fields of type Date, by label: none by default.
+contact_fields = []
+account_fields = []
 lead_days = [14, 7, 1, 0]
 # A source's own lead days, by its name ("Task", "Event", "Statute of Limitations", a label).
 [deadlines.lead_days_by_source]

@@ -243,7 +243,7 @@ pub async fn deadline_scan(
     // Date-only fields sit at local noon or midnight: two days on either side cover any zone.
     let from = now - chrono::Duration::days(2);
     let to = now + chrono::Duration::days(i64::from(ahead) + 2);
-    let with: Vec<&'static str> = ["tasks", "events", "matters"]
+    let with: Vec<&'static str> = crate::deadlines::RESOURCES
         .into_iter()
         .filter(|r| sources.covers(r))
         .collect();

@@ -83,7 +83,7 @@ impl Store {
                     "AND due_date >= $1 AND due_date <= $2 AND COALESCE(status, '') <> 'Completed'"
                 }
                 "events" => "AND start_date_time >= $1 AND start_date_time <= $2",
-                "matters" => "",
+                "matters" | "contacts" | "accounts" => "",
                 _ => continue,
             };
             let sql = format!(

@@ -629,3 +629,97 @@ async fn the_calendar_feed_holds_every_deadline_once_with_stable_uids_in_the_fir
         "a deadline within the feed's year is served"
     );
 }
+
+/// A contact's and an account's custom Date fields are deadline sources when named, listed with
+/// their client (an account is its own); the matters' defaults stay.
+#[tokio::test]
+async fn contact_and_account_date_fields_are_deadlines_when_named() {
+    let sim = sim(0.02).await;
+    sim.pause_changes(true);
+    // A Date field the simulated firm fills, of each kind of record.
+    let date_label = |res: &str, key: &str| -> String {
+        sim.truth(res)
+            .iter()
+            .flat_map(|r| r[key].as_array().cloned().unwrap_or_default())
+            .find(|f| {
+                f["custom_field_ref"]["value_type"] == "Date" && f["value_date_time"].is_string()
+            })
+            .and_then(|f| f["custom_field_ref"]["label"].as_str().map(str::to_string))
+            .unwrap_or_else(|| panic!("the simulated {res} have a Date custom field"))
+    };
+    // The simulated firm fills no Date field on contacts: one contact gets one.
+    let account = sim.truth("accounts")[0].clone();
+    sim.create(
+        "contacts",
+        json!({"first_name": "Jessica", "last_name": "Young", "display_name": "Jessica Young",
+               "account_ref": {"id": account["id"], "display_name": account["display_name"]},
+               "custom_field_values": [{"custom_field_ref": {"id": "cf-eng", "label": "Engagement Date", "value_type": "Date"},
+                                        "value_date_time": "2021-05-04T19:00:00"}]}),
+    )
+    .unwrap();
+    let contact_label = date_label("contacts", "custom_field_values");
+    let account_label = date_label("accounts", "company_custom_field_values");
+    let app = app_with(
+        sim.clone(),
+        &format!(
+            "time_zone = \"{LA}\"\n[deadlines]\ncontact_fields = [{contact_label:?}]\naccount_fields = {account_label:?}"
+        ),
+    )
+    .await;
+    assert_clean(&app.pass().await);
+    let with_field = |res: &str, key: &str, label: &str| -> std::collections::BTreeSet<String> {
+        sim.truth(res)
+            .iter()
+            .filter(|r| {
+                r[key].as_array().into_iter().flatten().any(|f| {
+                    f["custom_field_ref"]["label"] == label && f["value_date_time"].is_string()
+                })
+            })
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let listed_ids = |list: &[Value]| -> std::collections::BTreeSet<String> {
+        list.iter()
+            .map(|d| d["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Past and coming: 14 years either way covers ppsim's dates.
+    let all = |label: String| {
+        let app = &app;
+        async move {
+            let mut l = listed(app, &["--overdue", "--days", "5200", "--kind", &label]).await;
+            l.extend(listed(app, &["--days", "5200", "--kind", &label]).await);
+            l
+        }
+    };
+    let contacts = all(contact_label.clone()).await;
+    assert_eq!(
+        listed_ids(&contacts),
+        with_field("contacts", "custom_field_values", &contact_label)
+    );
+    assert!(
+        contacts
+            .iter()
+            .all(|d| d["resource"] == "contacts" && d["all_day"] == true)
+    );
+    let accounts = all(account_label.clone()).await;
+    assert_eq!(
+        listed_ids(&accounts),
+        with_field("accounts", "company_custom_field_values", &account_label)
+    );
+    let truth = sim.truth("accounts");
+    let first = truth.iter().find(|a| a["id"] == accounts[0]["id"]).unwrap();
+    assert_eq!(
+        accounts[0]["client"], first["display_name"],
+        "an account is its own client"
+    );
+    // The matters' defaults are still there.
+    assert!(
+        !listed(
+            &app,
+            &["--overdue", "--days", "5200", "--kind", "45 Day Deadline"]
+        )
+        .await
+        .is_empty()
+    );
+}
