@@ -7,8 +7,8 @@ use std::str::FromStr;
 use lettre::message::Mailbox;
 use secrecy::SecretString;
 
+use super::addr::is_loopback;
 use super::raw::{RawNotify, StrList};
-use super::validate::is_loopback;
 use super::{Error, err};
 use crate::notify::{EmailConfig, SmtpSecurity};
 use crate::time::parse_duration;

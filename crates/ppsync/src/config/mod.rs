@@ -17,6 +17,7 @@ use crate::sync::SyncConfig;
 
 pub const DEFAULT_PATH: &str = "ppsync.toml";
 
+mod addr;
 mod deadlines;
 mod email;
 mod firm;
@@ -25,9 +26,9 @@ mod raw;
 mod template;
 mod validate;
 
+pub use addr::is_loopback;
 pub use firm::{check_firm_settings, redact_settings, settings_from_pairs};
 pub use template::TEMPLATE;
-pub use validate::is_loopback;
 
 /// The validated configuration.
 #[derive(Clone, Debug)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use figment::Figment;
 use secrecy::SecretString;
 
+use super::addr::is_loopback;
 use super::raw::Raw;
 use super::{Config, Error, err};
 use crate::resource::{self, Tier};
@@ -298,11 +299,6 @@ impl Config {
             intervals,
         })
     }
-}
-
-/// A loopback address, IPv4-mapped ones included (`::ffff:127.0.0.1`).
-pub fn is_loopback(ip: std::net::IpAddr) -> bool {
-    ip.to_canonical().is_loopback()
 }
 
 /// An `http.allowed_hosts` entry: a host name or an IP address, without scheme or port;

@@ -9,8 +9,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::delivery::IDLE;
-use super::digest::next_grid_point;
 use super::email::Mailer;
+use super::grid::next_grid_point;
 use super::{NotifyConfig, one_line, signing_key};
 use crate::store::Store;
 use crate::time::canonical;

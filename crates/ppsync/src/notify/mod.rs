@@ -29,6 +29,7 @@ mod delivery;
 mod digest;
 mod dispatcher;
 mod email;
+mod grid;
 mod rules;
 mod webhook;
 
