@@ -230,7 +230,8 @@ impl Daemon {
             // Ticks sit on a grid (every 15 minutes on the quarter hour, hourly on the hour, daily
             // at midnight UTC), so the tiers line up into shared cycles, and every tick missed
             // while this one ran coalesces into the next.
-            let mut due = grid_next(self.engine.clock.now(), if ok { interval } else { retry });
+            let mut due =
+                crate::time::grid_next(self.engine.clock.now(), if ok { interval } else { retry });
             // The API asked for a longer wait than a pass waits out: nothing before it.
             if let Some(t) = report.not_before.filter(|_| !ok) {
                 due = due.max(t);
@@ -268,21 +269,13 @@ impl Daemon {
         for (res, _) in &self.cfg.schedule {
             let st = self.engine.store.state(res).await?;
             let due = match (st.cursor_set_at, st.listing) {
-                (Some(t), None) => grid_next(t, self.interval(res)),
+                (Some(t), None) => crate::time::grid_next(t, self.interval(res)),
                 _ => now,
             };
             next.insert(res.name, due);
         }
         Ok(next)
     }
-}
-
-/// The first multiple of `interval` (counted from the Unix epoch) strictly after `t`.
-pub fn grid_next(t: DateTime<Utc>, interval: chrono::Duration) -> DateTime<Utc> {
-    let step = interval.num_milliseconds().max(1000);
-    let ms = t.timestamp_millis();
-    let next = (ms.div_euclid(step) + 1) * step;
-    DateTime::from_timestamp_millis(next).unwrap_or(t + interval)
 }
 
 /// The next instant at `time` (UTC) strictly after `now`.
@@ -314,28 +307,6 @@ mod tests {
         assert_eq!(
             next_at(t("2026-11-03T03:00:00"), three),
             t("2026-11-04T03:00:00")
-        );
-    }
-
-    #[test]
-    fn ticks_sit_on_a_grid() {
-        let t = |s: &str| crate::time::parse_api_time(s).unwrap();
-        let q = chrono::Duration::minutes(15);
-        assert_eq!(
-            grid_next(t("2026-11-02T14:00:00.6"), q),
-            t("2026-11-02T14:15:00")
-        );
-        assert_eq!(
-            grid_next(t("2026-11-02T14:15:00"), q),
-            t("2026-11-02T14:30:00")
-        );
-        assert_eq!(
-            grid_next(t("2026-11-02T14:59:59"), chrono::Duration::hours(1)),
-            t("2026-11-02T15:00:00")
-        );
-        assert_eq!(
-            grid_next(t("2026-11-02T14:00:00"), chrono::Duration::days(1)),
-            t("2026-11-03T00:00:00")
         );
     }
 }

@@ -155,9 +155,45 @@ impl Clock for SystemClock {
     }
 }
 
+/// The first multiple of `interval` (counted from the Unix epoch) strictly after `t`.
+pub fn grid_next(t: DateTime<Utc>, interval: chrono::Duration) -> DateTime<Utc> {
+    let step = interval.num_milliseconds().max(1000);
+    let ms = t.timestamp_millis();
+    let next = (ms.div_euclid(step) + 1) * step;
+    DateTime::from_timestamp_millis(next).unwrap_or(t + interval)
+}
+
+/// The first multiple of `interval` at or after `t` (when the next digest is due).
+pub fn grid_at_or_after(t: DateTime<Utc>, interval: std::time::Duration) -> DateTime<Utc> {
+    let interval = chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::hours(1));
+    grid_next(t - chrono::Duration::milliseconds(1), interval)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ticks_sit_on_a_grid() {
+        let t = |s: &str| crate::time::parse_api_time(s).unwrap();
+        let q = chrono::Duration::minutes(15);
+        assert_eq!(
+            grid_next(t("2026-11-02T14:00:00.6"), q),
+            t("2026-11-02T14:15:00")
+        );
+        assert_eq!(
+            grid_next(t("2026-11-02T14:15:00"), q),
+            t("2026-11-02T14:30:00")
+        );
+        assert_eq!(
+            grid_next(t("2026-11-02T14:59:59"), chrono::Duration::hours(1)),
+            t("2026-11-02T15:00:00")
+        );
+        assert_eq!(
+            grid_next(t("2026-11-02T14:00:00"), chrono::Duration::days(1)),
+            t("2026-11-03T00:00:00")
+        );
+    }
 
     #[test]
     fn parses_every_observed_form() {

@@ -17,7 +17,6 @@ use sha2::Digest as _;
 
 use super::dispatcher::{Failure, Round};
 use super::email::{Mail, Mailer, details, firm_prefix, pretty, summary};
-use super::grid::grid_point;
 use super::{Dispatcher, one_line};
 use crate::store::Store;
 
@@ -36,7 +35,7 @@ impl Dispatcher {
     ) -> anyhow::Result<Round> {
         let mut r = Round::default();
         let rows = store
-            .outbox_due(grid_point(now, every), DIGEST_ROWS)
+            .outbox_due(last_grid_point(now, every), DIGEST_ROWS)
             .await?;
         if rows.is_empty() {
             return Ok(r);
@@ -134,5 +133,41 @@ fn digest_mail(mailer: &Mailer, items: &[(String, String)]) -> Mail {
         message_id: mailer.message_id(&digest_id),
         ppsync_id: digest_id,
         body,
+    }
+}
+
+/// The last point of the epoch grid (`time::grid_next`'s, the daemon's ticks) at or before `now`.
+pub(super) fn last_grid_point(now: DateTime<Utc>, every: Duration) -> DateTime<Utc> {
+    crate::time::grid_next(now - every_of(every), every_of(every))
+}
+
+fn every_of(every: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(every).unwrap_or(chrono::Duration::hours(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_go_out_on_the_interval_grid() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            last_grid_point(t("2026-12-07T10:45:00Z"), hour),
+            t("2026-12-07T10:00:00Z")
+        );
+        assert_eq!(
+            last_grid_point(t("2026-12-07T11:00:00Z"), hour),
+            t("2026-12-07T11:00:00Z")
+        );
+        assert_eq!(
+            crate::time::grid_at_or_after(t("2026-12-07T10:00:01Z"), hour),
+            t("2026-12-07T11:00:00Z")
+        );
+        assert_eq!(
+            crate::time::grid_at_or_after(t("2026-12-07T10:00:00Z"), hour),
+            t("2026-12-07T10:00:00Z")
+        );
     }
 }

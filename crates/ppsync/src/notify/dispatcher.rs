@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::delivery::IDLE;
 use super::email::Mailer;
-use super::grid::next_grid_point;
 use super::{NotifyConfig, one_line, signing_key};
 use crate::store::Store;
 use crate::time::canonical;
@@ -247,7 +246,7 @@ impl Dispatcher {
         // A digest waits for the grid point after the next row falls due.
         let digest = self.mailer.as_ref().and_then(|m| m.cfg.digest);
         let at = match (at, digest) {
-            (Some(t), Some(every)) => Some(next_grid_point(t.max(now), every)),
+            (Some(t), Some(every)) => Some(crate::time::grid_at_or_after(t.max(now), every)),
             (at, _) => at,
         };
         at.map(|t| (t - now).to_std().unwrap_or_default())

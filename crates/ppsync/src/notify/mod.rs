@@ -29,7 +29,6 @@ mod delivery;
 mod digest;
 mod dispatcher;
 mod email;
-mod grid;
 mod rules;
 mod webhook;
 
