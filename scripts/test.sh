@@ -52,11 +52,15 @@ if ! target/py/bin/python -c 'import aiosmtpd, icalendar' 2>/dev/null; then
 fi
 export PPSYNC_TEST_PYTHON="$PWD/target/py/bin/python"
 
-# Each test makes its own database (ppsync_t_*); drop what earlier runs left.
+# Each test makes its own database, ppsync_t_<pid of the test process>_<random>; drop those whose
+# process is gone, at the start (what crashed runs left) and at exit. A database whose process still
+# runs belongs to another run on this machine (a second checkout, a helper), which is left alone.
 drop_test_databases() {
   command -v psql >/dev/null || return 0
   psql "$PPSYNC_TEST_PG_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'ppsync\_t\_%'" 2>/dev/null |
     while read -r db; do
+      pid=${db#ppsync_t_}; pid=${pid%%_*}
+      case $pid in '' | *[!0-9]*) ;; *) kill -0 "$pid" 2>/dev/null && continue ;; esac
       psql "$PPSYNC_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
     done
 }

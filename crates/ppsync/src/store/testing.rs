@@ -14,8 +14,8 @@ pub fn postgres_selected() -> bool {
     std::env::var("PPSYNC_TEST_BACKEND").is_ok_and(|b| b.eq_ignore_ascii_case("postgres"))
 }
 
-/// Creates an empty database named `ppsync_t_*` and returns its URL. `scripts/test.sh` drops
-/// leftovers before each run.
+/// Creates an empty database named `ppsync_t_<this process's id>_<random>` and returns its URL.
+/// `scripts/test.sh` drops those whose process is gone (so never another live run's).
 pub async fn fresh_database() -> anyhow::Result<String> {
     let admin = admin_url();
     let mut conn = sqlx::PgConnection::connect(&admin).await.map_err(|e| {
