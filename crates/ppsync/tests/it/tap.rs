@@ -249,7 +249,7 @@ fn messages(out: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn discovery_lists_every_stream_and_a_catalog_selects_what_is_emitted() {
-    let sim = sim(0.01).await;
+    let sim = sim(0.1).await;
     sim.pause_changes(true);
     let app = app_with(sim.clone(), "").await;
     assert_clean(&app.pass().await);
@@ -316,6 +316,61 @@ async fn discovery_lists_every_stream_and_a_catalog_selects_what_is_emitted() {
         "STATE",
         "a run ends on its state"
     );
+
+    // A run stopped after a page resumes from that page's STATE: the streams done before it
+    // emit nothing (nothing was written since), the interrupted one the rest of its window, the
+    // ones after it everything.
+    let (code, out, err) = run_cli_async(&tap, &["tap"]).await;
+    assert_eq!(code, 0, "{err}");
+    let full = messages(&out);
+    let (stream, mid) = full
+        .iter()
+        .filter(|m| m["type"] == "STATE")
+        .find_map(|m| {
+            let marks = m["value"]["bookmarks"].as_object()?;
+            let (s, _) = marks.iter().find(|(_, b)| b["after_id"].is_string())?;
+            Some((s.clone(), m["value"].clone()))
+        })
+        .expect("a stream longer than a page");
+    assert_eq!(mid["currently_syncing"], stream.as_str());
+    let after = mid["bookmarks"][&stream]["after_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let state_file = dir.path().join("mid.json");
+    std::fs::write(&state_file, mid.to_string()).unwrap();
+    let (code, out, err) =
+        run_cli_async(&tap, &["tap", "--state", state_file.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{err}");
+    let mut resumed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for m in messages(&out).iter().filter(|m| m["type"] == "RECORD") {
+        let res = find_res(m["stream"].as_str().unwrap());
+        let key = m["record"][res.key].as_str().unwrap().to_string();
+        resumed.entry(res.name.to_string()).or_default().push(key);
+    }
+    let mut rest = 0;
+    for res in RESOURCES {
+        let done_before = res.name != stream && mid["bookmarks"].get(res.name).is_some();
+        let want: Vec<String> = app
+            .mirror(res)
+            .await
+            .iter()
+            .map(|r| r[res.key].as_str().unwrap().to_string())
+            .filter(|k| !done_before && (res.name != stream || k.as_str() > after.as_str()))
+            .collect();
+        let got = resumed.remove(res.name).unwrap_or_default();
+        assert!(
+            got == want,
+            "{}: {} records emitted, {} expected",
+            res.name,
+            got.len(),
+            want.len()
+        );
+        if res.name == stream {
+            rest = want.len();
+        }
+    }
+    assert!(rest > 0, "{stream}: records after {after}");
 
     // A reader that goes away ends the tap quietly.
     let closed = tokio::task::spawn_blocking({
