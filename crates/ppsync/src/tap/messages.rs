@@ -6,7 +6,7 @@ use std::io::Write;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::schema::{DELETED_AT, schema};
+use super::schema::{DELETED_AT, admitting};
 use super::state::State;
 use crate::resource::Resource;
 use crate::store::TapRow;
@@ -22,11 +22,16 @@ impl<W: Write> Out<W> {
         }
     }
 
-    pub fn schema(&mut self, res: &Resource) -> std::io::Result<()> {
+    /// `odd`: the fields the mirror noted odd values in (`schema::admitting`).
+    pub fn schema(
+        &mut self,
+        res: &Resource,
+        odd: &std::collections::BTreeSet<String>,
+    ) -> std::io::Result<()> {
         let mut m = json!({
             "type": "SCHEMA",
             "stream": res.name,
-            "schema": schema(res),
+            "schema": admitting(res, odd),
             "key_properties": [res.key],
         });
         if res.has_updated_at {
@@ -133,7 +138,7 @@ mod tests {
     fn messages_are_one_json_a_line_in_singers_shapes() {
         let res = find("matters").unwrap();
         let mut out = Out::new(Vec::new());
-        out.schema(res).unwrap();
+        out.schema(res, &Default::default()).unwrap();
         // Pretty-printed as received, with a line break inside a string's escape.
         out.record(
             res,

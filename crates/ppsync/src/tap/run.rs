@@ -24,7 +24,7 @@ pub async fn emit<W: Write>(
 ) -> anyhow::Result<u64> {
     let mut total = 0;
     for res in streams {
-        out.schema(res)?;
+        out.schema(res, &store.issue_fields(res).await?)?;
         let Some(mut plan) = state.get(res.name).plan(fence) else {
             tracing::info!(stream = res.name, "nothing written since the bookmark");
             continue;

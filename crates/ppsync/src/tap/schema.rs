@@ -29,6 +29,26 @@ pub fn schema(res: &Resource) -> Value {
     root
 }
 
+/// The schema as a run emits it: a property some stored record holds an odd value in (the
+/// mirror noted it in `record_issues`, and kept the record as received) admits any value, so a
+/// validating target takes every record the mirror holds. `*` (a record odd as a whole) opens
+/// every property but the key.
+pub fn admitting(res: &Resource, odd: &std::collections::BTreeSet<String>) -> Value {
+    let mut s = schema(res);
+    if let Some(props) = s.get_mut("properties").and_then(Value::as_object_mut) {
+        for (name, p) in props.iter_mut() {
+            let open = odd.contains("*")
+                || odd
+                    .iter()
+                    .any(|f| f.split('.').next() == Some(name.as_str()));
+            if open && name != res.key && name != DELETED_AT {
+                *p = json!({});
+            }
+        }
+    }
+    s
+}
+
 fn object() -> Value {
     json!({"type": ["null", "object"], "properties": {}, "additionalProperties": true})
 }
@@ -103,6 +123,17 @@ mod tests {
             }
         }
         let e = schema(find("time_entries").unwrap());
+        // A field the mirror noted odd values in admits anything; the rest keep their types.
+        let odd = ["account_ref.id".to_string(), "number".to_string()].into();
+        let open = admitting(find("matters").unwrap(), &odd);
+        assert_eq!(open["properties"]["account_ref"], json!({}));
+        assert_eq!(open["properties"]["number"], json!({}));
+        assert_eq!(open["properties"]["status"], p["status"]);
+        assert_eq!(open["properties"]["id"], p["id"]);
+        let all = admitting(find("matters").unwrap(), &["*".to_string()].into());
+        assert_eq!(all["properties"]["status"], json!({}));
+        assert_eq!(all["properties"]["id"], p["id"]);
+        assert_eq!(admitting(find("matters").unwrap(), &Default::default()), m);
         assert_eq!(e["properties"]["hours"]["type"], json!(["null", "number"]));
         assert_eq!(
             e["properties"]["is_billed"]["type"],

@@ -161,10 +161,12 @@ async fn a_full_run_holds_the_mirror_and_a_run_from_its_state_only_the_changes()
         );
     }
 
-    // Changes at the source: a matter and a task edited, a note deleted; a full pass sees them
-    // (and re-lists every unchanged record, which must not come out again).
+    // Changes at the source: a matter and a task edited, another matter's number made a string
+    // (stored as received, noted odd: its schema must still admit it), a note deleted; a full
+    // pass sees them (and re-lists every unchanged record, which must not come out again).
     let notes = find_res("notes");
     let matter = app.mirror(find_res("matters")).await[0].clone();
+    let odd = app.mirror(find_res("matters")).await[1].clone();
     let task = app.mirror(find_res("tasks")).await[3].clone();
     let note = app.mirror(notes).await[1].clone();
     let id = |r: &Value| r["id"].as_str().unwrap().to_string();
@@ -174,6 +176,8 @@ async fn a_full_run_holds_the_mirror_and_a_run_from_its_state_only_the_changes()
         json!({"display_name": "Renamed for the tap"}),
     )
     .unwrap();
+    sim.set_raw_field("matters", &id(&odd), "number", "\"No. 7\"")
+        .unwrap();
     sim.edit("tasks", &id(&task), json!({"subject": "Moved for the tap"}))
         .unwrap();
     sim.delete("notes", &id(&note)).unwrap();
@@ -196,7 +200,11 @@ async fn a_full_run_holds_the_mirror_and_a_run_from_its_state_only_the_changes()
     );
     let matter_now = current(&app, "matters", &id(&matter)).await;
     assert_eq!(matter_now["display_name"], "Renamed for the tap");
-    assert_eq!(changes["matters"], [matter_now]);
+    let odd_now = current(&app, "matters", &id(&odd)).await;
+    assert_eq!(odd_now["number"], "No. 7");
+    let mut both = vec![matter_now, odd_now];
+    sort_by_key(find_res("matters"), &mut both);
+    assert_eq!(changes["matters"], both);
     let task_now = current(&app, "tasks", &id(&task)).await;
     assert_eq!(task_now["subject"], "Moved for the tap");
     assert_eq!(changes["tasks"], [task_now]);
