@@ -42,13 +42,15 @@ if ! pg_ready; then
 fi
 export PPSYNC_TEST_PG_URL="${PPSYNC_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
-# A real SMTP server for the e-mail tests (aiosmtpd) and a real iCalendar parser for the calendar
-# feed's test (icalendar), in a Python virtual environment of our own.
-if ! target/py/bin/python -c 'import aiosmtpd, icalendar' 2>/dev/null; then
+# A real SMTP server for the e-mail tests (aiosmtpd), a real iCalendar parser for the calendar
+# feed's test (icalendar) and a real Singer target for the tap's test (target-jsonl, pinned: its
+# `target-jsonl` executable sits beside the venv's python), in a Python virtual environment of our own.
+if ! target/py/bin/python -c 'import aiosmtpd, icalendar, target_jsonl' 2>/dev/null ||
+  [ ! -x target/py/bin/target-jsonl ]; then
   python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
   rm -rf target/py
   python3 -m venv target/py
-  target/py/bin/pip install -q aiosmtpd icalendar
+  target/py/bin/pip install -q aiosmtpd icalendar target-jsonl==0.1.4
 fi
 export PPSYNC_TEST_PYTHON="$PWD/target/py/bin/python"
 

@@ -38,4 +38,5 @@ pub mod resource;
 pub mod status;
 pub mod store;
 pub mod sync;
+pub mod tap;
 pub mod time;

@@ -136,6 +136,9 @@ pub enum Command {
     },
     /// Print the man page, ppsync(1), in roff
     Man,
+    /// The mirror as a Singer tap: SCHEMA, RECORD and STATE messages on stdout (--config: the
+    /// tap's JSON, {"ppsync_config": PATH, "settle_seconds": N}, or ppsync's TOML)
+    Tap(crate::tap::TapArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -280,5 +283,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Health { route } => health(load(&at)?, &route).await,
         Command::Completions { shell } => generated::completions(shell),
         Command::Man => generated::man(),
+        Command::Tap(args) => {
+            let tap = crate::tap::TapConfig::resolve(at.0.as_deref())?;
+            let at = (tap.ppsync_config, at.1.or(tap.firm));
+            crate::tap::run(load(&at)?, tap.settle, args).await
+        }
     }
 }

@@ -32,6 +32,19 @@ impl Store {
         Ok(ids.into_iter().collect())
     }
 
+    /// The fields of `res` some record has an issue noted in (dotted, `account_ref.id`; `*`:
+    /// the record as a whole).
+    pub async fn issue_fields(&self, res: &Resource) -> Result<std::collections::BTreeSet<String>> {
+        let sql = format!(
+            "SELECT DISTINCT field FROM {} WHERE resource = $1",
+            self.t("record_issues")
+        );
+        let fields: Vec<String> = on!(Db, &self.db, p => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(res.name).fetch_all(p).await?
+        });
+        Ok(fields.into_iter().collect())
+    }
+
     /// Records with issues noted, per resource.
     pub async fn issue_counts(&self) -> Result<std::collections::BTreeMap<String, i64>> {
         let sql = format!(

@@ -48,6 +48,7 @@ mod outbox;
 mod records;
 mod runs;
 mod state;
+mod tap;
 mod tokens;
 // Coordination between processes and instances.
 mod claims;
@@ -75,6 +76,7 @@ pub use records::Fresh;
 pub use run_lock::{RunLock, RunLockError, lock_file as run_lock_file};
 pub use runs::{CycleRow, RunRow, RunStats, RunTotals};
 pub use state::State;
+pub use tap::{TapRow, Window as TapWindow};
 pub use tx::Tx;
 use tx::TxInner;
 pub use types::Ts;

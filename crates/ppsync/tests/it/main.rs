@@ -22,4 +22,5 @@ mod odd_records;
 mod probe;
 mod security;
 mod status_http;
+mod tap;
 mod views;
