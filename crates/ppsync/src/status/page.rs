@@ -49,6 +49,12 @@ fn health(s: &Snapshot) -> Markup {
         return html! { span.pill.ok #health { "healthy" } };
     }
     let mut parts = Vec::new();
+    if let Some(a) = &s.auth_failed {
+        parts.push(format!(
+            "auth_failed since {}: run ppsync auth login",
+            crate::time::canonical(a.since)
+        ));
+    }
     if !s.behind.is_empty() {
         parts.push(format!("behind: {}", s.behind.join(", ")));
     }

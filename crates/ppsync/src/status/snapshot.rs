@@ -36,6 +36,9 @@ pub struct Snapshot {
     #[serde(skip)]
     pub taken_at: DateTime<Utc>,
     pub healthy: bool,
+    /// The credentials were rejected (since the first failure of the episode): nothing syncs
+    /// until `ppsync auth login`. None: not known to be rejected.
+    pub auth_failed: Option<crate::store::AuthFailure>,
     /// Enabled resources that are behind (or never synced).
     pub behind: Vec<String>,
     /// Enabled resources whose last complete listing could not reach every record.
@@ -231,10 +234,12 @@ impl Snapshot {
             }
             None => (None, None),
         };
+        let auth_failed = store.auth_failure().await?;
         Ok(Snapshot {
             now: canonical(now),
             taken_at: now,
-            healthy: behind.is_empty() && incomplete.is_empty(),
+            healthy: behind.is_empty() && incomplete.is_empty() && auth_failed.is_none(),
+            auth_failed,
             behind,
             incomplete,
             api,
@@ -340,6 +345,7 @@ pub(crate) mod tests {
             now: "2026-12-01T10:00:00Z".into(),
             taken_at: chrono::DateTime::from_timestamp(1_764_583_200, 0).unwrap(),
             healthy: false,
+            auth_failed: None,
             behind: vec!["matters".into()],
             incomplete: vec![],
             api: Default::default(),

@@ -54,6 +54,14 @@ fn table(s: &Snapshot) -> anyhow::Result<()> {
             last
         );
     }
+    if let Some(a) = &s.auth_failed {
+        outln!(
+            "AUTH FAILED since {} (last {}): {}",
+            crate::time::canonical(a.since),
+            crate::time::canonical(a.last_at),
+            a.error
+        );
+    }
     // What could not be listed, and what could not be proven: the operator's to-do list.
     for r in &s.resources {
         if let Some(why) = &r.incomplete {

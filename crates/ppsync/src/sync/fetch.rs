@@ -376,6 +376,9 @@ impl Engine {
                 until,
             };
         }
+        if e.class() == api::Class::AuthDead {
+            return Stop::AuthDead(e.to_string());
+        }
         Stop::Fatal(e.to_string())
     }
 }

@@ -3,6 +3,7 @@
 mod support;
 
 mod api_answers;
+mod auth_failed;
 mod bad_input;
 mod budget;
 mod cli;
