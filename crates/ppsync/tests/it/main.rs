@@ -21,6 +21,7 @@ mod logging;
 mod notify;
 mod odd_records;
 mod probe;
+mod restart;
 mod security;
 mod status_http;
 mod views;
