@@ -250,7 +250,8 @@ impl Engine {
                 })
                 .await?;
             if opened {
-                tracing::error!(since = %canonical(episode.since), "auth_failed: the credentials were rejected; notifying once");
+                // The pass's own error already says what failed and the fix (the CLI's one line).
+                tracing::info!(since = %canonical(episode.since), "auth_failed: the credentials were rejected; notifying once");
             }
         } else if report.outcomes.iter().any(|o| o.error.is_none())
             && self.store.clear_auth_failure().await?
