@@ -29,17 +29,19 @@ pub async fn render(store: &Store, cfg: &Config, last: Option<usize>) -> anyhow:
         return Ok(out);
     }
     let skip = last.map_or(0, |n| cycles.len().saturating_sub(n));
+    // Pass times in the firm's zone, named (`time_zone`), as `ppsync deadlines` shows them.
+    let zone = cfg.sync.deadlines.zone;
     writeln!(
         out,
-        "{:>5}  {:<20} {:<8} {:>9} {:>9} {:>8} {:>8} {:>8}  modes",
+        "{:>5}  {:<24} {:<8} {:>9} {:>9} {:>8} {:>8} {:>8}  modes",
         "pass", "started", "trigger", "resources", "requests", "received", "changed", "deleted"
     )?;
     for c in cycles.iter().skip(skip) {
         writeln!(
             out,
-            "{:>5}  {:<20} {:<8} {:>9} {:>9} {:>8} {:>8} {:>8}  {}",
+            "{:>5}  {:<24} {:<8} {:>9} {:>9} {:>8} {:>8} {:>8}  {}",
             c.id,
-            c.started_at.get(..19).unwrap_or(&c.started_at),
+            crate::time::local_text_of(&c.started_at, zone),
             c.trigger,
             c.resources,
             c.requests,

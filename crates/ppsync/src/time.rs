@@ -74,6 +74,21 @@ pub fn canonical(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// An instant as people read it in the firm's zone, the zone named: `2026-11-02 06:05:09 PST`.
+pub fn local_text(t: DateTime<Utc>, zone: chrono_tz::Tz) -> String {
+    t.with_timezone(&zone)
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
+/// A stored instant (canonical text) in the firm's zone; text that does not read is shown as it is.
+pub fn local_text_of(s: &str, zone: chrono_tz::Tz) -> String {
+    match parse_api_time(s) {
+        Some(t) => local_text(t, zone),
+        None => s.to_string(),
+    }
+}
+
 /// The form sent in `updated_since`: an explicit `+00:00` offset (the API reportedly wants one);
 /// the query builder percent-encodes the `+`.
 pub fn query_param(t: DateTime<Utc>) -> String {

@@ -41,6 +41,8 @@ pub(super) async fn auth(cfg: Config, cmd: AuthCommand) -> anyhow::Result<i32> {
             let client = app::client(&cfg, &store, clock).await?;
             let tokens = client.redeem_refresh_token(refresh_token.trim()).await?;
             store.save(&tokens).await?;
+            // New credentials end an auth_failed episode; a later rejection is a new one.
+            store.clear_auth_failure().await?;
             outln!(
                 "refresh token accepted and stored; access token valid until {}",
                 tokens.expires_at.to_rfc3339()
@@ -64,6 +66,8 @@ pub(super) async fn auth(cfg: Config, cmd: AuthCommand) -> anyhow::Result<i32> {
             };
             let tokens = client.exchange_code(&code, &cfg.redirect_uri).await?;
             store.save(&tokens).await?;
+            // New credentials end an auth_failed episode; a later rejection is a new one.
+            store.clear_auth_failure().await?;
             outln!("authorized; credentials stored in {}", store.location());
             Ok(0)
         }

@@ -43,10 +43,10 @@ pub struct Cli {
     /// Configuration file [default: ppsync.toml, or $PPSYNC_CONFIG]
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Log as JSON lines (for the daemon) [env: PPSYNC_LOG_FORMAT=json]
+    /// Log as JSON lines (for the daemon; or PPSYNC_LOG_FORMAT=json)
     #[arg(long, global = true)]
     pub json_logs: bool,
-    /// A registered firm (`ppsync firm list`) instead of the default one [env: PPSYNC_FIRM]
+    /// A registered firm (`ppsync firm list`) instead of the default one
     #[arg(long, global = true, value_name = "NAME", env = "PPSYNC_FIRM")]
     pub firm: Option<String>,
     #[command(subcommand)]

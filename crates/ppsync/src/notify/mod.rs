@@ -20,10 +20,11 @@
 //!
 //! Here: the settings. `rules`: which records notify, and the deadline scan; `dispatcher`: a
 //! delivery round over the outbox, with each row's backoff and the sink's; `webhook`,
-//! `command` and `email`: the sinks; `digest`: e-mail digests; `delivery`: the task that runs rounds beside the daemon.
+//! `command` and `email`: the sinks; `digest`: e-mail digests; `auth`: the notification of rejected credentials; `delivery`: the task that runs rounds beside the daemon.
 
 use std::time::Duration;
 
+mod auth;
 mod command;
 mod delivery;
 mod digest;
@@ -32,6 +33,7 @@ mod email;
 mod rules;
 mod webhook;
 
+pub use auth::{KIND as AUTH_FAILED, auth_failed};
 pub use delivery::Delivery;
 pub use dispatcher::{Dispatcher, Round, backoff};
 pub use email::{EmailConfig, SmtpSecurity};

@@ -245,6 +245,22 @@ impl StatusContext {
         })
     }
 
+    /// The open auth_failed episode, as a line naming the firm (`prefix`) and the fix.
+    async fn auth_failed(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .store
+            .auth_failure()
+            .await?
+            .map(|a| {
+                format!(
+                    "{prefix}auth_failed since {}: run `ppsync auth login`",
+                    crate::time::canonical(a.since)
+                )
+            })
+            .into_iter()
+            .collect())
+    }
+
     /// What is behind and what is incomplete, each name prefixed with `prefix`.
     async fn problems(&self, prefix: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
         let (behind, incomplete) =
@@ -260,7 +276,8 @@ async fn status_json(State(ctx): State<StatusContext>) -> Result<Response, Failu
 
 async fn healthz(State(ctx): State<StatusContext>) -> Result<Response, Failure> {
     let (behind, incomplete) = ctx.problems("").await?;
-    Ok(health_answer(behind, incomplete, "ok\n".into()))
+    let auth = ctx.auth_failed("").await?;
+    Ok(health_answer(auth, behind, incomplete, "ok\n".into()))
 }
 
 /// How far ahead the calendar feed reaches, and how far back (a deadline just passed stays in
@@ -307,16 +324,17 @@ async fn livez() -> &'static str {
 }
 
 async fn readyz(State(ctx): State<StatusContext>) -> Result<Response, Failure> {
-    Ok(ready_answer(ctx.unready("").await?, "ready\n".into()))
+    let auth = ctx.auth_failed("").await?;
+    Ok(ready_answer(auth, ctx.unready("").await?, "ready\n".into()))
 }
 
 /// 200 with `ok` when ready; 503 naming the resources still in their first backfill and those
-/// behind.
-fn ready_answer(u: snapshot::Unready, ok: String) -> Response {
-    if u.first_backfill.is_empty() && u.behind.is_empty() {
+/// behind, and rejected credentials (`auth`: one line per firm).
+fn ready_answer(auth: Vec<String>, u: snapshot::Unready, ok: String) -> Response {
+    if auth.is_empty() && u.first_backfill.is_empty() && u.behind.is_empty() {
         return (StatusCode::OK, ok).into_response();
     }
-    let mut body = String::new();
+    let mut body: String = auth.iter().map(|l| format!("{l}\n")).collect();
     if !u.first_backfill.is_empty() {
         body.push_str(&format!(
             "first backfill not finished: {}\n",
@@ -349,11 +367,16 @@ fn exposition(m: &Metrics) -> Response {
 }
 
 /// 200 with `ok` when nothing is wrong; 503 naming what is behind and what cannot be listed.
-fn health_answer(behind: Vec<String>, incomplete: Vec<String>, ok: String) -> Response {
-    if behind.is_empty() && incomplete.is_empty() {
+fn health_answer(
+    auth: Vec<String>,
+    behind: Vec<String>,
+    incomplete: Vec<String>,
+    ok: String,
+) -> Response {
+    if auth.is_empty() && behind.is_empty() && incomplete.is_empty() {
         return (StatusCode::OK, ok).into_response();
     }
-    let mut body = String::new();
+    let mut body: String = auth.iter().map(|l| format!("{l}\n")).collect();
     if !behind.is_empty() {
         body.push_str(&format!("behind: {}\n", behind.join(", ")));
     }
@@ -459,14 +482,16 @@ async fn fleet_status(State(f): State<FleetStatus>) -> Result<Response, Failure>
 }
 
 async fn fleet_healthz(State(f): State<FleetStatus>) -> Result<Response, Failure> {
-    let (mut behind, mut incomplete) = (Vec::new(), Vec::new());
+    let (mut auth, mut behind, mut incomplete) = (Vec::new(), Vec::new(), Vec::new());
     let held = f.held();
     for (name, ctx) in &held {
         let (b, i) = ctx.problems(&format!("{name}/")).await?;
+        auth.extend(ctx.auth_failed(&format!("{name}/")).await?);
         behind.extend(b);
         incomplete.extend(i);
     }
     Ok(health_answer(
+        auth,
         behind,
         incomplete,
         format!("ok: {} firms\n", held.len()),
@@ -478,13 +503,19 @@ async fn fleet_readyz(State(f): State<FleetStatus>) -> Result<Response, Failure>
         first_backfill: Vec::new(),
         behind: Vec::new(),
     };
+    let mut auth = Vec::new();
     let held = f.held();
     for (name, ctx) in &held {
+        auth.extend(ctx.auth_failed(&format!("{name}/")).await?);
         let u = ctx.unready(&format!("{name}/")).await?;
         all.first_backfill.extend(u.first_backfill);
         all.behind.extend(u.behind);
     }
-    Ok(ready_answer(all, format!("ready: {} firms\n", held.len())))
+    Ok(ready_answer(
+        auth,
+        all,
+        format!("ready: {} firms\n", held.len()),
+    ))
 }
 
 async fn fleet_metrics(State(f): State<FleetStatus>) -> Result<Response, Failure> {

@@ -49,6 +49,7 @@ pub struct Metrics {
     page_cap: IntGauge,
     clock_skew: IntGauge,
     healthy: IntGauge,
+    auth_failed: IntGauge,
     record_issues: IntGauge,
     detail_backlog: IntGauge,
     detail_failing: IntGauge,
@@ -177,7 +178,12 @@ impl Default for Metrics {
             healthy: family(
                 &mut r,
                 "ppsync_healthy",
-                "1 when no enabled resource is behind or incomplete (what /healthz answers)",
+                "1 when no enabled resource is behind or incomplete and the credentials work (what /healthz answers)",
+            ),
+            auth_failed: family(
+                &mut r,
+                "ppsync_auth_failed",
+                "1 while the API rejects the stored credentials (run ppsync auth login)",
             ),
             record_issues: family(
                 &mut r,
@@ -292,6 +298,11 @@ impl Metrics {
             set(&self.clock_skew, base.clone(), skew.value);
         }
         set(&self.healthy, base.clone(), s.healthy.into());
+        set(
+            &self.auth_failed,
+            base.clone(),
+            s.auth_failed.is_some().into(),
+        );
         set(&self.outbox_depth, base.clone(), s.outbox_pending);
         set(&self.outbox_dead, base.clone(), s.outbox_dead);
         for (key, n) in &s.outbox {

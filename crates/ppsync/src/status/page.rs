@@ -27,7 +27,7 @@ pub fn render(s: &Snapshot) -> String {
                 header {
                     h1 { "ppsync" }
                     (health(s))
-                    span.now { (short_time(&s.now)) " UTC · refreshes every 30 s" }
+                    span.now { (short_time(&s.now, s.zone)) " · refreshes every 30 s" }
                 }
                 main {
                     (budget(s))
@@ -49,6 +49,12 @@ fn health(s: &Snapshot) -> Markup {
         return html! { span.pill.ok #health { "healthy" } };
     }
     let mut parts = Vec::new();
+    if let Some(a) = &s.auth_failed {
+        parts.push(format!(
+            "auth_failed since {}: run ppsync auth login",
+            crate::time::local_text(a.since, s.zone)
+        ));
+    }
     if !s.behind.is_empty() {
         parts.push(format!("behind: {}", s.behind.join(", ")));
     }
@@ -103,18 +109,18 @@ fn resources(s: &Snapshot) -> Markup {
             table {
                 thead { tr {
                     th { "resource" } th { "tier" } th { "every" } th { "records" }
-                    th { "deleted" } th { "last success (UTC)" } th { "lag" } th { "state" }
+                    th { "deleted" } th { "last success" } th { "lag" } th { "state" }
                     th { "last run" } th { "changed (all runs)" }
                 } }
                 tbody {
-                    @for r in &s.resources { (resource_row(r)) }
+                    @for r in &s.resources { (resource_row(r, s.zone)) }
                 }
             }
         }
     }
 }
 
-fn resource_row(r: &ResourceStatus) -> Markup {
+fn resource_row(r: &ResourceStatus, zone: chrono_tz::Tz) -> Markup {
     let state = if !r.enabled {
         html! { span.pill.off { "disabled" } }
     } else if r.listing_in_flight {
@@ -135,7 +141,7 @@ fn resource_row(r: &ResourceStatus) -> Markup {
             td.n { (r.deleted) }
             td.t {
                 @match &r.last_success {
-                    Some(t) => (short_time(t)),
+                    Some(t) => (short_time(t, zone)),
                     None => span.muted { "never" },
                 }
             }
@@ -199,13 +205,13 @@ fn issues(s: &Snapshot) -> Markup {
             table {
                 thead { tr {
                     th { "resource" } th { "record" } th { "field" } th { "what" }
-                    th { "last seen (UTC)" }
+                    th { "last seen" }
                 } }
                 tbody {
                     @for i in &s.recent_issues {
                         tr {
                             td { (i.resource) } td { (i.record_id) } td { (i.field) }
-                            td.err { (i.problem) } td.t { (short_time(&i.last_seen)) }
+                            td.err { (i.problem) } td.t { (short_time(&i.last_seen, s.zone)) }
                         }
                     }
                 }
@@ -223,13 +229,13 @@ fn runs(s: &Snapshot) -> Markup {
             } @else {
                 table {
                     thead { tr {
-                        th { "started (UTC)" } th { "resource" } th { "mode" } th { "outcome" }
+                        th { "started" } th { "resource" } th { "mode" } th { "outcome" }
                         th { "requests" } th { "seen" } th { "changed" } th { "deleted" }
                     } }
                     tbody {
                         @for run in &s.recent_runs {
                             tr {
-                                td.t { (short_time(&run.started_at)) }
+                                td.t { (short_time(&run.started_at, s.zone)) }
                                 td { (run.resource) }
                                 td { (run.mode) }
                                 td {
@@ -255,7 +261,7 @@ fn runs(s: &Snapshot) -> Markup {
 fn deadlines(s: &Snapshot) -> Markup {
     html! {
         section #deadlines {
-            h2 { "Upcoming deadlines " span.muted { "(to " (short_time(&s.deadlines_until)) ")" } }
+            h2 { "Upcoming deadlines " span.muted { "(to " (short_time(&s.deadlines_until, s.zone)) ")" } }
             @if s.deadlines.is_empty() {
                 p.empty { "nothing open comes due" }
             } @else {
@@ -345,12 +351,9 @@ pub fn render_fleet(instance: &str, firms: &[(String, Snapshot)]) -> String {
     .into_string()
 }
 
-/// `2026-11-02 14:05:09` from a stored timestamp (UTC), or the text as it is.
-fn short_time(s: &str) -> String {
-    match crate::time::parse_api_time(s) {
-        Some(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
-        None => s.to_string(),
-    }
+/// `2026-11-02 06:05:09 PST` from a stored timestamp, in the firm's zone, or the text as it is.
+fn short_time(s: &str, zone: chrono_tz::Tz) -> String {
+    crate::time::local_text_of(s, zone)
 }
 
 /// A duration in the largest sensible units: `42s`, `7m 3s`, `3h 12m`, `2d 4h`.

@@ -35,7 +35,15 @@ pub struct Snapshot {
     /// `now` as an instant (the page counts down to deadlines from it).
     #[serde(skip)]
     pub taken_at: DateTime<Utc>,
+    /// The firm's zone (`time_zone`): the people-facing views show times in it, named; the JSON
+    /// keeps UTC instants.
+    pub time_zone: String,
+    #[serde(skip)]
+    pub zone: chrono_tz::Tz,
     pub healthy: bool,
+    /// The credentials were rejected (since the first failure of the episode): nothing syncs
+    /// until `ppsync auth login`. None: not known to be rejected.
+    pub auth_failed: Option<crate::store::AuthFailure>,
     /// Enabled resources that are behind (or never synced).
     pub behind: Vec<String>,
     /// Enabled resources whose last complete listing could not reach every record.
@@ -200,6 +208,7 @@ impl Snapshot {
             .unwrap_or(chrono::Duration::days(DEADLINE_DAYS))
             .min(chrono::Duration::days(DEADLINE_DAYS));
         let until = now + window;
+        let zone = deadlines.zone;
         let mut deadlines = crate::deadlines::list(
             store,
             deadlines,
@@ -231,10 +240,14 @@ impl Snapshot {
             }
             None => (None, None),
         };
+        let auth_failed = store.auth_failure().await?;
         Ok(Snapshot {
             now: canonical(now),
             taken_at: now,
-            healthy: behind.is_empty() && incomplete.is_empty(),
+            time_zone: zone.name().to_string(),
+            zone,
+            healthy: behind.is_empty() && incomplete.is_empty() && auth_failed.is_none(),
+            auth_failed,
             behind,
             incomplete,
             api,
@@ -339,7 +352,10 @@ pub(crate) mod tests {
         Snapshot {
             now: "2026-12-01T10:00:00Z".into(),
             taken_at: chrono::DateTime::from_timestamp(1_764_583_200, 0).unwrap(),
+            time_zone: "UTC".into(),
+            zone: chrono_tz::Tz::UTC,
             healthy: false,
+            auth_failed: None,
             behind: vec!["matters".into()],
             incomplete: vec![],
             api: Default::default(),

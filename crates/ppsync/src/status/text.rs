@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::store::Store;
-use crate::time::{Clock, SystemClock};
+use crate::time::{Clock, SystemClock, local_text, local_text_of};
 
 use super::snapshot::{DEAD_SHOWN, Snapshot};
 
@@ -50,8 +50,18 @@ fn table(s: &Snapshot) -> anyhow::Result<()> {
             r.tier,
             r.live,
             r.deleted,
-            r.cursor.as_deref().unwrap_or("-"),
+            r.cursor
+                .as_deref()
+                .map_or_else(|| "-".into(), |c| local_text_of(c, s.zone)),
             last
+        );
+    }
+    if let Some(a) = &s.auth_failed {
+        outln!(
+            "AUTH FAILED since {} (last {}): {}",
+            local_text(a.since, s.zone),
+            local_text(a.last_at, s.zone),
+            a.error
         );
     }
     // What could not be listed, and what could not be proven: the operator's to-do list.
@@ -116,7 +126,7 @@ fn table(s: &Snapshot) -> anyhow::Result<()> {
             "server clock: {:+} s against ours ({}, {})",
             skew.value,
             skew.how,
-            crate::time::canonical(skew.at)
+            local_text(skew.at, s.zone)
         );
     }
     if let Some(rate) = &s.api.rate_limit {
@@ -124,7 +134,7 @@ fn table(s: &Snapshot) -> anyhow::Result<()> {
             "request rate: {} per budget window, learned: {} ({})",
             rate.value,
             rate.how,
-            crate::time::canonical(rate.at)
+            local_text(rate.at, s.zone)
         );
     }
     Ok(())

@@ -62,6 +62,11 @@ pub(super) const SQLITE: &[Source] = &[
         "views",
         include_str!("../../migrations/sqlite/0009_views.sql"),
     ),
+    (
+        10,
+        "auth failure",
+        include_str!("../../migrations/sqlite/0010_auth_failure.sql"),
+    ),
 ];
 
 pub(super) const POSTGRES: &[Source] = &[
@@ -99,6 +104,11 @@ pub(super) const POSTGRES: &[Source] = &[
         7,
         "views",
         include_str!("../../migrations/postgres/0007_views.sql"),
+    ),
+    (
+        8,
+        "auth failure",
+        include_str!("../../migrations/postgres/0008_auth_failure.sql"),
     ),
 ];
 

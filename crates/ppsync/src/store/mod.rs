@@ -39,6 +39,7 @@ mod error;
 mod open;
 mod tx;
 // One family of tables each.
+mod auth_failure;
 mod deadlines;
 mod details;
 mod export;
@@ -62,6 +63,7 @@ mod pg_write;
 mod sqlite_write;
 mod types;
 
+pub use auth_failure::AuthFailure;
 pub use claims::{Claims, Fence};
 pub use deadlines::{Cancel, Deadline};
 pub use details::{DetailBacklog, DetailItem};

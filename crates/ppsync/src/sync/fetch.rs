@@ -376,6 +376,11 @@ impl Engine {
                 until,
             };
         }
+        // Credentials that were never stored are a setup step not taken (`ppsync auth login`),
+        // not a grant the API rejected: no auth_failed episode, no notification.
+        if e.class() == api::Class::AuthDead && !matches!(e, api::Error::NoCredentials) {
+            return Stop::AuthDead(e.to_string());
+        }
         Stop::Fatal(e.to_string())
     }
 }

@@ -121,7 +121,7 @@ impl<'e> ListingRun<'e> {
         if bulk
             && matches!(
                 result,
-                Err(Stop::Skip(_) | Stop::Fatal(_) | Stop::Wait { .. })
+                Err(Stop::Skip(_) | Stop::Fatal(_) | Stop::AuthDead(_) | Stop::Wait { .. })
             )
             && !engine.shutdown.is_cancelled()
         {

@@ -125,8 +125,10 @@ enum Stop {
     Skip(String),
     /// The listing ended, its records and cursor in, but it could not list everything.
     Incomplete(String),
-    /// Stop the whole pass (credentials, the API unreachable).
+    /// Stop the whole pass (the API unreachable, the database gone).
     Fatal(String),
+    /// Stop the whole pass: the credentials are rejected (an auth_failed episode).
+    AuthDead(String),
     /// The API asked us to wait longer than we wait: end the pass here.
     Wait {
         message: String,
@@ -187,6 +189,11 @@ impl Engine {
                     report.fatal = Some(f);
                     break;
                 }
+                Some(PassEnd::AuthDead(f)) => {
+                    report.fatal = Some(f);
+                    report.auth_failed = true;
+                    break;
+                }
                 Some(PassEnd::Wait(until)) => {
                     report.not_before = Some(until);
                     for rest in &resources[i + 1..] {
@@ -221,10 +228,37 @@ impl Engine {
         {
             report.fatal.get_or_insert(e.to_string());
         }
+        if let Err(e) = self.note_credentials(&report).await {
+            tracing::warn!(error = %format!("{e:#}"), "the credentials' state was not saved");
+        }
         if let Err(e) = self.persist_rate().await {
             tracing::warn!(error = %e, "the learned request rate was not saved");
         }
         report
+    }
+
+    /// An `auth_failed` episode opens at the first pass stopped by rejected credentials (its one
+    /// notification enqueued with it) and ends at the first pass the API answers.
+    async fn note_credentials(&self, report: &PassReport) -> Result<(), store::Error> {
+        if report.auth_failed {
+            let error = report.fatal.clone().unwrap_or_default();
+            let now = self.clock.now();
+            let (episode, opened) = self
+                .store
+                .record_auth_failure(now, &error, |since| {
+                    crate::notify::auth_failed(since, &error, now)
+                })
+                .await?;
+            if opened {
+                // The pass's own error already says what failed and the fix (the CLI's one line).
+                tracing::info!(since = %canonical(episode.since), "auth_failed: the credentials were rejected; notifying once");
+            }
+        } else if report.outcomes.iter().any(|o| o.error.is_none())
+            && self.store.clear_auth_failure().await?
+        {
+            tracing::info!("the credentials are accepted again: auth_failed cleared");
+        }
+        Ok(())
     }
 
     /// Syncs one resource. Returns its outcome, and why the pass must end, if it must.
@@ -248,6 +282,7 @@ impl Engine {
                 (Some(e), None)
             }
             Err(Stop::Fatal(e)) => (Some(e.clone()), Some(PassEnd::Fatal(e))),
+            Err(Stop::AuthDead(e)) => (Some(e.clone()), Some(PassEnd::AuthDead(e))),
             Err(Stop::Wait { message, until }) => (Some(message), Some(PassEnd::Wait(until))),
         };
         if let Some(e) = &error {
@@ -319,7 +354,7 @@ impl Engine {
             Ok(()) => ("ok", None),
             Err(Stop::Skip(e)) => ("skipped", Some(e.as_str())),
             Err(Stop::Incomplete(e)) => ("incomplete", Some(e.as_str())),
-            Err(Stop::Fatal(e)) => ("failed", Some(e.as_str())),
+            Err(Stop::Fatal(e) | Stop::AuthDead(e)) => ("failed", Some(e.as_str())),
             Err(Stop::Wait { message, .. }) => ("skipped", Some(message.as_str())),
         };
         self.store
@@ -358,5 +393,6 @@ impl Engine {
 /// Why a pass ends before its last resource.
 enum PassEnd {
     Fatal(String),
+    AuthDead(String),
     Wait(DateTime<Utc>),
 }

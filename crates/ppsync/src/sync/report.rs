@@ -33,6 +33,9 @@ pub struct PassReport {
     /// pass ended early and the next should not start before.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_before: Option<DateTime<Utc>>,
+    /// The pass stopped because the credentials were rejected (`fatal` says how).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub auth_failed: bool,
 }
 
 impl PassReport {

@@ -16,16 +16,16 @@ use crate::support::*;
 /// A webhook receiver that checks signatures (Standard Webhooks, with a raw secret), can be taken
 /// down, and records what it got.
 #[derive(Clone, Default)]
-struct Receiver {
-    up: Arc<AtomicBool>,
-    got: Arc<Mutex<Vec<Value>>>,
+pub(crate) struct Receiver {
+    pub(crate) up: Arc<AtomicBool>,
+    pub(crate) got: Arc<Mutex<Vec<Value>>>,
     refused: Arc<AtomicUsize>,
     bad_signatures: Arc<AtomicUsize>,
 }
 
-const SECRET: &str = "test-secret";
+pub(crate) const SECRET: &str = "test-secret";
 
-async fn receiver() -> (Receiver, String) {
+pub(crate) async fn receiver() -> (Receiver, String) {
     let r = Receiver::default();
     r.up.store(true, Ordering::SeqCst);
     let state = r.clone();

@@ -723,3 +723,54 @@ async fn contact_and_account_date_fields_are_deadlines_when_named() {
         .is_empty()
     );
 }
+
+#[tokio::test]
+async fn report_status_and_the_page_show_times_in_the_firms_zone_named() {
+    let app = app(0.01, &format!("time_zone = \"{LA}\"")).await;
+    assert_clean(&app.pass().await);
+    let la: chrono_tz::Tz = LA.parse().unwrap();
+    let local = |t: DateTime<Utc>| {
+        t.with_timezone(&la)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string()
+    };
+    let cycles = app.engine.store.cycles().await.unwrap();
+    let started = ppsync::time::parse_api_time(&cycles[0].started_at).unwrap();
+    let want = local(started);
+    assert!(want.ends_with(" PST") || want.ends_with(" PDT"), "{want}");
+    let (code, out, _) = app.cli(&["report"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains(&want), "pass 1 started at {want}:\n{out}");
+
+    let matters = ppsync::resource::find("matters").unwrap();
+    let cursor = app
+        .engine
+        .store
+        .state(matters)
+        .await
+        .unwrap()
+        .cursor
+        .unwrap();
+    let (code, out, _) = app.cli(&["status"]).await;
+    assert_eq!(code, 0);
+    let row = out.lines().find(|l| l.starts_with("matters ")).unwrap();
+    assert!(row.contains(&local(cursor)), "{row}");
+
+    let cfg = ppsync::config::Config::load(Some(&app.config_path)).unwrap();
+    let now = Utc::now();
+    let snap = ppsync::status::Snapshot::read(
+        &app.engine.store,
+        &cfg.daemon().schedule,
+        now,
+        cfg.notify.window,
+        &cfg.sync.deadlines,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(snap.time_zone, LA);
+    let page = ppsync::status::page::render(&snap);
+    let shown = local(ppsync::time::parse_api_time(&snap.now).unwrap());
+    assert!(page.contains(&shown), "the page's clock reads {shown}");
+    assert!(!page.contains("(UTC)"));
+}

@@ -3,6 +3,7 @@
 mod support;
 
 mod api_answers;
+mod auth_failed;
 mod bad_input;
 mod budget;
 mod cli;
@@ -20,6 +21,7 @@ mod logging;
 mod notify;
 mod odd_records;
 mod probe;
+mod restart;
 mod security;
 mod status_http;
 mod tap;

@@ -817,6 +817,19 @@ async fn readyz_waits_for_every_first_backfill_and_turns_away_when_behind() {
     assert!(!body.contains("first backfill"), "{body}");
     let (code, _, body) = ep.get("/livez").await;
     assert_eq!((code, body.as_str()), (200, "ok\n"), "alive all the same");
+
+    // Caught up again, then the grant is revoked: not ready, and saying why first.
+    assert_clean(&app.pass().await);
+    let (code, _, _) = ep.get("/readyz").await;
+    assert_eq!(code, 200);
+    app.sim.faults().revoke_all();
+    assert!(app.pass_of(&["matters"], false).await.auth_failed);
+    let (code, _, body) = ep.get("/readyz").await;
+    assert_eq!(code, 503);
+    assert!(
+        body.starts_with("auth_failed since ") && body.contains("ppsync auth login"),
+        "{body}"
+    );
     ep.stop().await;
 }
 
