@@ -5,7 +5,7 @@ use figment::Figment;
 use figment::providers::{Format, Toml};
 
 use super::raw::Raw;
-use super::{Error, err, one_line};
+use super::{Error, err, keys, one_line};
 
 /// A firm's settings: TOML over the config's own keys, except those that cannot differ per firm.
 pub fn check_firm_settings(name: &str, settings: &str) -> Result<(), Error> {
@@ -23,7 +23,7 @@ pub fn check_firm_settings(name: &str, settings: &str) -> Result<(), Error> {
         }
     }
     let raw: Result<Raw, _> = Figment::new().merge(Toml::string(settings)).extract();
-    raw.map_err(|e| err(format!("firm {name}: {}", one_line(&e.to_string()))))?;
+    raw.map_err(|e| err(format!("firm {name}: {}", keys::describe(&e))))?;
     Ok(())
 }
 

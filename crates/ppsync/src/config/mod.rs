@@ -4,7 +4,8 @@
 //!
 //! Here: the validated `Config` and its error. `raw`: the keys as written; `load`: the layers
 //! (file, environment, a firm's settings); `validate`: raw values checked into a `Config`;
-//! `firm`: a registered firm's settings; `template`: the file `ppsync init` writes.
+//! `firm`: a registered firm's settings; `template`: the file `ppsync init` writes; `keys`: an
+//! unknown key named with the nearest known one; `paths`: relative paths beside the file.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,7 +22,9 @@ mod addr;
 mod deadlines;
 mod email;
 mod firm;
+mod keys;
 mod load;
+mod paths;
 mod raw;
 mod template;
 mod validate;
