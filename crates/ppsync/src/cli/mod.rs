@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod auth;
+mod check;
 mod deadlines;
 mod export;
 mod firm;
@@ -136,6 +137,12 @@ pub enum Command {
     },
     /// Print the man page, ppsync(1), in roff
     Man,
+    /// Check the set-up: config, database, credentials (one API request), notification sinks;
+    /// then print the settings in force, secrets hidden. Exit 0 only when all pass
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -280,5 +287,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Health { route } => health(load(&at)?, &route).await,
         Command::Completions { shell } => generated::completions(shell),
         Command::Man => generated::man(),
+        Command::Check { json } => check::check(&at, json).await,
     }
 }

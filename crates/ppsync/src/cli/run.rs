@@ -24,6 +24,26 @@ pub(super) async fn daemon(cfg: Config) -> anyhow::Result<i32> {
     } else {
         None
     };
+    // `ppsync check`'s checks (the config and the database passed by getting here): a failure
+    // the network may mend is logged and the daemon starts (it retries on its own); any other
+    // stops it before it serves, since it would only fail every cycle.
+    let mut stop = false;
+    for c in crate::check::at_start(&cfg, fleet_mode, clock.clone()).await {
+        if c.ok {
+            continue;
+        }
+        if c.transient {
+            tracing::warn!("check {}: {} (starting anyway)", c.name, c.detail);
+        } else {
+            tracing::error!("check {}: {}", c.name, c.detail);
+            stop = true;
+        }
+    }
+    if stop {
+        anyhow::bail!(
+            "not starting: fix what the checks above name (`ppsync check` shows them all)"
+        );
+    }
     if fleet_mode {
         return fleet(cfg, home, clock).await;
     }

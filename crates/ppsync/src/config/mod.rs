@@ -102,6 +102,19 @@ impl Config {
             .collect()
     }
 
+    /// The settings in force as TOML, for people (`ppsync check`): the keys the file and the
+    /// environment set (defaults are the template's), `database_url` as resolved, and every
+    /// secret hidden as `ppsync firm list` hides a firm's (keys naming a secret, token or
+    /// password, the notify command, the webhook URL's path, a URL's password).
+    pub fn shown(&self) -> String {
+        let mut t: toml::Table = self.figment.extract().unwrap_or_default();
+        t.insert(
+            "database_url".into(),
+            toml::Value::String(self.database_url.clone()),
+        );
+        redact_settings(&t.to_string())
+    }
+
     /// Client id and secret must be set for anything that talks to the API.
     pub fn require_credentials(&self) -> Result<(), Error> {
         use secrecy::ExposeSecret;

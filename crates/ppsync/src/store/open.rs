@@ -83,7 +83,10 @@ impl Store {
             sqlite_path(url).ok_or_else(|| open_err("not a file path or sqlite: URL".into()))?;
         if mode == OpenMode::Existing && !path.exists() {
             return Err(Error::Missing {
-                what: path.display().to_string(),
+                what: std::path::absolute(&path)
+                    .unwrap_or(path)
+                    .display()
+                    .to_string(),
             });
         }
         Self::open_sqlite(&path).await.map_err(|e| match e {
@@ -332,7 +335,7 @@ pub fn valid_schema(s: &str) -> bool {
 }
 
 /// The URL with any password replaced, for messages.
-fn redact(url: &str) -> String {
+pub(super) fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
@@ -342,7 +345,7 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn sqlite_path(url: &str) -> Option<PathBuf> {
+pub(super) fn sqlite_path(url: &str) -> Option<PathBuf> {
     let u = url.trim();
     if u.is_empty() {
         return None;

@@ -5,6 +5,7 @@ mod support;
 mod api_answers;
 mod bad_input;
 mod budget;
+mod check;
 mod cli;
 mod daemon;
 mod deadlines;
