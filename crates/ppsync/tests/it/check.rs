@@ -66,7 +66,7 @@ async fn check_passes_on_a_ready_set_up_with_one_counted_request_and_no_secret_s
     let app = app(
         0.005,
         &format!(
-            "[notify]\nwebhook_url = \"http://127.0.0.1:{hook_port}/hooks/whpath-s3cret\"\nwebhook_secret = \"whsec_c2VjcmV0LXNpZ25pbmcta2V5\"\ncommand = \"cat > /dev/null --token cmd-s3cret\"\n"
+            "[notify]\nwebhook_url = \"http://127.0.0.1:{hook_port}/hooks/whpath-s3cret\"\nwebhook_secret = \"whsec_c2VjcmV0LXNpZ25pbmcta2V5\"\ncommand = \"cat > /dev/null --token cmd-s3cret\"\nsmtp_url = \"smtp://127.0.0.1:{hook_port}\"\nsmtp_username = \"u\"\nsmtp_password = \"smtp-s3cret\"\nemail_from = \"ppsync@firm.example\"\nemail_to = \"ops@firm.example\"\n"
         ),
     )
     .await;
@@ -74,7 +74,14 @@ async fn check_passes_on_a_ready_set_up_with_one_counted_request_and_no_secret_s
     app.sim.clear_journal();
     let (code, out, err) = app.cli(&["check"]).await;
     assert_eq!(code, 0, "{out}{err}");
-    for name in ["config", "database", "credentials", "webhook", "command"] {
+    for name in [
+        "config",
+        "database",
+        "credentials",
+        "webhook",
+        "command",
+        "smtp",
+    ] {
         assert!(
             out.lines()
                 .any(|l| l.starts_with("ok   ") && l.contains(&format!(" {name} "))),
@@ -90,11 +97,14 @@ async fn check_passes_on_a_ready_set_up_with_one_counted_request_and_no_secret_s
         1,
         "counted in the ledger"
     );
-    let bytes = received
-        .recv()
-        .await
-        .expect("the check connected to the webhook's host");
-    assert!(bytes.is_empty(), "nothing sent to the webhook");
+    // The webhook's host and the SMTP server (one listener here): connected to, nothing sent.
+    for _ in 0..2 {
+        let bytes = received.recv().await.expect("the check connected");
+        assert!(
+            bytes.is_empty(),
+            "nothing sent to the webhook or the SMTP server"
+        );
+    }
     // The settings in force, secrets hidden.
     assert!(out.contains("client_secret = \"(hidden)\""), "{out}");
     for secret in [
@@ -102,6 +112,7 @@ async fn check_passes_on_a_ready_set_up_with_one_counted_request_and_no_secret_s
         "whpath-s3cret",
         "whsec_c2VjcmV0",
         "cmd-s3cret",
+        "smtp-s3cret",
     ] {
         assert!(!out.contains(secret), "{secret} shown: {out}");
     }
@@ -117,13 +128,22 @@ async fn check_passes_on_a_ready_set_up_with_one_counted_request_and_no_secret_s
         .collect();
     assert_eq!(
         names,
-        ["config", "database", "credentials", "webhook", "command"]
+        [
+            "config",
+            "database",
+            "credentials",
+            "webhook",
+            "command",
+            "smtp"
+        ]
     );
     assert_eq!(doc["config"]["notify"]["webhook_secret"], "(hidden)");
-    let bytes = received.recv().await.expect("connected again");
-    assert!(bytes.is_empty(), "nothing sent to the webhook");
+    for _ in 0..2 {
+        let bytes = received.recv().await.expect("connected again");
+        assert!(bytes.is_empty(), "nothing sent");
+    }
     acceptor.abort();
-    assert!(received.try_recv().is_err(), "one connection a check");
+    assert!(received.try_recv().is_err(), "two connections a check");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
