@@ -19,7 +19,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::store::Inspection;
+use crate::store::{Inspection, Store};
 use crate::time::Clock;
 
 mod sinks;
@@ -86,10 +86,15 @@ pub async fn all(cfg: &Config, clock: Arc<dyn Clock>) -> Vec<Check> {
 
 /// The checks `ppsync run` makes as it starts, its database already open: credentials (one firm
 /// only: a fleet's firms show theirs on /status) and the sinks.
-pub async fn at_start(cfg: &Config, fleet: bool, clock: Arc<dyn Clock>) -> Vec<Check> {
+pub async fn at_start(
+    cfg: &Config,
+    store: &Store,
+    fleet: bool,
+    clock: Arc<dyn Clock>,
+) -> Vec<Check> {
     let mut out = Vec::new();
     if !fleet {
-        out.push(credentials(cfg, clock).await);
+        out.push(credentials_on(cfg, store, clock).await);
     }
     out.extend(sinks(&cfg.notify).await);
     out
@@ -157,39 +162,39 @@ pub fn database_verdict(i: &Inspection) -> Check {
 /// The credentials check: client id and secret, stored tokens, and one cheap API call.
 pub async fn credentials(cfg: &Config, clock: Arc<dyn Clock>) -> Check {
     const NAME: &str = "credentials";
-    // A registered firm's credentials are in the registry, checked below by its tokens.
-    if let Err(e) = cfg.require_credentials()
-        && cfg.firm.is_none()
-    {
-        return Check::fail(NAME, e.0);
-    }
     let (cfg, store) = match crate::app::open_existing(cfg).await {
         Ok(x) => x,
         Err(e) => return Check::fail(NAME, format!("{e:#}")),
     };
-    let check = async {
-        match store.token_status().await {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                return Check::fail(
-                    NAME,
-                    "none stored: run `ppsync auth login` or `ppsync auth import --refresh-token T`",
-                );
-            }
-            Err(e) => return Check::fail(NAME, e.to_string()),
-        }
-        let client = match crate::app::client(&cfg, &store, clock.clone()).await {
-            Ok(c) => c,
-            Err(e) => return Check::fail(NAME, format!("{e:#}")),
-        };
-        // Background, and only if the budget has room within seconds: a check never waits
-        // behind (or starves) a daemon's pass.
-        let client = client.background_until(clock.now() + chrono::Duration::seconds(10));
-        credentials_verdict(client.get("users/me", &[]).await.map(|_| ()))
-    }
-    .await;
+    let check = credentials_on(&cfg, &store, clock).await;
     store.close().await;
     check
+}
+
+/// The credentials check on an open store (`cfg` already the firm's).
+pub async fn credentials_on(cfg: &Config, store: &Store, clock: Arc<dyn Clock>) -> Check {
+    const NAME: &str = "credentials";
+    if let Err(e) = cfg.require_credentials() {
+        return Check::fail(NAME, e.0);
+    }
+    match store.token_status().await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Check::fail(
+                NAME,
+                "none stored: run `ppsync auth login` or `ppsync auth import --refresh-token T`",
+            );
+        }
+        Err(e) => return Check::fail(NAME, e.to_string()),
+    }
+    let client = match crate::app::client(cfg, store, clock.clone()).await {
+        Ok(c) => c,
+        Err(e) => return Check::fail(NAME, format!("{e:#}")),
+    };
+    // Background, and only if the budget has room within seconds: a check never waits
+    // behind (or starves) a daemon's pass.
+    let client = client.background_until(clock.now() + chrono::Duration::seconds(10));
+    credentials_verdict(client.get("users/me", &[]).await.map(|_| ()))
 }
 
 /// The credentials check's verdict on the API's answer to one request.
