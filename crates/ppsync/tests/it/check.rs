@@ -383,3 +383,80 @@ async fn a_relative_database_url_follows_the_config_file_not_the_working_directo
     );
     assert!(!want.exists());
 }
+
+/// A daemon killed if the test fails before it is stopped.
+struct Daemon(Option<std::process::Child>);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_starts_through_a_network_failure_and_stops_for_a_revoked_grant() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut extra = format!(
+        "[notify]\nwebhook_url = \"http://127.0.0.1:{closed_port}/h\"\n[http]\nlisten = \"off\"\n"
+    );
+    for r in ppsync::resource::RESOURCES {
+        if r.name != "matters" {
+            extra.push_str(&format!("[resources.{}]\nenabled = false\n", r.name));
+        }
+    }
+    let app = app(0.005, &extra).await;
+    let log = app._dir.path().join("daemon.log");
+    let mut daemon = Daemon(Some(
+        ppsync_cmd(&app.config_path)
+            .arg("run")
+            .env("PPSYNC_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    let t = std::time::Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("daemon started")
+    {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "the daemon starts: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("check webhook: http://127.0.0.1") && text.contains("starting anyway"),
+        "{text}"
+    );
+    let mut child = daemon.0.take().unwrap();
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+
+    // A grant revoked at PracticePanther: no use starting, the operator must log in again.
+    app.sim.faults().revoke_all();
+    app.sim.clear_journal();
+    let (code, _, err) = app.cli(&["run"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("check credentials:") && err.contains("ppsync auth login"),
+        "{err}"
+    );
+    assert!(err.contains("not starting"), "{err}");
+    let api = app.api_requests();
+    assert!(
+        api.iter().all(|e| e.path == "/api/v2/users/me"),
+        "nothing listed: {api:#?}"
+    );
+}
