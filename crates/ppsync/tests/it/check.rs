@@ -311,6 +311,13 @@ async fn read_only_commands_never_create_a_mirror() {
             "{args:?}: {err}"
         );
     }
+    // Asking for credentials before any login: the login is the next step, not a sync.
+    let (code, _, err) = run_cli_async(&config, &["auth", "status"]).await;
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no credentials stored (no mirror yet)") && err.contains("ppsync auth login"),
+        "{err}"
+    );
     if ppsync::store::testing::postgres_selected() {
         let cfg = ppsync::config::Config::load(Some(&config)).unwrap();
         let (_, seen) = ppsync::check::database(&cfg).await;
