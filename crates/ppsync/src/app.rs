@@ -6,28 +6,51 @@ use anyhow::Context as _;
 
 use crate::api::{Budget, Client, ClientConfig};
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::{OpenMode, Store};
 use crate::sync::Engine;
 use crate::time::Clock;
 
 /// Opens the home store: the one `database_url` names (it holds the default firm's mirror and the
 /// firm registry). Exit 2 when it cannot be opened.
 pub async fn open_home(cfg: &Config) -> anyhow::Result<Store> {
-    Ok(Store::open_in(&cfg.database_url, cfg.database_schema.as_deref()).await?)
+    open_home_with(cfg, OpenMode::Create).await
+}
+
+/// The home store, created only in [`OpenMode::Create`].
+pub async fn open_home_with(cfg: &Config, mode: OpenMode) -> anyhow::Result<Store> {
+    Ok(Store::open_with(&cfg.database_url, cfg.database_schema.as_deref(), mode).await?)
 }
 
 /// The config and store of the firm `cfg` names: the default firm, or with `cfg.firm` a registered
 /// firm (its credentials and settings laid over the config, its own store).
 pub async fn open(cfg: &Config) -> anyhow::Result<(Config, Store)> {
-    let home = open_home(cfg).await?;
+    open_with(cfg, OpenMode::Create).await
+}
+
+/// As [`open`], for a command that only reads: a missing mirror is an error, nothing is created.
+pub async fn open_existing(cfg: &Config) -> anyhow::Result<(Config, Store)> {
+    open_with(cfg, OpenMode::Existing).await
+}
+
+async fn open_with(cfg: &Config, mode: OpenMode) -> anyhow::Result<(Config, Store)> {
+    let home = open_home_with(cfg, mode).await?;
     match cfg.firm.as_deref() {
         None => Ok((cfg.clone(), home)),
-        Some(name) => open_firm(cfg, &home, name).await,
+        Some(name) => open_firm_with(cfg, &home, name, mode).await,
     }
 }
 
 /// A registered firm's config and store, beside `home`.
 pub async fn open_firm(cfg: &Config, home: &Store, name: &str) -> anyhow::Result<(Config, Store)> {
+    open_firm_with(cfg, home, name, OpenMode::Create).await
+}
+
+async fn open_firm_with(
+    cfg: &Config,
+    home: &Store,
+    name: &str,
+    mode: OpenMode,
+) -> anyhow::Result<(Config, Store)> {
     use secrecy::ExposeSecret;
     let firms = home.firms().await?;
     let Some(row) = firms.iter().find(|f| f.name == name) else {
@@ -47,7 +70,7 @@ pub async fn open_firm(cfg: &Config, home: &Store, name: &str) -> anyhow::Result
         row.client_secret.expose_secret(),
         &row.settings,
     )?;
-    let store = home.firm(name).await?;
+    let store = home.firm_with(name, mode).await?;
     Ok((firm_cfg, store))
 }
 

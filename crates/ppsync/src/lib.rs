@@ -21,6 +21,7 @@ macro_rules! outln {
 pub mod api;
 pub mod app;
 pub mod calendar;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -10,10 +10,21 @@ use crate::app;
 use crate::config::Config;
 use crate::time::{Clock, SystemClock};
 
+const LOGIN: &str = "run `ppsync auth login` or `ppsync auth import --refresh-token T`";
+
 pub(super) async fn auth(cfg: Config, cmd: AuthCommand) -> anyhow::Result<i32> {
     use crate::api::TokenStore;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (cfg, store) = app::open(&cfg).await?;
+    // Logging in makes the mirror (its tokens live there); asking about them does not.
+    let (cfg, store) = match cmd {
+        AuthCommand::Status => match app::open_existing(&cfg).await {
+            Err(e) if matches!(e.downcast_ref(), Some(crate::store::Error::Missing { .. })) => {
+                bail!("no credentials stored (no mirror yet): {}", LOGIN)
+            }
+            opened => opened?,
+        },
+        _ => app::open(&cfg).await?,
+    };
     match cmd {
         AuthCommand::Status => match store.token_status().await? {
             Some((expires, saved)) => {
@@ -29,9 +40,7 @@ pub(super) async fn auth(cfg: Config, cmd: AuthCommand) -> anyhow::Result<i32> {
                 );
                 Ok(0)
             }
-            None => bail!(
-                "no credentials stored: run `ppsync auth login` or `ppsync auth import --refresh-token T`"
-            ),
+            None => bail!("no credentials stored: {LOGIN}"),
         },
         AuthCommand::Import { refresh_token } => {
             cfg.require_credentials()?;

@@ -44,7 +44,7 @@ pub(super) enum Format {
 
 pub(super) async fn deadlines(cfg: Config, filter: Filter, format: Format) -> anyhow::Result<i32> {
     // A registered firm's own settings (its zone) come with its store.
-    let (cfg, store) = app::open(&cfg).await?;
+    let (cfg, store) = app::open_existing(&cfg).await?;
     let sources = cfg.sync.deadlines.clone();
     if let Some(kind) = &filter.kind {
         let kinds: Vec<&str> = crate::deadlines::RESOURCES

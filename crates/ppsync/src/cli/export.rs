@@ -14,7 +14,7 @@ use crate::store::Store;
 pub(super) async fn export(cfg: Config, args: ExportArgs) -> anyhow::Result<i32> {
     let res = resource::find(&args.resource)
         .ok_or_else(|| anyhow::anyhow!(resource::unknown(&args.resource)))?;
-    let (_, store) = app::open(&cfg).await?;
+    let (_, store) = app::open_existing(&cfg).await?;
     let store: Store = store;
     let out: Box<dyn Write> = match &args.output {
         Some(p) => Box::new(std::fs::File::create(p).with_context(|| {

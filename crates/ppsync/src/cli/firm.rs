@@ -10,7 +10,12 @@ use crate::config::{self, Config};
 
 pub(super) async fn firm_command(cfg: Config, cmd: FirmCommand) -> anyhow::Result<i32> {
     use secrecy::ExposeSecret;
-    let home = app::open_home(&cfg).await?;
+    // Only registering a firm may create the database; listing or removing needs one there.
+    let mode = match cmd {
+        FirmCommand::Add { .. } => crate::store::OpenMode::Create,
+        _ => crate::store::OpenMode::Existing,
+    };
+    let home = app::open_home_with(&cfg, mode).await?;
     match cmd {
         FirmCommand::Add {
             name,

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod auth;
+mod check;
 mod deadlines;
 mod export;
 mod firm;
@@ -139,6 +140,12 @@ pub enum Command {
     /// The mirror as a Singer tap: SCHEMA, RECORD and STATE messages on stdout (--config: the
     /// tap's JSON, {"ppsync_config": PATH, "settle_seconds": N}, or ppsync's TOML)
     Tap(crate::tap::TapArgs),
+    /// Check the set-up: config, database, credentials (one API request), notification sinks;
+    /// then print the settings in force, secrets hidden. Exit 0 only when all pass
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -288,5 +295,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let at = (tap.ppsync_config, at.1.or(tap.firm));
             crate::tap::run(load(&at)?, tap.settle, args).await
         }
+        Command::Check { json } => check::check(&at, json).await,
     }
 }

@@ -7,7 +7,7 @@ use crate::app;
 use crate::config::Config;
 
 pub(super) async fn notify(cfg: Config, cmd: NotifyCommand) -> anyhow::Result<i32> {
-    let (_, store) = app::open(&cfg).await?;
+    let (_, store) = app::open_existing(&cfg).await?;
     match cmd {
         NotifyCommand::Retry { ids, all } => {
             let n = if all && !ids.is_empty() {

@@ -24,11 +24,45 @@ pub(super) async fn daemon(cfg: Config) -> anyhow::Result<i32> {
     } else {
         None
     };
-    if fleet_mode {
-        return fleet(cfg, home, clock).await;
+    // Signals are heard from here on: a SIGTERM during the checks ends the start cleanly.
+    let shutdown = CancellationToken::new();
+    stop_on_signal(
+        &shutdown,
+        if fleet_mode {
+            "shutdown requested: finishing the pages in flight"
+        } else {
+            "shutdown requested: finishing the page in flight"
+        },
+    );
+    // `ppsync check`'s checks (the config and the database passed by getting here): a failure
+    // the network may mend is logged and the daemon starts (it retries on its own); any other
+    // stops it before it serves, since it would only fail every cycle.
+    let checks = tokio::select! {
+        checks = crate::check::at_start(&cfg, &home, fleet_mode, clock.clone()) => checks,
+        () = shutdown.cancelled() => return Ok(0),
+    };
+    let mut stop = false;
+    for c in checks {
+        if c.ok {
+            continue;
+        }
+        if c.transient {
+            tracing::warn!("check {}: {} (starting anyway)", c.name, c.detail);
+        } else {
+            tracing::error!("check {}: {}", c.name, c.detail);
+            stop = true;
+        }
     }
-    let engine = app::engine_on(&cfg, home, clock.clone()).await?;
-    let shutdown = engine.shutdown.clone();
+    if stop {
+        anyhow::bail!(
+            "not starting: fix what the checks above name (`ppsync check` shows them all)"
+        );
+    }
+    if fleet_mode {
+        return fleet(cfg, home, clock, shutdown).await;
+    }
+    let mut engine = app::engine_on(&cfg, home, clock.clone()).await?;
+    engine.shutdown = shutdown.clone();
     let daemon_cfg = cfg.daemon();
     let ctx = crate::status::StatusContext {
         store: engine.store.clone(),
@@ -40,10 +74,6 @@ pub(super) async fn daemon(cfg: Config) -> anyhow::Result<i32> {
         notify_window: cfg.notify.window,
         deadlines: cfg.sync.deadlines.clone(),
     };
-    stop_on_signal(
-        &shutdown,
-        "shutdown requested: finishing the page in flight",
-    );
     serve_status(&cfg, &shutdown, |listener, stop| {
         crate::status::serve(listener, ctx, stop)
     })
@@ -61,12 +91,12 @@ pub(super) async fn daemon(cfg: Config) -> anyhow::Result<i32> {
 
 /// `ppsync run` with firms registered: every firm (or the one `--firm` names), shared with the
 /// other instances on the same PostgreSQL database.
-async fn fleet(cfg: Config, home: Store, clock: Arc<dyn Clock>) -> anyhow::Result<i32> {
-    let shutdown = CancellationToken::new();
-    stop_on_signal(
-        &shutdown,
-        "shutdown requested: finishing the pages in flight",
-    );
+async fn fleet(
+    cfg: Config,
+    home: Store,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<i32> {
     let instance: Arc<str> = cfg
         .instance_name
         .clone()

@@ -4,7 +4,7 @@ use crate::app;
 use crate::config::Config;
 
 pub(super) async fn status(cfg: Config, json: bool) -> anyhow::Result<i32> {
-    let (_, store) = app::open(&cfg).await?;
+    let (_, store) = app::open_existing(&cfg).await?;
     crate::status::text::print(&cfg, &store, json).await?;
     Ok(0)
 }

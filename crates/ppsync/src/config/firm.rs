@@ -5,7 +5,7 @@ use figment::Figment;
 use figment::providers::{Format, Toml};
 
 use super::raw::Raw;
-use super::{Error, err, one_line};
+use super::{Error, err, keys, one_line};
 
 /// A firm's settings: TOML over the config's own keys, except those that cannot differ per firm.
 pub fn check_firm_settings(name: &str, settings: &str) -> Result<(), Error> {
@@ -23,7 +23,7 @@ pub fn check_firm_settings(name: &str, settings: &str) -> Result<(), Error> {
         }
     }
     let raw: Result<Raw, _> = Figment::new().merge(Toml::string(settings)).extract();
-    raw.map_err(|e| err(format!("firm {name}: {}", one_line(&e.to_string()))))?;
+    raw.map_err(|e| err(format!("firm {name}: {}", keys::describe(&e))))?;
     Ok(())
 }
 
@@ -145,6 +145,25 @@ mod tests {
             Some("https://user:(hidden)@api.example.com/")
         );
         assert_eq!(redact_settings("a = ["), "(hidden: not TOML)");
+    }
+
+    #[test]
+    fn the_settings_in_force_are_shown_without_their_secrets() {
+        let c = super::super::Config::from_toml_str(
+            "database_url = \"postgres://ppsync:dbs3cret@db.example/ppsync\"\nclient_id = \"id\"\nclient_secret = \"cls3cret\"\n[http]\ntoken = \"tks3cret\"\n[notify]\nsmtp_url = \"smtp://127.0.0.1:2525\"\nsmtp_username = \"u\"\nsmtp_password = \"pws3cret\"\nemail_from = \"a@b.example\"\nemail_to = \"c@d.example\"\n[sync]\noverlap = \"20m\"",
+        )
+        .unwrap();
+        let shown = c.shown();
+        for secret in ["dbs3cret", "cls3cret", "tks3cret", "pws3cret"] {
+            assert!(!shown.contains(secret), "{secret} shown: {shown}");
+        }
+        let t: toml::Table = shown.parse().unwrap();
+        assert_eq!(
+            t["database_url"].as_str(),
+            Some("postgres://ppsync:(hidden)@db.example/ppsync")
+        );
+        assert_eq!(t["sync"]["overlap"].as_str(), Some("20m"));
+        assert_eq!(t["client_id"].as_str(), Some("id"));
         assert_eq!(redact_settings(""), "");
     }
 }

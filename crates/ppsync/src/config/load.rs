@@ -7,7 +7,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 
 use super::raw::Raw;
-use super::{Config, DEFAULT_PATH, Error, check_firm_settings, err, one_line};
+use super::{Config, DEFAULT_PATH, Error, check_firm_settings, err, keys};
 
 impl Config {
     /// Loads `path` (if it exists, or must exist when given explicitly) merged with the environment.
@@ -49,14 +49,16 @@ impl Config {
                 })
                 .split("__"),
         );
-        let raw: Raw = fig.extract().map_err(|e| err(one_line(&e.to_string())))?;
-        Config::validate(raw, source, fig)
+        let raw: Raw = fig.extract().map_err(|e| err(keys::describe(&e)))?;
+        let mut cfg = Config::validate(raw, source, fig.clone())?;
+        cfg.resolve_paths(&fig);
+        Ok(cfg)
     }
 
     /// A config from TOML text alone (no file, no environment): the demo's.
     pub fn from_toml_str(toml: &str) -> Result<Config, Error> {
         let fig = Figment::new().merge(Toml::string(toml));
-        let raw: Raw = fig.extract().map_err(|e| err(one_line(&e.to_string())))?;
+        let raw: Raw = fig.extract().map_err(|e| err(keys::describe(&e)))?;
         Config::validate(raw, None, fig)
     }
 
@@ -84,7 +86,7 @@ impl Config {
             ));
         let raw: Raw = fig
             .extract()
-            .map_err(|e| err(format!("firm {name}: {}", one_line(&e.to_string()))))?;
+            .map_err(|e| err(format!("firm {name}: {}", keys::describe(&e))))?;
         let mut c = Config::validate(raw, self.source.clone(), self.figment.clone())
             .map_err(|e| err(format!("firm {name}: {}", e.0)))?;
         c.firm = Some(name.to_string());

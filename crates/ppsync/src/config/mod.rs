@@ -4,7 +4,8 @@
 //!
 //! Here: the validated `Config` and its error. `raw`: the keys as written; `load`: the layers
 //! (file, environment, a firm's settings); `validate`: raw values checked into a `Config`;
-//! `firm`: a registered firm's settings; `template`: the file `ppsync init` writes.
+//! `firm`: a registered firm's settings; `template`: the file `ppsync init` writes; `keys`: an
+//! unknown key named with the nearest known one; `paths`: relative paths beside the file.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,7 +22,9 @@ mod addr;
 mod deadlines;
 mod email;
 mod firm;
+mod keys;
 mod load;
+mod paths;
 mod raw;
 mod template;
 mod validate;
@@ -97,6 +100,19 @@ impl Config {
             .filter(|(_, i)| i.is_some())
             .map(|(r, _)| *r)
             .collect()
+    }
+
+    /// The settings in force as TOML, for people (`ppsync check`): the keys the file and the
+    /// environment set (defaults are the template's), `database_url` as resolved, and every
+    /// secret hidden as `ppsync firm list` hides a firm's (keys naming a secret, token or
+    /// password, the notify command, the webhook URL's path, a URL's password).
+    pub fn shown(&self) -> String {
+        let mut t: toml::Table = self.figment.extract().unwrap_or_default();
+        t.insert(
+            "database_url".into(),
+            toml::Value::String(self.database_url.clone()),
+        );
+        redact_settings(&t.to_string())
     }
 
     /// Client id and secret must be set for anything that talks to the API.

@@ -6,6 +6,7 @@ pub const TEMPLATE: &str = r#"# ppsync configuration. Every key can be overridde
 # (PPSYNC_SYNC__OVERLAP=30m). Durations are written 30s, 15m, 1h or 7d.
 
 # Where the mirror lives: a SQLite file path (or sqlite: URL), or postgres://user:pass@host/db.
+# A relative path is taken from this file's folder (from PPSYNC_DATABASE_URL: the working one).
 # It holds the OAuth tokens too (a SQLite file is kept readable by its owner only).
 database_url = "ppsync.db"
 # PostgreSQL only: the schema of the default firm's tables (registered firms get a schema each,
@@ -97,7 +98,8 @@ webhook_secret = ""
 webhook_timeout = "10s"
 # A command gets each notification as one line of JSON on stdin (run with sh -c, in a process
 # group of its own); exit 0 means delivered. After `command_timeout` it is killed, with whatever
-# it started, and the try counts as failed.
+# it started, and the try counts as failed. A relative program path (hooks/notify.sh) is taken
+# from this file's folder.
 command = ""
 command_timeout = "30s"
 # The only environment variables the command gets from ppsync's (none named PPSYNC_*: those hold

@@ -7,6 +7,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error("database_url `{url}`: {detail}")]
     Open { url: String, detail: String },
+    /// A read-only command found no mirror where the config points (nothing was created).
+    #[error(
+        "no mirror at {what}: run `ppsync sync` first (it creates it), or point database_url / --config at the existing one"
+    )]
+    Missing { what: String },
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
     #[error("database error: {0}")]

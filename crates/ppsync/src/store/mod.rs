@@ -36,6 +36,7 @@ macro_rules! on {
 
 // The handle's life.
 mod error;
+mod inspect;
 mod open;
 mod tx;
 // One family of tables each.
@@ -70,9 +71,10 @@ pub use details::{DetailBacklog, DetailItem};
 pub use error::{Error, Result};
 pub use export::ExportRow;
 pub use firms::FirmRow;
+pub use inspect::{Inspection, inspect};
 pub use issues::IssueRow;
 pub use ledger::{RequestLedger, shared as shared_ledger, sidecar as ledger_file};
-pub use open::valid_schema;
+pub use open::{OpenMode, valid_schema};
 pub use outbox::{DeadRow, Notification};
 pub use records::Fresh;
 pub use run_lock::{RunLock, RunLockError, lock_file as run_lock_file};

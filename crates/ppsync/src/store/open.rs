@@ -24,6 +24,12 @@ impl Store {
 
     /// As [`Store::open`], with the PostgreSQL schema of the default firm.
     pub async fn open_in(url: &str, schema: Option<&str>) -> Result<Store> {
+        Self::open_with(url, schema, OpenMode::Create).await
+    }
+
+    /// As [`Store::open_in`], creating the database (SQLite file, PostgreSQL schema) only in
+    /// [`OpenMode::Create`]; an existing one is still brought to the latest migration.
+    pub async fn open_with(url: &str, schema: Option<&str>, mode: OpenMode) -> Result<Store> {
         let shown = redact(url);
         let open_err = |detail: String| Error::Open {
             url: shown.clone(),
@@ -50,6 +56,11 @@ impl Store {
                         "cannot connect ({e}): start PostgreSQL or fix database_url"
                     ))
                 })?;
+            if mode == OpenMode::Existing && !pg_schema_migrated(&pool, schema).await? {
+                return Err(Error::Missing {
+                    what: format!("{shown} (schema {schema})"),
+                });
+            }
             let store = Store {
                 db: Db::Pg(pool),
                 schema: Some(schema.into()),
@@ -70,6 +81,14 @@ impl Store {
         }
         let path =
             sqlite_path(url).ok_or_else(|| open_err("not a file path or sqlite: URL".into()))?;
+        if mode == OpenMode::Existing && !path.exists() {
+            return Err(Error::Missing {
+                what: std::path::absolute(&path)
+                    .unwrap_or(path)
+                    .display()
+                    .to_string(),
+            });
+        }
         Self::open_sqlite(&path).await.map_err(|e| match e {
             Error::Open { detail, .. } => open_err(detail),
             e => e,
@@ -220,6 +239,11 @@ impl Store {
     /// The store of a named firm beside this one: a sibling SQLite file (`mirror.db` →
     /// `mirror.<firm>.db`), or the PostgreSQL schema named after the firm, on the same pool.
     pub async fn firm(&self, name: &str) -> Result<Store> {
+        self.firm_with(name, OpenMode::Create).await
+    }
+
+    /// As [`Store::firm`]; in [`OpenMode::Existing`] the firm's mirror must be there already.
+    pub async fn firm_with(&self, name: &str, mode: OpenMode) -> Result<Store> {
         match &self.db {
             Db::Sqlite(_) => {
                 let path = self.path.as_ref().expect("a SQLite store has a path");
@@ -231,7 +255,13 @@ impl Store {
                     .extension()
                     .map(|e| format!(".{}", e.to_string_lossy()))
                     .unwrap_or_default();
-                Self::open_sqlite(&path.with_file_name(format!("{stem}.{name}{ext}"))).await
+                let file = path.with_file_name(format!("{stem}.{name}{ext}"));
+                if mode == OpenMode::Existing && !file.exists() {
+                    return Err(Error::Missing {
+                        what: format!("{} (firm {name})", file.display()),
+                    });
+                }
+                Self::open_sqlite(&file).await
             }
             Db::Pg(pool) => {
                 let opts = self.pg_opts.as_deref().expect("a PostgreSQL store");
@@ -250,6 +280,11 @@ impl Store {
                     opts.get_port(),
                     opts.get_database().unwrap_or_default()
                 );
+                if mode == OpenMode::Existing && !pg_schema_migrated(pool, name).await? {
+                    return Err(Error::Missing {
+                        what: format!("{label} (schema {name})"),
+                    });
+                }
                 let store = Store {
                     db: Db::Pg(pool.clone()),
                     schema: Some(name.into()),
@@ -271,6 +306,24 @@ impl Store {
     }
 }
 
+/// Whether opening a store may create it: `Create` for what writes the mirror (sync, run, auth,
+/// firm add), `Existing` for what only reads it (status, export, report, deadlines, ...), so a
+/// wrong path or working directory is an error instead of a new empty mirror.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    Create,
+    Existing,
+}
+
+/// Whether `schema` holds a ppsync mirror (its migrations table), without creating anything.
+async fn pg_schema_migrated(pool: &sqlx::PgPool, schema: &str) -> Result<bool> {
+    let found: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(format!("\"{schema}\"._sqlx_migrations"))
+        .fetch_one(pool)
+        .await?;
+    Ok(found)
+}
+
 /// A schema (or firm) name that needs no quoting and cannot collide with PostgreSQL's own.
 pub fn valid_schema(s: &str) -> bool {
     let mut chars = s.chars();
@@ -282,7 +335,7 @@ pub fn valid_schema(s: &str) -> bool {
 }
 
 /// The URL with any password replaced, for messages.
-fn redact(url: &str) -> String {
+pub(super) fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
@@ -292,7 +345,7 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn sqlite_path(url: &str) -> Option<PathBuf> {
+pub(super) fn sqlite_path(url: &str) -> Option<PathBuf> {
     let u = url.trim();
     if u.is_empty() {
         return None;

@@ -57,7 +57,8 @@ pub async fn run(cfg: Config, settle: std::time::Duration, args: TapArgs) -> any
             .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
         None => State::default(),
     };
-    let (_, store) = crate::app::open(&cfg).await?;
+    // A tap reads: a missing mirror is an error naming `ppsync sync`, never a new empty one.
+    let (_, store) = crate::app::open_existing(&cfg).await?;
     let fence = state::fence(crate::time::SystemClock.now(), settle);
     run::emit(&store, &streams, state, fence, &mut out).await?;
     Ok(0)

@@ -6,6 +6,7 @@ mod api_answers;
 mod auth_failed;
 mod bad_input;
 mod budget;
+mod check;
 mod cli;
 mod daemon;
 mod deadlines;
