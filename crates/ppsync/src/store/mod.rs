@@ -59,6 +59,7 @@ mod run_lock;
 // The backends' means.
 mod bulk;
 mod migrations;
+mod pg_copy;
 mod pg_write;
 #[allow(unsafe_code)] // the one exception: see the module's docs
 mod sqlite_write;

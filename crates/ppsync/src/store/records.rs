@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::tx::blocking;
-use super::{Db, Result, Store, Ts, Tx, TxInner, pg_write, sqlite_write};
+use super::{Db, Result, Store, Ts, Tx, TxInner, pg_copy, pg_write, sqlite_write};
 use crate::record::Row;
 use crate::resource::Resource;
 
@@ -24,6 +24,9 @@ impl Tx {
     /// `only_this_run`: every row the table holds was written by `run` (it was empty when the run
     /// began). SQLite then skips looking stored rows up first (a changed one reports no prior
     /// value); PostgreSQL ignores it.
+    ///
+    /// PostgreSQL writes a batch of `pg_copy::MIN_ROWS` rows or more by `COPY` (`pg_copy`),
+    /// fewer by multi-row statements (`pg_write`), with the same outcome.
     pub async fn upsert(
         &mut self,
         res: &Resource,
@@ -48,6 +51,11 @@ impl Tx {
                     only_this_run,
                 };
                 blocking(|| write.rows(&mut handle, rows))
+            }
+            // A big batch (a backfill's, a re-listing's) by COPY; a handful of rows (an
+            // incremental page's) by statements.
+            TxInner::Pg(tx) if rows.len() >= pg_copy::MIN_ROWS => {
+                pg_copy::upsert(tx, &mut self.staged, &table, res, rows, run, now, watch).await
             }
             TxInner::Pg(tx) => pg_write::upsert(tx, &table, res, rows, run, now, watch).await,
         }

@@ -11,7 +11,7 @@ use crate::record::Row;
 use crate::record::prepare;
 use crate::resource::{ColumnType, Resource};
 use crate::resource::{RESOURCES, find};
-use crate::time::parse_api_time;
+use crate::time::{canonical, parse_api_time};
 
 /// A fresh store on each backend: a SQLite file, and a new PostgreSQL database.
 async fn stores() -> Vec<(Option<tempfile::TempDir>, Store)> {
@@ -388,7 +388,17 @@ async fn a_fenced_store_commits_only_while_the_claim_holds() {
     let store = Store::open(&url).await.unwrap();
     let users = find("users").unwrap();
     let now = parse_api_time("2026-11-25T12:00:00").unwrap();
-    let u = |id: &str| row(users, &format!(r#"{{"id":"{id}","display_name":"{id}"}}"#));
+    // A batch big enough for the COPY path (`pg_copy`), as a backfill's pages are.
+    let u = |id: &str| -> Vec<Row> {
+        (0..pg_copy::MIN_ROWS)
+            .map(|i| {
+                row(
+                    users,
+                    &format!(r#"{{"id":"{id}-{i}","display_name":"{id}"}}"#),
+                )
+            })
+            .collect()
+    };
     // Both halves of the 64-bit key matter (and a negative key's high half).
     for key in [-0x1234_5678_9abc_def0_i64, 0x0fed_cba9_8765_4321] {
         let mut claim = sqlx::PgConnection::connect(&url).await.unwrap();
@@ -406,13 +416,13 @@ async fn a_fenced_store_commits_only_while_the_claim_holds() {
         // Another key held by the same session does not count.
         let other = store.clone().fenced(Fence { pid, key: key ^ 1 });
         let mut tx = other.begin().await.unwrap();
-        tx.upsert(users, &mut vec![u("x")], 1, now, None, false)
+        tx.upsert(users, &mut u("x"), 1, now, None, false)
             .await
             .unwrap();
         assert!(matches!(tx.commit().await, Err(Error::Fenced)));
 
         let mut tx = fenced.begin().await.unwrap();
-        tx.upsert(users, &mut vec![u(&format!("a{key}"))], 1, now, None, false)
+        tx.upsert(users, &mut u(&format!("a{key}")), 1, now, None, false)
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -423,7 +433,7 @@ async fn a_fenced_store_commits_only_while_the_claim_holds() {
             .await
             .unwrap();
         let mut tx = fenced.begin().await.unwrap();
-        tx.upsert(users, &mut vec![u(&format!("b{key}"))], 2, now, None, false)
+        tx.upsert(users, &mut u(&format!("b{key}")), 2, now, None, false)
             .await
             .unwrap();
         assert!(
@@ -433,7 +443,7 @@ async fn a_fenced_store_commits_only_while_the_claim_holds() {
     }
     assert_eq!(
         store.counts(users).await.unwrap(),
-        (2, 0),
+        (2 * pg_copy::MIN_ROWS as i64, 0),
         "only the fenced commits while held"
     );
 }
@@ -802,4 +812,193 @@ async fn another_writer_in_the_way_is_contention() {
         .unwrap_err();
     let e = Error::Sql(refused);
     assert!(e.is_data() && !e.is_contention(), "{e}");
+}
+
+/// Time entries (text, instant, real and boolean columns) whose strings hold what text formats
+/// must escape or cannot hold, and nulls.
+fn awkward_entries(hours: f64) -> Vec<String> {
+    let long = "x\\\"\t".repeat(40_000);
+    let strings = [
+        r#"quote " and 'single'"#,
+        r"back\slash \\ \N \. end\",
+        "tab\there, newline\nthere, CR\rhere",
+        "unicode: é ß 😀 ☃ \u{fffd} \u{7f}",
+        "",
+        "comma, \"csv\"; semicolon",
+        long.as_str(),
+    ];
+    let mut out: Vec<String> = strings
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            serde_json::json!({
+                "id": format!("s{i}"),
+                "updated_at": "2026-11-25T10:00:00",
+                "billed_by_user_ref": {"id": s},
+                "date": "2026-11-20T00:00:00",
+                "hours": hours + i as f64 / 7.0,
+                "is_billed": i % 2 == 0,
+                "description": s,
+            })
+            .to_string()
+        })
+        .collect();
+    // Escapes jsonb cannot hold (kept in `raw`), nulls, missing and mistyped fields.
+    out.push(format!(
+        r#"{{"id":"nul","billed_by_user_ref":{{"id":"a\u0000b"}},"hours":{hours},"note":"\u0000"}}"#
+    ));
+    out.push(r#"{"id":"lone","billed_by_user_ref":{"id":"x\ud800y"},"is_billed":null}"#.into());
+    out.push(r#"{"id":"nulls","billed_by_user_ref":null,"date":null,"hours":null}"#.into());
+    out.push(r#"{"id":"odd","date":"not a date","hours":"many","is_billed":"yes"}"#.into());
+    out.push(r#"{"id":"tab\tid \"q\" \\ é"}"#.into());
+    out
+}
+
+/// Upserts `json` records through the multi-row statements (one record per call, under the
+/// COPY threshold) or through COPY (all at once); returns what was reported fresh.
+async fn upsert_via(
+    store: &Store,
+    res: &Resource,
+    json: &[String],
+    run: i64,
+    now: chrono::DateTime<chrono::Utc>,
+    copy: bool,
+) -> Vec<(String, Option<Option<String>>)> {
+    let mut tx = store.begin().await.unwrap();
+    let mut fresh = Vec::new();
+    if copy {
+        let mut rows: Vec<Row> = json.iter().map(|j| row(res, j)).collect();
+        assert!(rows.len() >= pg_copy::MIN_ROWS, "the COPY path is taken");
+        fresh = tx
+            .upsert(res, &mut rows, run, now, Some("date"), false)
+            .await
+            .unwrap();
+    } else {
+        for j in json {
+            let mut rows = vec![row(res, j)];
+            fresh.extend(
+                tx.upsert(res, &mut rows, run, now, Some("date"), false)
+                    .await
+                    .unwrap(),
+            );
+        }
+    }
+    tx.commit().await.unwrap();
+    fresh.into_iter().map(|f| (f.id, f.prior)).collect()
+}
+
+/// Every stored row whole, as PostgreSQL prints it, and its row version.
+async fn stored_rows(store: &Store, table: &str) -> Vec<(String, String, String)> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, row_to_json(t)::text, xmin::text FROM {table} t ORDER BY id"
+    )))
+    .fetch_all(store.pg_pool().unwrap())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_copy_batch_stores_and_reports_what_the_statements_do_byte_for_byte() {
+    let res = find("time_entries").unwrap();
+    let t0 = parse_api_time("2026-11-25T12:00:00").unwrap();
+    let t1 = parse_api_time("2026-11-25T12:15:00").unwrap();
+    let statements = Store::open(&testing::fresh_database().await.unwrap())
+        .await
+        .unwrap();
+    let copy = Store::open(&testing::fresh_database().await.unwrap())
+        .await
+        .unwrap();
+    let mut first = awkward_entries(1.25);
+    first.extend((0..pg_copy::MIN_ROWS).map(|i| format!(r#"{{"id":"p{i}","hours":{i}}}"#)));
+
+    // A first write: every record new, stored alike.
+    let a = upsert_via(&statements, res, &first, 1, t0, false).await;
+    let b = upsert_via(&copy, res, &first, 1, t0, true).await;
+    assert_eq!(a.len(), first.len());
+    assert!(a.iter().all(|(_, prior)| prior.is_none()), "all new");
+    assert_eq!(a, b);
+    let (sa, sb) = (
+        stored_rows(&statements, res.name).await,
+        stored_rows(&copy, res.name).await,
+    );
+    let content = |rows: &[(String, String, String)]| {
+        rows.iter()
+            .map(|r| (r.0.clone(), r.1.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(content(&sa), content(&sb));
+    // And what was stored is what was sent: text columns exactly, `raw` as received, jsonb
+    // as PostgreSQL reads the (repaired) text.
+    for j in &first {
+        let r = row(res, j);
+        let got: (Option<String>, Option<String>, bool) = sqlx::query_as(
+            "SELECT billed_by_user_id, raw, data = $2::jsonb FROM time_entries WHERE id = $1",
+        )
+        .bind(&r.id)
+        .bind(r.jsonb.as_deref().unwrap_or(&r.data))
+        .fetch_one(copy.pg_pool().unwrap())
+        .await
+        .unwrap();
+        let want_text = match &r.columns[2] {
+            crate::record::Value::Text(s) => Some(s.clone()),
+            _ => None,
+        };
+        assert_eq!(got.0, want_text, "{}", r.id);
+        let want_raw = (r.jsonb.is_some() || r.keep_raw).then(|| r.data.to_string());
+        assert_eq!(got.1, want_raw, "{}", r.id);
+        assert!(got.2, "{}: data", r.id);
+    }
+    let nul: String =
+        sqlx::query_scalar("SELECT billed_by_user_id FROM time_entries WHERE id = 'nul'")
+            .fetch_one(copy.pg_pool().unwrap())
+            .await
+            .unwrap();
+    assert_eq!(nul, "a\u{fffd}b");
+
+    // The same records again in the same run: nothing reported, no row version written.
+    assert_eq!(upsert_via(&copy, res, &first, 1, t1, true).await, vec![]);
+    assert_eq!(
+        stored_rows(&copy, res.name).await,
+        sb,
+        "replaying changes nothing"
+    );
+
+    // A later run: unchanged records only marked seen; a changed, a deleted and a new one
+    // written and reported (with the watched column's prior value).
+    for store in [&statements, &copy] {
+        let mut tx = store.begin().await.unwrap();
+        tx.mark_deleted(res, &["s1".to_string()], t0).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let mut second = awkward_entries(1.25);
+    second[0] = second[0].replace("2026-11-20", "2026-11-21");
+    second.push(r#"{"id":"new","hours":2}"#.into());
+    second.extend((0..pg_copy::MIN_ROWS).map(|i| format!(r#"{{"id":"p{i}","hours":{i}}}"#)));
+    let a = upsert_via(&statements, res, &second, 2, t1, false).await;
+    let b = upsert_via(&copy, res, &second, 2, t1, true).await;
+    let day = |d: &str| Some(Some(canonical(parse_api_time(d).unwrap())));
+    assert_eq!(
+        b,
+        vec![
+            ("s0".to_string(), day("2026-11-20T00:00:00")),
+            ("s1".to_string(), day("2026-11-20T00:00:00")),
+            ("new".to_string(), None),
+        ]
+    );
+    assert_eq!(a, b);
+    let after = stored_rows(&copy, res.name).await;
+    assert_eq!(
+        content(&stored_rows(&statements, res.name).await),
+        content(&after)
+    );
+    let synced: Vec<(String, i64, Ts)> =
+        sqlx::query_as("SELECT id, seen_run, synced_at FROM time_entries ORDER BY id")
+            .fetch_all(copy.pg_pool().unwrap())
+            .await
+            .unwrap();
+    for (id, seen, at) in synced {
+        assert_eq!(seen, 2, "{id}: seen by the later run");
+        let rewritten = ["s0", "s1", "new"].contains(&id.as_str());
+        assert_eq!(at.0, if rewritten { t1 } else { t0 }, "{id}: synced_at");
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use sqlx::{Postgres, Sqlite};
 
-use super::{Db, Error, Fence, Result, Store, claims, qualify};
+use super::{Db, Error, Fence, Result, Store, claims, pg_copy, qualify};
 
 pub(super) enum TxInner {
     Sqlite(sqlx::Transaction<'static, Sqlite>),
@@ -19,6 +19,8 @@ pub struct Tx {
     pub(super) schema: Option<Arc<str>>,
     pub(super) fence: Option<Fence>,
     pub(super) wal: Option<tokio::sync::mpsc::Sender<()>>,
+    /// PostgreSQL: the staging tables of `COPY` batches this transaction created.
+    pub(super) staged: pg_copy::Staged,
 }
 
 impl Store {
@@ -41,6 +43,7 @@ impl Store {
             schema: self.schema.clone(),
             fence: self.fence,
             wal: self.wal.clone(),
+            staged: pg_copy::Staged::default(),
         })
     }
 }
