@@ -69,7 +69,7 @@ pub use export::ExportRow;
 pub use firms::FirmRow;
 pub use issues::IssueRow;
 pub use ledger::{RequestLedger, shared as shared_ledger, sidecar as ledger_file};
-pub use open::valid_schema;
+pub use open::{PG_POOL, valid_schema};
 pub use outbox::{DeadRow, Notification};
 pub use records::Fresh;
 pub use run_lock::{RunLock, RunLockError, lock_file as run_lock_file};
