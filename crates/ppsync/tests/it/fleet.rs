@@ -390,6 +390,7 @@ async fn three_instances_share_thirty_firms_on_bounded_connections_and_take_over
     );
 
     // Phase 2: the busiest instance dies; its firms move; the firms keep changing meanwhile.
+    eprintln!("endpoints checked ({:?})", began.elapsed());
     let (victim, victim_firms) = per_instance
         .iter()
         .max_by_key(|(_, f)| f.len())
@@ -406,6 +407,7 @@ async fn three_instances_share_thirty_firms_on_bounded_connections_and_take_over
     killed.wait().unwrap();
     let changes = sim.advance_firms(Duration::from_secs(30 * 60));
     let changed_at = chrono::Utc::now();
+    eprintln!("killed, firms changed ({:?})", began.elapsed());
     let h = wait_for(
         &stores,
         Duration::from_secs(90),
