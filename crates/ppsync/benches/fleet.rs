@@ -17,7 +17,7 @@
 //! - the takeover time after the busiest instance is killed (SIGKILL): until every firm it served
 //!   has started a cycle on another instance.
 //!
-//! Each firm is small (scale 0.002, ~280 records over 26 resources) and keeps its own budget
+//! Each firm is small (scale 0.002, ~420 records over 26 resources) and keeps its own budget
 //! (600 requests per 5 minutes on both sides); every tier is 30 s, the claim interval 2 s.
 
 use std::collections::BTreeMap;
