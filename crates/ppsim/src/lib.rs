@@ -94,7 +94,7 @@ use time::{TICKS_PER_SEC, from_ticks, to_ticks};
 pub struct SimConfig {
     /// Seeds the firm and the change generator. Default 7.
     pub seed: u64,
-    /// 1.0 = the seed firm (11,171 accounts); 0.01 for fast tests.
+    /// Each firm's size: 1.0 = the seed firm (11,171 accounts); 0.01 for fast tests.
     pub scale: f64,
     /// The sim clock at spawn. Default 2026-11-02T14:00:00Z.
     pub start: DateTime<Utc>,

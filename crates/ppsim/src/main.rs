@@ -13,7 +13,7 @@ struct Args {
     /// Seed of the firm and of the change generator.
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Size of the firm: 1.0 = the seed firm (11,171 accounts).
+    /// Size of each firm: 1.0 = the seed firm (11,171 accounts).
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
     /// Requests allowed per 5 simulated minutes (0 = unlimited).

@@ -75,7 +75,7 @@ pub use firms::FirmRow;
 pub use inspect::{Inspection, inspect};
 pub use issues::IssueRow;
 pub use ledger::{RequestLedger, shared as shared_ledger, sidecar as ledger_file};
-pub use open::{OpenMode, valid_schema};
+pub use open::{OpenMode, PG_POOL, valid_schema};
 pub use outbox::{DeadRow, Notification};
 pub use records::Fresh;
 pub use run_lock::{RunLock, RunLockError, lock_file as run_lock_file};

@@ -12,8 +12,14 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use super::{Db, Error, Result, SECRETS_SUFFIX, Store, bulk, migrations};
 
 /// Connections per PostgreSQL pool: shared by every firm an instance serves (a page's transaction
-/// holds one while the page streams in).
-const PG_POOL: u32 = 16;
+/// holds one while the page streams in). With the claim connection and one migration connection
+/// (below), what one process opens at most, however many firms it serves.
+pub const PG_POOL: u32 = 16;
+
+/// One schema migration at a time in a process: each runs on a connection of its own and they
+/// queue on one advisory lock anyway, so an instance claiming its share of a hundred firms at once
+/// would otherwise open a connection per firm, beyond the pool, just to wait there.
+static MIGRATING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 impl Store {
     /// Opens (creating if needed) and migrates the database named by `url`: a file path, a
@@ -200,6 +206,7 @@ impl Store {
     async fn migrate_pg(&self, schema: &str) -> std::result::Result<(), String> {
         use sqlx::Connection as _;
         let opts = self.pg_opts.as_ref().expect("a PostgreSQL store");
+        let _one = MIGRATING.acquire().await.map_err(|e| e.to_string())?;
         let mut conn = sqlx::PgConnection::connect_with(opts)
             .await
             .map_err(|e| e.to_string())?;

@@ -21,10 +21,21 @@ pub struct Tx {
     pub(super) wal: Option<tokio::sync::mpsc::Sender<()>>,
     /// PostgreSQL: the staging tables of `COPY` batches this transaction created.
     pub(super) staged: pg_copy::Staged,
+    /// On PostgreSQL, a place among the process's open page transactions (released on drop).
+    _slot: Option<tokio::sync::SemaphorePermit<'static>>,
 }
+
+/// Page transactions open at once in a process, on PostgreSQL: fewer than the pool's connections.
+/// A page's transaction holds its connection while the page's request waits for the budget, whose
+/// ledger takes a connection of the same pool: an instance serving more firms than the pool has
+/// connections would otherwise have every connection in an open transaction waiting for the
+/// ledger, and every request timing out (seen at 25 firms per instance).
+static OPEN_PAGES: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(super::PG_POOL as usize - 4);
 
 impl Store {
     pub async fn begin(&self) -> Result<Tx> {
+        let mut slot = None;
         let tx = match &self.db {
             // IMMEDIATE: the write lock from the start. A deferred transaction that reads (the
             // known hashes) and then writes fails at once with "database is locked" when another
@@ -36,7 +47,13 @@ impl Store {
                     .begin_with("BEGIN IMMEDIATE")
                     .await?,
             ),
-            Db::Pg(p) => TxInner::Pg(p.begin().await?),
+            Db::Pg(p) => {
+                slot = Some(OPEN_PAGES.acquire().await.map_err(|_| Error::Open {
+                    url: self.label.to_string(),
+                    detail: "shutting down".into(),
+                })?);
+                TxInner::Pg(p.begin().await?)
+            }
         };
         Ok(Tx {
             tx,
@@ -44,6 +61,7 @@ impl Store {
             fence: self.fence,
             wal: self.wal.clone(),
             staged: pg_copy::Staged::default(),
+            _slot: slot,
         })
     }
 }
