@@ -16,6 +16,10 @@ pub struct Fresh {
     pub prior: Option<Option<String>>,
 }
 
+/// The class of the advisory locks that serialize writers of one table (`pg_advisory_xact_lock`'s
+/// first key); the second is the qualified table name's hash.
+const TABLE_WRITE_LOCKS: i32 = 0x7070_7379; // "ppsy"
+
 impl Tx {
     /// Upserts rows (idempotent: replaying changes nothing) and marks every row seen by `run`.
     /// Returns the records that were new or changed (by content hash) or came back from deletion,
@@ -39,6 +43,17 @@ impl Tx {
         // The last copy of an id wins: a later read is never older than an earlier one in a pass.
         dedup_keep_last(rows);
         let table = self.t(res.name);
+        if let TxInner::Pg(tx) = &mut self.tx {
+            // Two processes writing one table at once (a CLI pass beside the daemon) take turns
+            // until commit: their batches, in the API's order rather than the key's, would
+            // otherwise lock rows in crossing orders and deadlock one another (seen under load).
+            // Two int keys: a key space apart from the claims' and the ledger's bigint locks.
+            sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                .bind(TABLE_WRITE_LOCKS)
+                .bind(&table)
+                .execute(&mut **tx)
+                .await?;
+        }
         match &mut self.tx {
             TxInner::Sqlite(tx) => {
                 let mut handle = tx.lock_handle().await?;
