@@ -40,6 +40,7 @@ mod open;
 mod tx;
 // One family of tables each.
 mod auth_failure;
+mod deadline_rows;
 mod deadlines;
 mod details;
 mod export;
@@ -65,6 +66,7 @@ mod types;
 
 pub use auth_failure::AuthFailure;
 pub use claims::{Claims, Fence};
+pub use deadline_rows::DeadlineRow;
 pub use deadlines::{Cancel, Deadline};
 pub use details::{DetailBacklog, DetailItem};
 pub use error::{Error, Result};

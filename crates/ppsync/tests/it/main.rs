@@ -8,6 +8,7 @@ mod bad_input;
 mod budget;
 mod cli;
 mod daemon;
+mod deadline_view;
 mod deadlines;
 mod deploy;
 mod details;
