@@ -486,6 +486,39 @@ mod tests {
     }
 
     #[test]
+    fn deadline_rows_are_rewritten_on_a_change_or_other_sources() {
+        let zone = la().fingerprint();
+        let utc = Sources::default().fingerprint();
+        assert_ne!(zone, utc);
+        let fields = Sources {
+            account_fields: vec!["Closing".into()],
+            ..la()
+        }
+        .fingerprint();
+        assert_ne!(fields, zone);
+        let leads = Sources {
+            lead_days: vec![3],
+            ..la()
+        }
+        .fingerprint();
+        // (records changed, written under, sources now) -> rewrite
+        for (changed, written, now, want) in [
+            (false, None, &zone, true),
+            (false, Some(&zone), &zone, false),
+            (true, Some(&zone), &zone, true),
+            (false, Some(&utc), &zone, true),
+            (false, Some(&zone), &fields, true),
+            (false, Some(&zone), &leads, false),
+        ] {
+            assert_eq!(
+                needs_refresh(changed, written.map(String::as_str), now),
+                want,
+                "{changed} {written:?} {now}"
+            );
+        }
+    }
+
+    #[test]
     fn a_value_nested_too_deep_is_left_out_not_the_record() {
         let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
         let raw = format!(

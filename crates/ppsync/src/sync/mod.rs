@@ -248,8 +248,12 @@ impl Engine {
                 && o.stats.records_changed + o.stats.records_deleted > 0
         });
         let now = self.clock.now();
+        let started = std::time::Instant::now();
         match crate::deadlines::refresh(&self.store, &self.cfg.deadlines, now, changed).await {
-            Ok(Some(n)) => tracing::debug!(rows = n, "deadline_rows rewritten"),
+            Ok(Some(n)) => {
+                let ms = started.elapsed().as_millis() as u64;
+                tracing::debug!(rows = n, ms, "deadline_rows rewritten");
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "deadline_rows not rewritten: the next pass tries again")
