@@ -72,6 +72,16 @@ impl Tx {
     ) -> Result<()> {
         let table = self.t("deadline_rows");
         let state = self.t("deadline_rows_state");
+        if let TxInner::Pg(tx) = &mut self.tx {
+            // Two processes rewriting at once (a CLI pass beside the daemon): without it, the
+            // second one's DELETE skips the rows the first inserted meanwhile, and both sets stay.
+            // SQLite's transactions already take the write lock at BEGIN.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "LOCK TABLE {table} IN EXCLUSIVE MODE"
+            )))
+            .execute(&mut **tx)
+            .await?;
+        }
         on!(TxInner, &mut self.tx, tx => {
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
                 .execute(&mut **tx)

@@ -271,3 +271,23 @@ async fn upcoming_deadlines_is_the_engines_list_in_local_and_utc() {
             .as_deref()
     );
 }
+
+/// Two rewrites at once (a CLI pass beside the daemon) leave one set of rows, not both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_rewrites_leave_one_set_of_rows() {
+    let app = app(0.01, "").await;
+    assert_clean(&app.pass().await);
+    let (store, sources) = (&app.engine.store, &app.engine.cfg.deadlines);
+    let n = ppsync::deadlines::all(store, sources).await.unwrap().len();
+    assert!(n > 10, "{n} deadlines");
+    for _ in 0..5 {
+        let now = chrono::Utc::now();
+        let (a, b) = tokio::join!(
+            ppsync::deadlines::refresh(store, sources, now, true),
+            ppsync::deadlines::refresh(store, sources, now, true)
+        );
+        assert_eq!((a.unwrap(), b.unwrap()), (Some(n), Some(n)));
+        let rows = count(store, "SELECT COUNT(*) FROM upcoming_deadlines").await;
+        assert_eq!(rows as usize, n);
+    }
+}
