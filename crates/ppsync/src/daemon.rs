@@ -86,6 +86,8 @@ impl Daemon {
         let details = engine.detail_resources(&scheduled);
         let detail_names: Vec<&str> = details.iter().map(|r| r.name).collect();
         tracing::info!(resources = self.cfg.schedule.len(), "daemon started");
+        // Sources changed while it was stopped (the zone, a field) rewrite the deadlines' table now.
+        engine.refresh_deadlines(&Default::default()).await;
         loop {
             if self.stopping(clock.now()) {
                 break;

@@ -77,6 +77,9 @@ pub struct Deadline {
     pub assignees: Vec<String>,
     #[serde(skip)]
     pub at: DateTime<Tz>,
+    /// The field's value as the API sent it (the `upcoming_deadlines` view's `due_raw`).
+    #[serde(skip)]
+    pub raw: String,
 }
 
 impl Deadline {
@@ -247,7 +250,7 @@ impl Sources {
         kind: &str,
         resource: &'static str,
         rec: &Value,
-        t: DateTime<Utc>,
+        (t, raw): (DateTime<Utc>, &str),
         all_day: bool,
     ) -> Deadline {
         let text = |p: &str| rec.pointer(p).and_then(Value::as_str).map(str::to_string);
@@ -315,6 +318,7 @@ impl Sources {
             client,
             assignees,
             at,
+            raw: raw.to_string(),
         }
     }
 }
@@ -335,10 +339,10 @@ pub async fn list(
         .collect();
     let mut list = Vec::new();
     for (resource, raw) in store
-        .deadline_records(from.to_utc(), to.to_utc(), &with)
+        .deadline_records(Some((from.to_utc(), to.to_utc())), &with)
         .await?
     {
-        let record: Value = serde_json::from_str(raw.get()).unwrap_or_default();
+        let record = read_record(raw.get());
         list.extend(
             sources
                 .of_record(resource, &record)
@@ -350,8 +354,123 @@ pub async fn list(
     Ok(list)
 }
 
-fn instant(v: Option<&Value>) -> Option<DateTime<Utc>> {
-    v.and_then(Value::as_str).and_then(parse_api_time)
+/// Every deadline the mirror holds, whenever it falls (the `deadline_rows` table's content).
+pub async fn all(store: &crate::store::Store, sources: &Sources) -> anyhow::Result<Vec<Deadline>> {
+    let with: Vec<&'static str> = RESOURCES
+        .into_iter()
+        .filter(|r| sources.covers(r))
+        .collect();
+    let mut list = Vec::new();
+    for (resource, raw) in store.deadline_records(None, &with).await? {
+        let record = read_record(raw.get());
+        list.extend(sources.of_record(resource, &record));
+    }
+    list.sort_by(|a, b| (a.at, &a.kind, &a.id).cmp(&(b.at, &b.kind, &b.id)));
+    Ok(list)
+}
+
+impl Sources {
+    /// What `deadline_rows` depends on besides the records: the zone and the sources (lead
+    /// times do not change a deadline). Stored with the rows; a different one rewrites them.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "zone={} tasks={} events={} statute={} matter_fields={:?} contact_fields={:?} account_fields={:?}",
+            self.zone.name(),
+            self.tasks,
+            self.events,
+            self.statute,
+            self.matter_fields,
+            self.contact_fields,
+            self.account_fields
+        )
+    }
+}
+
+/// Whether `deadline_rows` must be rewritten: a record it comes from changed (`changed`), or it
+/// was written under other sources than `now_under` (or never).
+pub fn needs_refresh(changed: bool, written_under: Option<&str>, now_under: &str) -> bool {
+    changed || written_under != Some(now_under)
+}
+
+/// Rewrites `deadline_rows` from the mirror when [`needs_refresh`] says so; returns the rows
+/// written (None: nothing to do). `now` is when, noted beside them.
+pub async fn refresh(
+    store: &crate::store::Store,
+    sources: &Sources,
+    now: DateTime<Utc>,
+    changed: bool,
+) -> anyhow::Result<Option<usize>> {
+    let under = sources.fingerprint();
+    let written = store.deadline_rows_sources().await?;
+    if !needs_refresh(changed, written.as_deref(), &under) {
+        return Ok(None);
+    }
+    let rows: Vec<_> = all(store, sources).await?.iter().map(row).collect();
+    store.replace_deadline_rows(&rows, &under, now).await?;
+    Ok(Some(rows.len()))
+}
+
+/// A deadline as `deadline_rows` holds it.
+pub fn row(d: &Deadline) -> crate::store::DeadlineRow {
+    let kind = match d.kind.as_str() {
+        TASK if d.resource == "tasks" => "task",
+        EVENT if d.resource == "events" => "event",
+        STATUTE if d.resource == "matters" => "statute",
+        _ => "custom_field",
+    };
+    crate::store::DeadlineRow {
+        source: d.kind.clone(),
+        kind,
+        record_table: d.resource,
+        record_id: d.id.clone(),
+        title: d.subject.clone(),
+        status: d.status.clone(),
+        matter_id: d.matter_id.clone(),
+        matter_name: d.matter.clone(),
+        account_id: d.client_id.clone(),
+        account_name: d.client.clone(),
+        assignees: (!d.assignees.is_empty()).then(|| d.assignees.join(", ")),
+        due_at: d.at.to_utc(),
+        due_raw: d.raw.clone(),
+        due_local: d.due.clone(),
+        local_date: d.date,
+        time_zone: d.time_zone.clone(),
+        all_day: d.all_day,
+    }
+}
+
+/// A record's JSON as the deadlines read it. A value serde_json refuses (nested deeper than it
+/// parses) is left out, down to the elements of a list, instead of losing the whole record: one
+/// odd custom field must not hide a matter's other deadlines.
+pub fn read_record(raw: &str) -> Value {
+    use serde_json::value::RawValue;
+    if let Ok(v) = serde_json::from_str(raw) {
+        return v;
+    }
+    // Skipping a raw value does not count its depth, so the fields are found all the same.
+    let Ok(fields) = serde_json::from_str::<std::collections::BTreeMap<String, Box<RawValue>>>(raw)
+    else {
+        return Value::Null;
+    };
+    let fields = fields.into_iter().filter_map(|(k, v)| {
+        let value = serde_json::from_str(v.get()).ok().or_else(|| {
+            let items = serde_json::from_str::<Vec<Box<RawValue>>>(v.get()).ok()?;
+            Some(Value::Array(
+                items
+                    .iter()
+                    .filter_map(|i| serde_json::from_str(i.get()).ok())
+                    .collect(),
+            ))
+        })?;
+        Some((k, value))
+    });
+    Value::Object(fields.collect())
+}
+
+/// An instant field's value, with the text it was read from.
+fn instant(v: Option<&Value>) -> Option<(DateTime<Utc>, &str)> {
+    let raw = v.and_then(Value::as_str)?;
+    Some((parse_api_time(raw)?, raw))
 }
 
 #[cfg(test)]
@@ -364,6 +483,62 @@ mod tests {
             zone: "America/Los_Angeles".parse().unwrap(),
             ..Sources::default()
         }
+    }
+
+    #[test]
+    fn deadline_rows_are_rewritten_on_a_change_or_other_sources() {
+        let zone = la().fingerprint();
+        let utc = Sources::default().fingerprint();
+        assert_ne!(zone, utc);
+        let fields = Sources {
+            account_fields: vec!["Closing".into()],
+            ..la()
+        }
+        .fingerprint();
+        assert_ne!(fields, zone);
+        let leads = Sources {
+            lead_days: vec![3],
+            ..la()
+        }
+        .fingerprint();
+        // (records changed, written under, sources now) -> rewrite
+        for (changed, written, now, want) in [
+            (false, None, &zone, true),
+            (false, Some(&zone), &zone, false),
+            (true, Some(&zone), &zone, true),
+            (false, Some(&utc), &zone, true),
+            (false, Some(&zone), &fields, true),
+            (false, Some(&zone), &leads, false),
+        ] {
+            assert_eq!(
+                needs_refresh(changed, written.map(String::as_str), now),
+                want,
+                "{changed} {written:?} {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_nested_too_deep_is_left_out_not_the_record() {
+        let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+        let raw = format!(
+            r#"{{"id":"m1","odd":{deep},"custom_field_values":[{deep},{{"custom_field_ref":{{"label":"45 Day Deadline"}},"value_date_time":"2026-03-02T20:00:00"}}]}}"#
+        );
+        assert!(serde_json::from_str::<Value>(&raw).is_err());
+        let rec = read_record(&raw);
+        assert_eq!(rec["id"], "m1");
+        assert_eq!(
+            rec["odd"],
+            json!([]),
+            "the list stays, its unreadable element goes"
+        );
+        let d = Sources::default().of_record("matters", &rec);
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            (d[0].kind.as_str(), d[0].date.to_string()),
+            ("45 Day Deadline", "2026-03-02".into())
+        );
+        assert_eq!(read_record("not json"), Value::Null);
     }
 
     #[test]

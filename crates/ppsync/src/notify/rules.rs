@@ -248,8 +248,8 @@ pub async fn deadline_scan(
         .filter(|r| sources.covers(r))
         .collect();
     let mut items = Vec::new();
-    for (resource, raw) in store.deadline_records(from, to, &with).await? {
-        let record: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+    for (resource, raw) in store.deadline_records(Some((from, to)), &with).await? {
+        let record = crate::deadlines::read_record(raw.get());
         items.extend(
             sources
                 .of_record(resource, &record)

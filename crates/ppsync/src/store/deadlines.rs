@@ -68,22 +68,23 @@ pub struct Cancel {
 
 impl Store {
     /// The records deadlines are derived from: open tasks due and events starting in [from, to]
-    /// (UTC instants; the caller widens them by a day for local dates), and every live matter
-    /// (its deadlines live in custom fields, which no column holds). `with`: the resources asked.
+    /// (UTC instants; the caller widens them by a day for local dates; None: whenever), and every
+    /// live matter, contact and account (their deadlines live in custom fields, which no column
+    /// holds). `with`: the resources asked.
     pub async fn deadline_records(
         &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
+        within: Option<(DateTime<Utc>, DateTime<Utc>)>,
         with: &[&'static str],
     ) -> Result<Vec<(&'static str, Box<RawValue>)>> {
         let mut out = Vec::new();
         for res in with {
-            let filter = match *res {
-                "tasks" => {
+            let filter = match (*res, within.is_some()) {
+                ("tasks", true) => {
                     "AND due_date >= $1 AND due_date <= $2 AND COALESCE(status, '') <> 'Completed'"
                 }
-                "events" => "AND start_date_time >= $1 AND start_date_time <= $2",
-                "matters" | "contacts" | "accounts" => "",
+                ("tasks", false) => "AND COALESCE(status, '') <> 'Completed'",
+                ("events", true) => "AND start_date_time >= $1 AND start_date_time <= $2",
+                ("events", false) | ("matters" | "contacts" | "accounts", _) => "",
                 _ => continue,
             };
             let sql = format!(
@@ -92,7 +93,7 @@ impl Store {
             );
             let rows = on!(Db, &self.db, p => {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                if !filter.is_empty() {
+                if let Some((from, to)) = within.filter(|_| filter.contains("$1")) {
                     q = q.bind(Ts(from)).bind(Ts(to));
                 }
                 let rows = q.fetch_all(p).await?;

@@ -67,6 +67,11 @@ pub(super) const SQLITE: &[Source] = &[
         "auth failure",
         include_str!("../../migrations/sqlite/0010_auth_failure.sql"),
     ),
+    (
+        11,
+        "deadline rows",
+        include_str!("../../migrations/sqlite/0011_deadline_rows.sql"),
+    ),
 ];
 
 pub(super) const POSTGRES: &[Source] = &[
@@ -109,6 +114,11 @@ pub(super) const POSTGRES: &[Source] = &[
         8,
         "auth failure",
         include_str!("../../migrations/postgres/0008_auth_failure.sql"),
+    ),
+    (
+        9,
+        "deadline rows",
+        include_str!("../../migrations/postgres/0009_deadline_rows.sql"),
     ),
 ];
 

@@ -41,6 +41,7 @@ mod open;
 mod tx;
 // One family of tables each.
 mod auth_failure;
+mod deadline_rows;
 mod deadlines;
 mod details;
 mod export;
@@ -67,6 +68,7 @@ mod types;
 
 pub use auth_failure::AuthFailure;
 pub use claims::{Claims, Fence};
+pub use deadline_rows::DeadlineRow;
 pub use deadlines::{Cancel, Deadline};
 pub use details::{DetailBacklog, DetailItem};
 pub use error::{Error, Result};

@@ -1,5 +1,5 @@
 //! docs/schema.md, rendered from the resource table (the tables and their typed columns) and the
-//! SQLite views migration (each view's purpose is the `-- name: purpose` comment line before its
+//! SQLite migrations (each view's purpose is the `-- name: purpose` comment line before its latest
 //! `CREATE VIEW`; its columns are read from a freshly migrated store). The test fails when the
 //! file differs, so the document cannot drift from the schema.
 
@@ -10,8 +10,6 @@ use sqlx::Row as _;
 
 use super::Store;
 use crate::resource::{ColumnType, Incremental, RESOURCES};
-
-const VIEWS_SQL: &str = include_str!("../../migrations/sqlite/0009_views.sql");
 
 const REGENERATE: &str = "PPSYNC_WRITE_SCHEMA_DOC=1 cargo test -p ppsync --lib schema_doc";
 
@@ -68,32 +66,66 @@ fn types(ty: ColumnType) -> (&'static str, &'static str) {
     }
 }
 
-/// `(view, purpose)` in the migration's order, the `<table>_current` views left out (they are
-/// described once). Panics on a view without its purpose line: the document needs one.
+/// The SQLite migrations' text, in the order they apply.
+fn migrations() -> Vec<String> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+/// `(view, purpose)` in the order the views were first created, each with the purpose of its
+/// latest definition (a later migration may drop and recreate a view), the `<table>_current`
+/// views left out (they are described once). Panics on a view without its purpose line: the
+/// document needs one.
 fn views() -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut comments: Vec<&str> = Vec::new();
-    for line in VIEWS_SQL.lines() {
-        let line = line.trim();
-        if let Some(c) = line.strip_prefix("--") {
-            comments.push(c.trim());
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("CREATE VIEW ") {
-            let name = rest.split_whitespace().next().unwrap_or_default();
-            if !name.ends_with("_current") {
-                let purpose = comments
-                    .iter()
-                    .find_map(|c| c.strip_prefix(&format!("{name}: ")))
-                    .unwrap_or_else(|| {
-                        panic!("view {name}: no `-- {name}: purpose` line before it")
-                    });
-                out.push((name.to_string(), purpose.to_string()));
+    let mut out: Vec<(String, Option<String>)> = Vec::new();
+    for sql in migrations() {
+        let mut comments: Vec<&str> = Vec::new();
+        for line in sql.lines() {
+            let line = line.trim();
+            if let Some(c) = line.strip_prefix("--") {
+                comments.push(c.trim());
+                continue;
             }
+            let name = |rest: &str| {
+                rest.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            if let Some(rest) = line.strip_prefix("DROP VIEW ") {
+                let name = name(rest.trim_end_matches(';'));
+                if let Some(v) = out.iter_mut().find(|(n, _)| *n == name) {
+                    v.1 = None;
+                }
+            } else if let Some(rest) = line.strip_prefix("CREATE VIEW ") {
+                let name = name(rest);
+                if !name.ends_with("_current") {
+                    let purpose = comments
+                        .iter()
+                        .find_map(|c| c.strip_prefix(&format!("{name}: ")))
+                        .unwrap_or_else(|| {
+                            panic!("view {name}: no `-- {name}: purpose` line before it")
+                        })
+                        .to_string();
+                    match out.iter_mut().find(|(n, _)| *n == name) {
+                        Some(v) => v.1 = Some(purpose),
+                        None => out.push((name, Some(purpose))),
+                    }
+                }
+            }
+            comments.clear();
         }
-        comments.clear();
     }
-    out
+    out.into_iter().filter_map(|(n, p)| Some((n, p?))).collect()
 }
 
 /// The document, from the resource table, the migration's comments and `store`'s view columns.
@@ -104,8 +136,8 @@ async fn render(store: &Store) -> String {
     let _ = writeln!(w, "# The mirror's schema\n");
     let _ = writeln!(
         w,
-        "Generated from the resource table (`crates/ppsync/src/resource.rs`) and the views migration \
-         (`crates/ppsync/migrations/*/*_views.sql`): do not edit by hand; regenerate with \
+        "Generated from the resource table (`crates/ppsync/src/resource.rs`) and the migrations \
+         (`crates/ppsync/migrations/*/`, each view's latest definition): do not edit by hand; regenerate with \
          `{REGENERATE}` (a test fails while this file differs).\n"
     );
     let _ = writeln!(
@@ -161,12 +193,16 @@ async fn render(store: &Store) -> String {
     let _ = writeln!(
         w,
         "Created by the migrations on both backends, for applications that read the mirror. They \
-         read the tables at query time (nothing is copied). Only `matter_overview` reads a clock \
-         (the database's, for its next deadline); filter `upcoming_deadlines` on `due_at` with the \
-         instant you mean. Firm-local times are not computed here: the views do not know the firm's \
-         time zone, so convert `due_at` in the application. Custom field dates are read to the \
-         millisecond on SQLite, to the microsecond on PostgreSQL; a value that is not a date reads as \
-         NULL (the record's `data` keeps it).\n"
+         read the tables at query time (nothing is copied), except `upcoming_deadlines`: it reads \
+         `deadline_rows`, the engine's own deadlines in the firm's zone (`time_zone`) and in UTC, \
+         which ppsync rewrites whole, in one transaction, at the end of every pass that changed a \
+         task, event, matter, contact or account, and whenever the zone or the `[deadlines]` \
+         sources change (at the next pass, or when the daemon starts). Only `matter_overview` \
+         reads a clock (the database's, for its next deadline; it reads the tables itself, every \
+         Date custom field of the matter included); filter `upcoming_deadlines` on `due_at` or \
+         `local_date` with the time you mean. Custom field dates are read to the millisecond on \
+         SQLite, to the microsecond on PostgreSQL; a value that is not a date reads as NULL (the \
+         record's `data` keeps it).\n"
     );
     let _ = writeln!(w, "### `<table>_current`\n");
     let _ = writeln!(

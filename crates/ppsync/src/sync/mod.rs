@@ -216,6 +216,7 @@ impl Engine {
         report.requests = self.client.requests_made() - before;
         // The last answers go into the firm's request ledger now, not with the next request.
         self.client.budget().flush().await;
+        self.refresh_deadlines(&report).await;
         let outcome = match report.exit_code() {
             0 => "ok",
             1 => "partial",
@@ -235,6 +236,29 @@ impl Engine {
             tracing::warn!(error = %e, "the learned request rate was not saved");
         }
         report
+    }
+
+    /// Rewrites `deadline_rows` (the `upcoming_deadlines` view) when the pass changed a record a
+    /// deadline comes from, or the sources changed since it was written (an empty report checks
+    /// only the latter, as at the daemon's start). Failing leaves the old rows, with a warning:
+    /// the records are in, and the next pass tries again.
+    pub async fn refresh_deadlines(&self, report: &PassReport) {
+        let changed = report.outcomes.iter().any(|o| {
+            crate::deadlines::RESOURCES.contains(&o.resource)
+                && o.stats.records_changed + o.stats.records_deleted > 0
+        });
+        let now = self.clock.now();
+        let started = std::time::Instant::now();
+        match crate::deadlines::refresh(&self.store, &self.cfg.deadlines, now, changed).await {
+            Ok(Some(n)) => {
+                let ms = started.elapsed().as_millis() as u64;
+                tracing::debug!(rows = n, ms, "deadline_rows rewritten");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "deadline_rows not rewritten: the next pass tries again")
+            }
+        }
     }
 
     /// An `auth_failed` episode opens at the first pass stopped by rejected credentials (its one

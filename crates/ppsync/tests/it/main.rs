@@ -9,6 +9,7 @@ mod budget;
 mod check;
 mod cli;
 mod daemon;
+mod deadline_view;
 mod deadlines;
 mod deploy;
 mod details;

@@ -214,47 +214,78 @@ async fn views_hold_the_simulators_truth() {
     );
     assert_eq!(got, want, "open_tasks");
 
-    // upcoming_deadlines: one row per source record, the instant as the mirror holds it.
-    let mut want: BTreeSet<(String, String, Option<String>, Option<String>)> = BTreeSet::new();
+    // upcoming_deadlines: one row per deadline of the default sources (open tasks, events,
+    // statute dates, matters' "45 Day Deadline" and "180 Day Deadline"), in the default zone
+    // (UTC): a date-only deadline falls at the start of its day, an event at its instant.
+    // (source, id, due_at, due_raw, due_local, local_date, all_day, time_zone)
+    type Due = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let mut want: BTreeSet<Due> = BTreeSet::new();
+    let due = |source: &str, id: &Value, raw: &Value, all_day: bool| -> Option<Due> {
+        let t = raw.as_str().and_then(parse_api_time)?;
+        let at = if all_day {
+            t.date_naive().and_time(chrono::NaiveTime::MIN).and_utc()
+        } else {
+            t
+        };
+        Some((
+            source.into(),
+            s(id).unwrap(),
+            Some(canonical(at)),
+            s(raw),
+            Some(at.to_rfc3339()),
+            Some(t.date_naive().to_string()),
+            Some(all_day.to_string()),
+            Some("UTC".into()),
+        ))
+    };
     for t in &open {
-        if let Some(due) = instant(&t["due_date"]) {
-            let raw = s(&t["due_date"]);
-            want.insert(("Task due date".into(), s(&t["id"]).unwrap(), Some(due), raw));
-        }
+        want.extend(due("Task", &t["id"], &t["due_date"], true));
     }
     for e in &events {
-        if let Some(at) = instant(&e["start_date_time"]) {
-            let raw = s(&e["start_date_time"]);
-            want.insert(("Event start".into(), s(&e["id"]).unwrap(), Some(at), raw));
-        }
+        let all_day = e["is_all_day"].as_bool() == Some(true);
+        want.extend(due("Event", &e["id"], &e["start_date_time"], all_day));
     }
     let mut forty_five = 0;
+    // Every Date custom field of a matter, with the statute date: matter_overview's sources.
+    let mut matter_dates: Vec<(String, String)> = Vec::new();
     for m in &matters {
         let id = s(&m["id"]).unwrap();
-        if let Some(at) = instant(&m["statute_of_limitation_date"]) {
-            let raw = s(&m["statute_of_limitation_date"]);
-            want.insert(("Statute of limitation".into(), id.clone(), Some(at), raw));
-        }
+        let statute = &m["statute_of_limitation_date"];
+        want.extend(due("Statute of Limitations", &m["id"], statute, true));
+        matter_dates.extend(instant(statute).map(|at| (id.clone(), at)));
         for f in array(&m["custom_field_values"]) {
+            let label = f["custom_field_ref"]["label"].as_str().unwrap_or_default();
+            if ["45 Day Deadline", "180 Day Deadline"].contains(&label) {
+                forty_five += usize::from(label == "45 Day Deadline");
+                want.extend(due(label, &m["id"], &f["value_date_time"], true));
+            }
             let ty = f["custom_field_ref"]["value_type"].as_str();
             if let (Some("Date" | "DateTime"), Some(at)) = (ty, instant(&f["value_date_time"])) {
-                let label = s(&f["custom_field_ref"]["label"]).unwrap();
-                forty_five += usize::from(label == "45 Day Deadline");
-                let raw = s(&f["value_date_time"]);
-                want.insert((label, id.clone(), Some(at), raw));
+                matter_dates.push((id.clone(), at));
             }
         }
     }
     let rows = text_rows(
         store,
         &format!(
-            "SELECT source, record_id, {}, due_raw FROM upcoming_deadlines",
-            ts(store, "due_at")
+            "SELECT source, record_id, {}, due_raw, due_local, CAST(local_date AS TEXT), {}, time_zone \
+             FROM upcoming_deadlines",
+            ts(store, "due_at"),
+            boolean("all_day")
         ),
     )
     .await;
     let n = rows.len();
-    let got: BTreeSet<_> = rows
+    let got: BTreeSet<Due> = rows
         .into_iter()
         .map(|r| {
             (
@@ -262,6 +293,10 @@ async fn views_hold_the_simulators_truth() {
                 r[1].clone().unwrap(),
                 r[2].clone(),
                 r[3].clone(),
+                r[4].clone(),
+                r[5].clone(),
+                r[6].clone(),
+                r[7].clone(),
             )
         })
         .collect();
@@ -287,9 +322,9 @@ async fn views_hold_the_simulators_truth() {
                 all.extend(instant(&e["start_date_time"]));
             }
         }
-        for (label, id, at, _) in &want {
-            if id == matter && !["Task due date", "Event start"].contains(&label.as_str()) {
-                all.extend(at.clone());
+        for (id, at) in &matter_dates {
+            if id == matter {
+                all.push(at.clone());
             }
         }
         all.into_iter().filter(|a| *a >= after).min()
