@@ -21,5 +21,6 @@ mod notify;
 mod odd_records;
 mod probe;
 mod security;
+mod soak;
 mod status_http;
 mod views;
