@@ -134,6 +134,12 @@ pub struct ChangeSummary {
     pub created: BTreeMap<String, u32>,
     pub edited: BTreeMap<String, u32>,
     pub deleted: BTreeMap<String, u32>,
+    /// The ids counted in `created`, per resource (what a client could have seen appear).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub created_ids: BTreeMap<String, Vec<String>>,
+    /// The ids counted in `deleted`, per resource.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deleted_ids: BTreeMap<String, Vec<String>>,
 }
 
 impl ChangeSummary {
@@ -180,10 +186,18 @@ impl Tally {
                 .map(|(r, s)| (r.name().to_owned(), s.len() as u32))
                 .collect()
         };
+        let ids = |m: &BTreeMap<Res, BTreeSet<String>>| {
+            m.iter()
+                .filter(|(_, s)| !s.is_empty())
+                .map(|(r, s)| (r.name().to_owned(), s.iter().cloned().collect()))
+                .collect()
+        };
         ChangeSummary {
             created: count(&self.created),
             edited: count(&self.edited),
             deleted: count(&self.deleted),
+            created_ids: ids(&self.created),
+            deleted_ids: ids(&self.deleted),
         }
     }
 }

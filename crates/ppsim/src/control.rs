@@ -13,6 +13,8 @@
 //! | POST | `/_sim/grant` | → `{"refresh_token", "client_id", "client_secret"}` |
 //! | GET / DELETE | `/_sim/journal` | the journal / clear it |
 //! | GET | `/_sim/truth/{resource}` | every live record, as the list renders it |
+//! | GET | `/_sim/truth-by-id/{resource}` | every live record, as `GET /{resource}/{id}` renders it |
+//! | POST | `/_sim/pause` | `{"paused": bool}`: stop (or resume) every firm's change generator; the clock still moves |
 //! | GET | `/_sim/resources` | every list resource name |
 //! | GET | `/_sim/budget` | `{"limit", "in_window", "max_in_any_window"}` |
 //! | GET / POST / DELETE | `/_sim/faults` | the active faults / add one (a Fault as JSON) / clear |
@@ -167,21 +169,27 @@ pub async fn handle(sh: &Shared, req: Request, lower: &str, query: &str) -> Resp
             sh.reset_dialect(&shared.cfg);
             Ok(ok(sh.dialect_json()))
         }
+        (&Method::POST, "/pause") => json_body().and_then(|b| {
+            let paused = b.get("paused").and_then(Value::as_bool).ok_or_else(|| {
+                err(
+                    StatusCode::BAD_REQUEST,
+                    "the body needs \"paused\": true or false",
+                )
+            })?;
+            shared
+                .paused
+                .store(paused, std::sync::atomic::Ordering::Relaxed);
+            Ok(ok(json!({ "paused": paused })))
+        }),
         (&Method::GET, r) if r.starts_with("/truth/") => {
             match Res::from_name(&r["/truth/".len()..]) {
-                Some(res) => {
-                    let chunks = sh.truth_bytes(res);
-                    let mut out = Vec::new();
-                    out.push(b'[');
-                    for (i, c) in chunks.iter().enumerate() {
-                        if i > 0 {
-                            out.push(b',');
-                        }
-                        out.extend_from_slice(c);
-                    }
-                    out.push(b']');
-                    Ok(json_response(StatusCode::OK, out))
-                }
+                Some(res) => Ok(json_array(sh.truth_bytes(res))),
+                None => Err(err(StatusCode::NOT_FOUND, "unknown resource")),
+            }
+        }
+        (&Method::GET, r) if r.starts_with("/truth-by-id/") => {
+            match Res::from_name(&r["/truth-by-id/".len()..]) {
+                Some(res) => Ok(json_array(sh.truth_by_id_bytes(res))),
                 None => Err(err(StatusCode::NOT_FOUND, "unknown resource")),
             }
         }
@@ -194,6 +202,20 @@ pub async fn handle(sh: &Shared, req: Request, lower: &str, query: &str) -> Resp
         )),
     };
     result.unwrap_or_else(|e| e)
+}
+
+/// Rendered records joined into one JSON array.
+fn json_array<C: AsRef<[u8]>>(chunks: Vec<C>) -> Response {
+    let mut out = Vec::new();
+    out.push(b'[');
+    for (i, c) in chunks.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(c.as_ref());
+    }
+    out.push(b']');
+    json_response(StatusCode::OK, out)
 }
 
 /// `POST /_sim/dialect`: checks the whole body before changing anything.

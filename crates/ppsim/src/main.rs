@@ -44,6 +44,10 @@ struct Args {
     /// Send 429s without a `Retry-After` header.
     #[arg(long)]
     no_retry_after: bool,
+    /// Move the clock only by `POST /_sim/advance` (no real time flows): a client whose clock
+    /// follows the simulator's (a soak, a bench) sees simulated days pass in seconds.
+    #[arg(long)]
+    frozen_clock: bool,
 }
 
 /// `--page-cap`: a record count, or `none` for uncapped.
@@ -87,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         firms: args.firms,
         dialect: args.dialect(),
         retry_after: !args.no_retry_after,
+        frozen_clock: args.frozen_clock,
         ..SimConfig::default()
     };
     if let Some(s) = args.start {

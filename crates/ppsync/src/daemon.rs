@@ -39,6 +39,8 @@ pub struct DaemonConfig {
 /// What the daemon did, for the demo and tests.
 #[derive(Debug, Default)]
 pub struct DaemonSummary {
+    /// The latest passes, at most [`KEPT_CYCLES`]: a daemon runs for months, and every pass it
+    /// kept would stay in memory until it stops (the run history has them all).
     pub cycles: Vec<PassReport>,
     pub reconciliations: u32,
     /// Notifications delivered by the daemon's delivery task.
@@ -50,6 +52,20 @@ pub struct DaemonSummary {
     /// When the by-id queue was first found empty after having held records (the first
     /// backfill's backlog worked off).
     pub details_drained_at: Option<DateTime<Utc>>,
+}
+
+/// How many passes a [`DaemonSummary`] keeps: over a week of cycles (96 a day, and the daily
+/// reconciliation's one per resource).
+pub const KEPT_CYCLES: usize = 1024;
+
+impl DaemonSummary {
+    /// Keeps `report`, dropping the oldest half once [`KEPT_CYCLES`] are kept.
+    fn keep(&mut self, report: PassReport) {
+        if self.cycles.len() >= KEPT_CYCLES {
+            self.cycles.drain(..KEPT_CYCLES / 2);
+        }
+        self.cycles.push(report);
+    }
 }
 
 /// Status shared with the HTTP endpoint.
@@ -108,7 +124,7 @@ impl Daemon {
                     let report = background.pass(&[*res], true, "reconcile").await;
                     delivery.wake();
                     self.observe(&report);
-                    summary.cycles.push(report);
+                    summary.keep(report);
                 }
                 summary.reconciliations += 1;
                 next_reconcile = Some(at + chrono::Duration::days(1))
@@ -241,7 +257,7 @@ impl Daemon {
             next.insert(res.name, due);
         }
         self.observe(&report);
-        summary.cycles.push(report);
+        summary.keep(report);
     }
 
     fn interval(&self, res: &Resource) -> chrono::Duration {
@@ -293,6 +309,25 @@ pub fn next_at(now: DateTime<Utc>, time: NaiveTime) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_summary_keeps_the_latest_passes_only() {
+        let mut s = DaemonSummary::default();
+        for cycle in 0..5000 {
+            s.keep(PassReport {
+                cycle,
+                ..Default::default()
+            });
+            assert!(s.cycles.len() <= KEPT_CYCLES);
+        }
+        assert!(s.cycles.len() >= KEPT_CYCLES / 2);
+        let kept: Vec<i64> = s.cycles.iter().map(|c| c.cycle).collect();
+        assert_eq!(kept.last(), Some(&4999));
+        assert!(
+            kept.windows(2).all(|w| w[1] == w[0] + 1),
+            "the latest, in order"
+        );
+    }
 
     #[test]
     fn next_reconciliation_time() {

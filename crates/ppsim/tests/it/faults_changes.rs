@@ -682,3 +682,105 @@ async fn control_api_over_http() {
         .unwrap();
     assert!(b["max_in_any_window"].as_u64().unwrap() >= 1);
 }
+
+#[tokio::test]
+async fn an_advance_names_what_it_created_and_deleted_and_pause_stops_it_over_http() {
+    let sim = spawn(SimConfig {
+        frozen_clock: true,
+        rates: ChangeRates {
+            deletions_per_hour: 20.0,
+            ..ChangeRates::default()
+        },
+        ..small()
+    })
+    .await;
+    let before: BTreeSet<String> = ids(&sim.truth("tasks")).into_iter().collect();
+    let c = client();
+    let u = |p: &str| format!("{}/_sim/{p}", sim.url());
+    let s: ppsim::ChangeSummary = c
+        .post(u("advance"))
+        .json(&json!({"minutes": 120}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // The ids add up to the counts, and are what appeared in and vanished from the truth.
+    let mut deleted_any = false;
+    for (res, n) in &s.created {
+        assert_eq!(s.created_ids[res].len() as u32, *n, "{res}");
+    }
+    for (res, n) in &s.deleted {
+        assert_eq!(s.deleted_ids[res].len() as u32, *n, "{res}");
+        deleted_any = true;
+    }
+    assert!(deleted_any, "{s:?}");
+    let after: BTreeSet<String> = ids(&sim.truth("tasks")).into_iter().collect();
+    let set = |m: &std::collections::BTreeMap<String, Vec<String>>| -> BTreeSet<String> {
+        m.get("tasks").into_iter().flatten().cloned().collect()
+    };
+    assert_eq!(
+        after.difference(&before).cloned().collect::<BTreeSet<_>>(),
+        set(&s.created_ids)
+    );
+    assert_eq!(
+        before.difference(&after).cloned().collect::<BTreeSet<_>>(),
+        set(&s.deleted_ids)
+    );
+
+    // Paused: the clock moves, nothing changes; resumed: changes again.
+    let r = c
+        .post(u("pause"))
+        .json(&json!({"paused": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let t0 = sim.now();
+    let s: ppsim::ChangeSummary = c
+        .post(u("advance"))
+        .json(&json!({"minutes": 60}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s, ppsim::ChangeSummary::default());
+    assert_eq!(sim.now() - t0, chrono::Duration::minutes(60));
+    assert_eq!(
+        ids(&sim.truth("tasks"))
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        after
+    );
+    let r = c
+        .post(u("pause"))
+        .json(&json!({"paused": "yes"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    c.post(u("pause"))
+        .json(&json!({"paused": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        sim.advance(Duration::from_secs(3600)),
+        ppsim::ChangeSummary::default()
+    );
+
+    // The by-id renderings, as `GET /{resource}/{id}` answers them.
+    let by_id: Value = c
+        .get(u("truth-by-id/emails"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_id.as_array().unwrap(), &sim.truth_by_id("emails"));
+    assert_ne!(by_id.as_array().unwrap(), &sim.truth("emails"));
+}

@@ -25,6 +25,7 @@ mod odd_records;
 mod probe;
 mod restart;
 mod security;
+mod soak;
 mod status_http;
 mod tap;
 mod views;
