@@ -42,3 +42,28 @@ SELECT source, kind, record_table, record_id, title, status,
     matter_id, matter_name, account_id, account_name, assignees,
     due_at, due_raw, due_local, local_date, time_zone, all_day
 FROM deadline_rows;
+
+-- A matter's next deadline (matter_overview) is one index probe: its rows, by when.
+CREATE INDEX deadline_rows_matter ON deadline_rows (matter_id, due_at);
+
+DROP VIEW matter_overview;
+
+-- Its next deadline is the engine's (deadline_rows), as on SQLite. Matter ids are compared in the
+-- default collation (deadline_rows.matter_id's, so its index serves), sources ordered bytewise as
+-- on SQLite.
+-- matter_overview: as on SQLite.
+CREATE VIEW matter_overview AS
+SELECT m.id AS matter_id, m.number, m.display_name, m.status,
+    m.account_id, a.display_name AS account_name,
+    m.open_date, m.close_date, m.statute_of_limitation_date,
+    (SELECT count(*) FROM tasks t
+        WHERE t.matter_id = m.id COLLATE "default" AND t.deleted_at IS NULL AND t.status IS DISTINCT FROM 'Completed') AS open_tasks,
+    n.due_at AS next_deadline_at, n.source AS next_deadline_source, n.due_local AS next_deadline_local
+FROM matters m
+LEFT JOIN accounts a ON a.id = m.account_id AND a.deleted_at IS NULL
+LEFT JOIN LATERAL (
+    SELECT d.due_at, d.source, d.due_local FROM deadline_rows d
+    WHERE d.matter_id = m.id COLLATE "default" AND d.due_at >= CURRENT_TIMESTAMP
+    ORDER BY d.due_at, d.source COLLATE "C" LIMIT 1
+) n ON true
+WHERE m.deleted_at IS NULL;

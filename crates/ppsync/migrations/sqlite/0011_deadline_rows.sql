@@ -41,3 +41,26 @@ SELECT source, kind, record_table, record_id, title, status,
     matter_id, matter_name, account_id, account_name, assignees,
     due_at, due_raw, due_local, local_date, time_zone, all_day
 FROM deadline_rows;
+
+-- A matter's next deadline (matter_overview) is one index probe: its rows, by when.
+CREATE INDEX deadline_rows_matter ON deadline_rows (matter_id, due_at);
+
+DROP VIEW matter_overview;
+
+-- Its next deadline is the engine's (deadline_rows), so it agrees with upcoming_deadlines: the same
+-- sources, zone and names. due_at is canonical UTC text, so text order is time order.
+-- matter_overview: One row per matter not deleted: its client (account), status, dates, open task count, and next deadline: the first row of upcoming_deadlines for the matter (its tasks, events, statute date and the matter Date fields `[deadlines]` names) at or after the database's current time — next_deadline_at (UTC), next_deadline_source (as in upcoming_deadlines' source), next_deadline_local (in the firm's zone); NULL when none is coming.
+CREATE VIEW matter_overview AS
+SELECT m.id AS matter_id, m.number, m.display_name, m.status,
+    m.account_id, a.display_name AS account_name,
+    m.open_date, m.close_date, m.statute_of_limitation_date,
+    (SELECT count(*) FROM tasks t
+        WHERE t.matter_id = m.id AND t.deleted_at IS NULL AND t.status IS NOT 'Completed') AS open_tasks,
+    n.due_at AS next_deadline_at, n.source AS next_deadline_source, n.due_local AS next_deadline_local
+FROM matters m
+LEFT JOIN accounts a ON a.id = m.account_id AND a.deleted_at IS NULL
+LEFT JOIN deadline_rows n ON n.rowid = (
+    SELECT d.rowid FROM deadline_rows d
+    WHERE d.matter_id = m.id AND d.due_at >= strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z'
+    ORDER BY d.due_at, d.source LIMIT 1)
+WHERE m.deleted_at IS NULL;

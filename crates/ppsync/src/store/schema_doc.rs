@@ -197,9 +197,9 @@ async fn render(store: &Store) -> String {
          `deadline_rows`, the engine's own deadlines in the firm's zone (`time_zone`) and in UTC, \
          which ppsync rewrites whole, in one transaction, at the end of every pass that changed a \
          task, event, matter, contact or account, and whenever the zone or the `[deadlines]` \
-         sources change (at the next pass, or when the daemon starts). Only `matter_overview` \
-         reads a clock (the database's, for its next deadline; it reads the tables itself, every \
-         Date custom field of the matter included); filter `upcoming_deadlines` on `due_at` or \
+         sources change (at the next pass, or when the daemon starts). `matter_overview` \
+         takes its next deadline from `deadline_rows` too, and is the only view that reads a clock \
+         (the database's, for that next deadline); filter `upcoming_deadlines` on `due_at` or \
          `local_date` with the time you mean. Custom field dates are read to the millisecond on \
          SQLite, to the microsecond on PostgreSQL; a value that is not a date reads as NULL (the \
          record's `data` keeps it).\n"

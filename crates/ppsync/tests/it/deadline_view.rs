@@ -93,6 +93,50 @@ async fn cli_rows(app: &TestApp) -> Vec<Vec<Option<String>>> {
     rows
 }
 
+/// matter_overview's next deadline of every matter is the first, by (due_at, source), of the
+/// engine's deadlines (`cli`, as `cli_rows`) of that matter at or after the database's clock
+/// (taken just before and just after the query: either may be right), in the firm's zone.
+async fn assert_overview_follows(store: &ppsync::store::Store, cli: &[Vec<Option<String>>]) {
+    let next_at = match store.backend() {
+        Backend::Sqlite => "next_deadline_at".to_string(),
+        Backend::Postgres => "to_char(next_deadline_at AT TIME ZONE 'UTC', \
+                              'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+            .to_string(),
+    };
+    let first = |matter: &str, after: &str| -> [Option<String>; 3] {
+        cli.iter()
+            .filter(|r| r[4].as_deref() == Some(matter) && r[9].as_deref() >= Some(after))
+            .map(|r| (r[9].clone(), r[0].clone(), r[10].clone()))
+            .min()
+            .map_or([None, None, None], |(at, source, local)| {
+                [at, source, local]
+            })
+    };
+    let before = canonical(chrono::Utc::now());
+    let rows = text_rows(
+        store,
+        &format!(
+            "SELECT matter_id, {next_at}, next_deadline_source, next_deadline_local \
+             FROM matter_overview"
+        ),
+    )
+    .await;
+    let after = canonical(chrono::Utc::now());
+    assert!(!rows.is_empty(), "matter_overview is empty");
+    let mut with_next = 0;
+    for r in &rows {
+        let id = r[0].as_deref().unwrap();
+        let got = [r[1].clone(), r[2].clone(), r[3].clone()];
+        let want = [first(id, &before), first(id, &after)];
+        assert!(
+            want.contains(&got),
+            "{id}: next deadline {got:?}, want one of {want:?}"
+        );
+        with_next += usize::from(got[0].is_some());
+    }
+    assert!(with_next > 0, "no matter has a next deadline");
+}
+
 fn set_zone(app: &TestApp, from: &str, to: &str) {
     let text = std::fs::read_to_string(&app.config_path).unwrap();
     let from = format!("time_zone = \"{from}\"");
@@ -152,11 +196,9 @@ async fn upcoming_deadlines_is_the_engines_list_in_local_and_utc() {
 
     // After a pass: the CLI's list, row for row, every source among them.
     let rows = view_rows(store).await;
-    assert_eq!(
-        rows,
-        cli_rows(&app).await,
-        "upcoming_deadlines after a pass"
-    );
+    let cli = cli_rows(&app).await;
+    assert_eq!(rows, cli, "upcoming_deadlines after a pass");
+    assert_overview_follows(store, &cli).await;
     let sources = |rows: &[Vec<Option<String>>], table: &str| -> usize {
         rows.iter()
             .filter(|r| r[1].as_deref() == Some(table))
@@ -196,7 +238,9 @@ async fn upcoming_deadlines_is_the_engines_list_in_local_and_utc() {
     let (code, _, err) = app.cli(&["sync"]).await;
     assert_eq!(code, 0, "{err}");
     let rows = view_rows(store).await;
-    assert_eq!(rows, cli_rows(&app).await, "upcoming_deadlines in London");
+    let cli = cli_rows(&app).await;
+    assert_eq!(rows, cli, "upcoming_deadlines in London");
+    assert_overview_follows(store, &cli).await;
     assert!(rows.iter().all(|r| r[12].as_deref() == Some(london)));
     let call = &of(&rows, &event_id)[0];
     assert_eq!(

@@ -247,33 +247,33 @@ async fn views_hold_the_simulators_truth() {
             Some("UTC".into()),
         ))
     };
+    // Each deadline with its matter (a task's or event's matter_ref, a matter itself): the
+    // sources of matter_overview's next deadline.
+    let mut by_matter: Vec<(Option<String>, Due)> = Vec::new();
     for t in &open {
-        want.extend(due("Task", &t["id"], &t["due_date"], true));
+        let d = due("Task", &t["id"], &t["due_date"], true);
+        by_matter.extend(d.map(|d| (s(&t["matter_ref"]["id"]), d)));
     }
     for e in &events {
         let all_day = e["is_all_day"].as_bool() == Some(true);
-        want.extend(due("Event", &e["id"], &e["start_date_time"], all_day));
+        let d = due("Event", &e["id"], &e["start_date_time"], all_day);
+        by_matter.extend(d.map(|d| (s(&e["matter_ref"]["id"]), d)));
     }
     let mut forty_five = 0;
-    // Every Date custom field of a matter, with the statute date: matter_overview's sources.
-    let mut matter_dates: Vec<(String, String)> = Vec::new();
     for m in &matters {
-        let id = s(&m["id"]).unwrap();
         let statute = &m["statute_of_limitation_date"];
-        want.extend(due("Statute of Limitations", &m["id"], statute, true));
-        matter_dates.extend(instant(statute).map(|at| (id.clone(), at)));
+        let d = due("Statute of Limitations", &m["id"], statute, true);
+        by_matter.extend(d.map(|d| (s(&m["id"]), d)));
         for f in array(&m["custom_field_values"]) {
             let label = f["custom_field_ref"]["label"].as_str().unwrap_or_default();
             if ["45 Day Deadline", "180 Day Deadline"].contains(&label) {
                 forty_five += usize::from(label == "45 Day Deadline");
-                want.extend(due(label, &m["id"], &f["value_date_time"], true));
-            }
-            let ty = f["custom_field_ref"]["value_type"].as_str();
-            if let (Some("Date" | "DateTime"), Some(at)) = (ty, instant(&f["value_date_time"])) {
-                matter_dates.push((id.clone(), at));
+                let d = due(label, &m["id"], &f["value_date_time"], true);
+                by_matter.extend(d.map(|d| (s(&m["id"]), d)));
             }
         }
     }
+    want.extend(by_matter.iter().map(|(_, d)| d.clone()));
     let rows = text_rows(
         store,
         &format!(
@@ -308,32 +308,25 @@ async fn views_hold_the_simulators_truth() {
     assert_eq!(got, want, "upcoming_deadlines");
 
     // matter_overview: one row per matter, its open task count, and its next deadline after the
-    // database's clock (computed here just before and just after the query: either may be right).
-    let deadlines_of = |matter: &str, after: DateTime<Utc>| -> Option<String> {
+    // database's clock (computed here just before and just after the query: either may be right),
+    // the first of its deadlines above by (due_at, source): when, which source, local time.
+    let deadlines_of = |matter: &str, after: DateTime<Utc>| -> [Option<String>; 3] {
         let after = canonical(after);
-        let mut all: Vec<String> = Vec::new();
-        for t in &open {
-            if t["matter_ref"]["id"].as_str() == Some(matter) {
-                all.extend(instant(&t["due_date"]));
-            }
-        }
-        for e in &events {
-            if e["matter_ref"]["id"].as_str() == Some(matter) {
-                all.extend(instant(&e["start_date_time"]));
-            }
-        }
-        for (id, at) in &matter_dates {
-            if id == matter {
-                all.push(at.clone());
-            }
-        }
-        all.into_iter().filter(|a| *a >= after).min()
+        by_matter
+            .iter()
+            .filter(|(m, d)| m.as_deref() == Some(matter) && d.2.as_deref() >= Some(&after))
+            .map(|(_, d)| (d.2.clone(), Some(d.0.clone()), d.4.clone()))
+            .min()
+            .map_or([None, None, None], |(at, source, local)| {
+                [at, source, local]
+            })
     };
     let before = Utc::now();
     let rows = text_rows(
         store,
         &format!(
-            "SELECT matter_id, CAST(open_tasks AS TEXT), {}, account_name FROM matter_overview",
+            "SELECT matter_id, CAST(open_tasks AS TEXT), {}, account_name, next_deadline_source, \
+             next_deadline_local FROM matter_overview",
             ts(store, "next_deadline_at")
         ),
     )
@@ -359,10 +352,10 @@ async fn views_hold_the_simulators_truth() {
             "{id}"
         );
         let next = [deadlines_of(id, before), deadlines_of(id, after)];
+        let got = [r[2].clone(), r[4].clone(), r[5].clone()];
         assert!(
-            next.contains(&r[2]),
-            "{id}: next deadline {:?}, want {next:?}",
-            r[2]
+            next.contains(&got),
+            "{id}: next deadline {got:?}, want one of {next:?}"
         );
         with_next += usize::from(r[2].is_some());
         let account = m["account_ref"]["id"].as_str().unwrap_or_default();
