@@ -2,27 +2,30 @@
 //! the limit at the simulator (both count in the firm's request ledger), and a second daemon on
 //! the same mirror refuses to start.
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ppsync::resource::RESOURCES;
 
 use crate::support::*;
 
-/// `ppsync run` on the app's config, its stderr to a file.
-fn start_daemon(app: &TestApp, log: &std::path::Path) -> Child {
-    ppsync_cmd(&app.config_path)
-        .arg("run")
-        .env("PPSYNC_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("ppsync run starts")
+/// `ppsync run` on the app's config, its stderr to a file; killed if the test fails first.
+fn start_daemon(app: &TestApp, log: &std::path::Path) -> Running {
+    Running(Some(
+        ppsync_cmd(&app.config_path)
+            .arg("run")
+            .env("PPSYNC_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("ppsync run starts"),
+    ))
 }
 
 /// SIGTERM, then the exit code (within 30 s).
-fn stop_daemon(mut child: Child) -> Option<i32> {
-    sigterm(&child);
+fn stop_daemon(mut daemon: Running) -> Option<i32> {
+    let child = daemon.0.as_mut().expect("a running daemon");
+    sigterm(child);
     let t = Instant::now();
     loop {
         if let Some(s) = child.try_wait().unwrap() {

@@ -392,18 +392,6 @@ async fn a_relative_database_url_follows_the_config_file_not_the_working_directo
     assert!(!want.exists());
 }
 
-/// A daemon killed if the test fails before it is stopped.
-struct Daemon(Option<std::process::Child>);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_starts_through_a_network_failure_and_stops_for_a_revoked_grant() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -419,7 +407,7 @@ async fn run_starts_through_a_network_failure_and_stops_for_a_revoked_grant() {
     }
     let app = app(0.005, &extra).await;
     let log = app._dir.path().join("daemon.log");
-    let mut daemon = Daemon(Some(
+    let mut daemon = Running(Some(
         ppsync_cmd(&app.config_path)
             .arg("run")
             .env("PPSYNC_LOG", "info")

@@ -18,18 +18,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A daemon killed if the test fails before stopping it.
-struct Running(Option<std::process::Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// Polls `f` every 50 ms until it yields, for at most `limit`.
 async fn wait_for<T>(limit: Duration, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     let t = Instant::now();

@@ -439,6 +439,19 @@ pub async fn assert_store_equals_firm(
     total
 }
 
+/// A child process (a daemon under test) killed and reaped when dropped, so a test that fails
+/// before stopping it leaves none running; `take` it out to stop it the test's own way.
+pub struct Running(pub Option<std::process::Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Sends SIGTERM to a child (a daemon under test): it stops at a page boundary and exits.
 pub fn sigterm(child: &std::process::Child) {
     let sent = std::process::Command::new("kill")
