@@ -29,7 +29,9 @@ pub struct DeadRow {
 }
 
 impl Tx {
-    /// Enqueues notifications; an id already in the outbox is left alone (stable ids dedupe).
+    /// Enqueues notifications; an id already in the outbox is left alone (stable ids dedupe),
+    /// except a cancelled one, never sent: its deadline moved away and has come back to that
+    /// date, so it is pending again with the new payload.
     pub async fn enqueue(&mut self, items: &[Notification], now: DateTime<Utc>) -> Result<u64> {
         let outbox = self.t("outbox");
         match &mut self.tx {

@@ -161,7 +161,7 @@ pub(super) async fn enqueue(
     // inserted in order, so a duplicate id within a statement is left alone like one stored.
     let mut n = 0;
     let head = format!(
-        "INSERT INTO {table} (id, kind, resource, record_id, payload, created_at, status, next_attempt_at, delivered_at) "
+        "INSERT INTO {table} AS o (id, kind, resource, record_id, payload, created_at, status, next_attempt_at, delivered_at) "
     );
     for chunk in items.chunks(BATCH) {
         let mut seen = std::collections::HashSet::new();
@@ -184,7 +184,11 @@ pub(super) async fn enqueue(
                 .push_bind(Ts(now))
                 .push_bind(item.suppressed.then_some(Ts(now)));
         });
-        q.push(" ON CONFLICT (id) DO NOTHING");
+        q.push(
+            " ON CONFLICT (id) DO UPDATE SET payload = excluded.payload, status = excluded.status, \
+             attempts = 0, next_attempt_at = excluded.next_attempt_at, \
+             delivered_at = excluded.delivered_at, last_error = NULL WHERE o.status = 'cancelled'",
+        );
         n += q
             .build()
             .persistent(persistent)

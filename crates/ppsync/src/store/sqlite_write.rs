@@ -42,7 +42,10 @@ pub(super) fn enqueue(
     let conn = connection(handle)?;
     let mut insert = conn.prepare(
         "INSERT INTO outbox (id, kind, resource, record_id, payload, created_at, status, next_attempt_at, delivered_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8) ON CONFLICT (id) DO NOTHING",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8) ON CONFLICT (id) DO UPDATE SET \
+         payload = excluded.payload, status = excluded.status, attempts = 0, \
+         next_attempt_at = excluded.next_attempt_at, delivered_at = excluded.delivered_at, \
+         last_error = NULL WHERE outbox.status = 'cancelled'",
     )?;
     let now = canonical(now);
     let mut added = 0;

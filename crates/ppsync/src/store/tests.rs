@@ -1002,3 +1002,63 @@ async fn a_copy_batch_stores_and_reports_what_the_statements_do_byte_for_byte() 
         assert_eq!(at.0, if rewritten { t1 } else { t0 }, "{id}: synced_at");
     }
 }
+
+/// A deadline moved away cancels its pending notification; moved back to that date, the same
+/// id is pending again (with the new payload), where a delivered or suppressed one stays as it
+/// was: the soak test found a task whose deadline came back keeping its notification cancelled.
+#[tokio::test]
+async fn a_cancelled_deadline_notification_is_pending_again_when_its_date_comes_back() {
+    for (_dir, store) in stores().await {
+        let now = parse_api_time("2026-11-03T12:00:00Z").unwrap();
+        let note = |id: &str, v: i64, suppressed| Notification {
+            id: id.into(),
+            kind: "deadline".into(),
+            resource: "tasks".into(),
+            record_id: "t1".into(),
+            payload: serde_json::json!({ "v": v }),
+            suppressed,
+        };
+        let ids: Vec<String> = [
+            "deadline:task:t1:2026-11-17:14d",
+            "deadline:task:t2:2026-11-18:14d",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut tx = store.begin().await.unwrap();
+        tx.enqueue(&[note(&ids[0], 1, false), note(&ids[1], 1, true)], now)
+            .await
+            .unwrap();
+        let cancelled = tx
+            .cancel_deadlines(&[Cancel {
+                resource: "tasks".into(),
+                record_id: "t1".into(),
+                prefix: "deadline:task:t1:".into(),
+                keep: Some("deadline:task:t1:2026-11-20:".into()),
+            }])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(cancelled, 1);
+        let status = store.outbox_status(&ids).await.unwrap();
+        assert_eq!(status[&ids[0]], "cancelled");
+
+        let mut tx = store.begin().await.unwrap();
+        let added = tx
+            .enqueue(&[note(&ids[0], 2, false), note(&ids[1], 2, false)], now)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(added, 1, "only the cancelled one is written again");
+        let status = store.outbox_status(&ids).await.unwrap();
+        assert_eq!(status[&ids[0]], "pending");
+        assert_eq!(status[&ids[1]], "suppressed", "a suppressed one stays");
+        let due = store.outbox_due(now, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].0, ids[0]);
+        assert!(
+            due[0].1.contains("\"v\":2"),
+            "the new payload: {}",
+            due[0].1
+        );
+    }
+}
