@@ -92,23 +92,24 @@ impl Tx {
                      matter_id, matter_name, account_id, account_name, assignees, due_at, due_raw, \
                      due_local, local_date, time_zone, all_day) "
                 ));
+                // Borrowed, not cloned: a rewrite binds some 30,000 rows at scale 1.
                 q.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.source.clone())
+                    b.push_bind(r.source.as_str())
                         .push_bind(r.kind)
                         .push_bind(r.record_table)
-                        .push_bind(r.record_id.clone())
-                        .push_bind(r.title.clone())
-                        .push_bind(r.status.clone())
-                        .push_bind(r.matter_id.clone())
-                        .push_bind(r.matter_name.clone())
-                        .push_bind(r.account_id.clone())
-                        .push_bind(r.account_name.clone())
-                        .push_bind(r.assignees.clone())
+                        .push_bind(r.record_id.as_str())
+                        .push_bind(r.title.as_deref())
+                        .push_bind(r.status.as_deref())
+                        .push_bind(r.matter_id.as_deref())
+                        .push_bind(r.matter_name.as_deref())
+                        .push_bind(r.account_id.as_deref())
+                        .push_bind(r.account_name.as_deref())
+                        .push_bind(r.assignees.as_deref())
                         .push_bind(Ts(r.due_at))
-                        .push_bind(r.due_raw.clone())
-                        .push_bind(r.due_local.clone())
+                        .push_bind(r.due_raw.as_str())
+                        .push_bind(r.due_local.as_str())
                         .push_bind(r.local_date)
-                        .push_bind(r.time_zone.clone())
+                        .push_bind(r.time_zone.as_str())
                         .push_bind(r.all_day);
                 });
                 q.build().execute(&mut **tx).await?;

@@ -175,6 +175,9 @@ pub(super) async fn upsert(
 }
 
 /// The rows in `COPY`'s binary format, in [`FIXED`] order and then the resource's columns.
+/// Written here because sqlx offers only the raw `COPY` stream: the one ready encoder
+/// (`tokio-postgres`' `BinaryCopyInWriter`) would bring a second PostgreSQL driver, and the
+/// format is a header and length-prefixed fields (PostgreSQL's `COPY` page, "Binary Format").
 fn encode(res: &Resource, rows: &[Row], run: i64, now: DateTime<Utc>) -> Result<Vec<u8>> {
     let size: usize = rows.iter().map(|r| 2 * r.data.len() + 256).sum();
     let mut b = Binary(Vec::with_capacity(size + 32));
