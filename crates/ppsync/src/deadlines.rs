@@ -338,18 +338,17 @@ pub async fn list(
         .filter(|r| sources.covers(r))
         .collect();
     let mut list = Vec::new();
-    for (resource, raw) in store
-        .deadline_records(Some((from.to_utc(), to.to_utc())), &with)
-        .await?
-    {
-        let record = read_record(raw.get());
-        list.extend(
-            sources
-                .of_record(resource, &record)
-                .into_iter()
-                .filter(|d| d.date >= first && d.date <= last),
-        );
-    }
+    store
+        .deadline_records(Some((from.to_utc(), to.to_utc())), &with, |resource, raw| {
+            let record = read_record(raw.get());
+            list.extend(
+                sources
+                    .of_record(resource, &record)
+                    .into_iter()
+                    .filter(|d| d.date >= first && d.date <= last),
+            );
+        })
+        .await?;
     list.sort_by(|a, b| (a.at, &a.kind, &a.id).cmp(&(b.at, &b.kind, &b.id)));
     Ok(list)
 }
@@ -361,10 +360,11 @@ pub async fn all(store: &crate::store::Store, sources: &Sources) -> anyhow::Resu
         .filter(|r| sources.covers(r))
         .collect();
     let mut list = Vec::new();
-    for (resource, raw) in store.deadline_records(None, &with).await? {
-        let record = read_record(raw.get());
-        list.extend(sources.of_record(resource, &record));
-    }
+    store
+        .deadline_records(None, &with, |resource, raw| {
+            list.extend(sources.of_record(resource, &read_record(raw.get())));
+        })
+        .await?;
     list.sort_by(|a, b| (a.at, &a.kind, &a.id).cmp(&(b.at, &b.kind, &b.id)));
     Ok(list)
 }
@@ -405,13 +405,29 @@ pub async fn refresh(
     if !needs_refresh(changed, written.as_deref(), &under) {
         return Ok(None);
     }
-    let rows: Vec<_> = all(store, sources).await?.iter().map(row).collect();
+    // Each record's deadlines become rows as it is read (moved, unsorted: the table has no
+    // order), so only the rows are held, not the records nor a second copy of every deadline.
+    let with: Vec<&'static str> = RESOURCES
+        .into_iter()
+        .filter(|r| sources.covers(r))
+        .collect();
+    let mut rows = Vec::new();
+    store
+        .deadline_records(None, &with, |resource, raw| {
+            rows.extend(
+                sources
+                    .of_record(resource, &read_record(raw.get()))
+                    .into_iter()
+                    .map(row),
+            );
+        })
+        .await?;
     store.replace_deadline_rows(&rows, &under, now).await?;
     Ok(Some(rows.len()))
 }
 
 /// A deadline as `deadline_rows` holds it.
-pub fn row(d: &Deadline) -> crate::store::DeadlineRow {
+pub fn row(d: Deadline) -> crate::store::DeadlineRow {
     let kind = match d.kind.as_str() {
         TASK if d.resource == "tasks" => "task",
         EVENT if d.resource == "events" => "event",
@@ -419,22 +435,22 @@ pub fn row(d: &Deadline) -> crate::store::DeadlineRow {
         _ => "custom_field",
     };
     crate::store::DeadlineRow {
-        source: d.kind.clone(),
+        source: d.kind,
         kind,
         record_table: d.resource,
-        record_id: d.id.clone(),
-        title: d.subject.clone(),
-        status: d.status.clone(),
-        matter_id: d.matter_id.clone(),
-        matter_name: d.matter.clone(),
-        account_id: d.client_id.clone(),
-        account_name: d.client.clone(),
+        record_id: d.id,
+        title: d.subject,
+        status: d.status,
+        matter_id: d.matter_id,
+        matter_name: d.matter,
+        account_id: d.client_id,
+        account_name: d.client,
         assignees: (!d.assignees.is_empty()).then(|| d.assignees.join(", ")),
         due_at: d.at.to_utc(),
-        due_raw: d.raw.clone(),
-        due_local: d.due.clone(),
+        due_raw: d.raw,
+        due_local: d.due,
         local_date: d.date,
-        time_zone: d.time_zone.clone(),
+        time_zone: d.time_zone,
         all_day: d.all_day,
     }
 }

@@ -248,15 +248,17 @@ pub async fn deadline_scan(
         .filter(|r| sources.covers(r))
         .collect();
     let mut items = Vec::new();
-    for (resource, raw) in store.deadline_records(Some((from, to)), &with).await? {
-        let record = crate::deadlines::read_record(raw.get());
-        items.extend(
-            sources
-                .of_record(resource, &record)
-                .iter()
-                .filter_map(|d| lead_notification(d, sources.leads(&d.kind), today, now, false)),
-        );
-    }
+    store
+        .deadline_records(Some((from, to)), &with, |resource, raw| {
+            let record = crate::deadlines::read_record(raw.get());
+            items.extend(
+                sources
+                    .of_record(resource, &record)
+                    .iter()
+                    .filter_map(|d| lead_notification(d, sources.leads(&d.kind), today, now, false)),
+            );
+        })
+        .await?;
     let mut tx = store.begin().await?;
     let n = tx.enqueue(&items, now).await?;
     tx.commit().await?;
