@@ -339,15 +339,19 @@ pub async fn list(
         .collect();
     let mut list = Vec::new();
     store
-        .deadline_records(Some((from.to_utc(), to.to_utc())), &with, |resource, raw| {
-            let record = read_record(raw.get());
-            list.extend(
-                sources
-                    .of_record(resource, &record)
-                    .into_iter()
-                    .filter(|d| d.date >= first && d.date <= last),
-            );
-        })
+        .deadline_records(
+            Some((from.to_utc(), to.to_utc())),
+            &with,
+            |resource, raw| {
+                let record = read_record(raw.get());
+                list.extend(
+                    sources
+                        .of_record(resource, &record)
+                        .into_iter()
+                        .filter(|d| d.date >= first && d.date <= last),
+                );
+            },
+        )
         .await?;
     list.sort_by(|a, b| (a.at, &a.kind, &a.id).cmp(&(b.at, &b.kind, &b.id)));
     Ok(list)
@@ -405,26 +409,28 @@ pub async fn refresh(
     if !needs_refresh(changed, written.as_deref(), &under) {
         return Ok(None);
     }
-    // Each record's deadlines become rows as it is read (moved, unsorted: the table has no
-    // order), so only the rows are held, not the records nor a second copy of every deadline.
-    let with: Vec<&'static str> = RESOURCES
-        .into_iter()
-        .filter(|r| sources.covers(r))
-        .collect();
-    let mut rows = Vec::new();
-    store
-        .deadline_records(None, &with, |resource, raw| {
-            rows.extend(
-                sources
-                    .of_record(resource, &read_record(raw.get()))
-                    .into_iter()
-                    .map(row),
-            );
-        })
-        .await?;
-    store.replace_deadline_rows(&rows, &under, now).await?;
-    Ok(Some(rows.len()))
+    // A page of records at a time, each record's deadlines moved into rows and written before
+    // the next page is read: memory is bounded by the page, not the firm.
+    let mut rewrite = store.rewrite_deadline_rows().await?;
+    for resource in RESOURCES.into_iter().filter(|r| sources.covers(r)) {
+        loop {
+            let page = rewrite.records(resource, PAGE).await?;
+            if page.is_empty() {
+                break;
+            }
+            let rows: Vec<_> = page
+                .iter()
+                .flat_map(|raw| sources.of_record(resource, &read_record(raw.get())))
+                .map(row)
+                .collect();
+            rewrite.push(&rows).await?;
+        }
+    }
+    Ok(Some(rewrite.finish(&under, now).await? as usize))
 }
+
+/// Records read at a time by a rewrite of `deadline_rows`.
+const PAGE: u32 = 2_000;
 
 /// A deadline as `deadline_rows` holds it.
 pub fn row(d: Deadline) -> crate::store::DeadlineRow {

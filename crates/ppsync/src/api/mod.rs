@@ -70,6 +70,28 @@ pub struct Response {
     pub path: String,
 }
 
+tokio::task_local! {
+    /// Where the work in scope (one resource's listing) also counts the requests it sends.
+    static TALLY: Arc<AtomicU64>;
+}
+
+/// Runs `work`, counting the requests it sends in `tally` as well: a pass lists several
+/// resources at once on PostgreSQL, and each resource's count is its own.
+pub async fn tallied<F: std::future::Future>(tally: Arc<AtomicU64>, work: F) -> F::Output {
+    TALLY.scope(tally, work).await
+}
+
+/// The tally in scope (see [`tallied`]), for work handed to a task of its own.
+pub fn current_tally() -> Option<Arc<AtomicU64>> {
+    TALLY.try_with(Arc::clone).ok()
+}
+
+/// A request is sent: the client's count, and the tally in scope if any.
+fn count(inner: &Inner) {
+    inner.requests.fetch_add(1, Ordering::Relaxed);
+    let _ = TALLY.try_with(|t| t.fetch_add(1, Ordering::Relaxed));
+}
+
 impl Client {
     pub fn new(
         cfg: ClientConfig,
@@ -177,7 +199,7 @@ impl Client {
         loop {
             attempt += 1;
             let slot = self.acquire().await?;
-            inner.requests.fetch_add(1, Ordering::Relaxed);
+            count(inner);
             let sent = inner
                 .http
                 .get(url.clone())
@@ -390,7 +412,7 @@ impl Client {
         loop {
             attempt += 1;
             let slot = inner.budget.acquire().await;
-            inner.requests.fetch_add(1, Ordering::Relaxed);
+            count(inner);
             let sent = inner.http.post(url.clone()).form(form).send().await;
             drop(slot);
             let resp = match sent {

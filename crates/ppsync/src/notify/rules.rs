@@ -252,10 +252,9 @@ pub async fn deadline_scan(
         .deadline_records(Some((from, to)), &with, |resource, raw| {
             let record = crate::deadlines::read_record(raw.get());
             items.extend(
-                sources
-                    .of_record(resource, &record)
-                    .iter()
-                    .filter_map(|d| lead_notification(d, sources.leads(&d.kind), today, now, false)),
+                sources.of_record(resource, &record).iter().filter_map(|d| {
+                    lead_notification(d, sources.leads(&d.kind), today, now, false)
+                }),
             );
         })
         .await?;

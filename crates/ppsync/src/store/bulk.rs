@@ -1,12 +1,13 @@
-//! Bulk loading for a first backfill on SQLite: secondary indexes set aside while the table fills
-//! and rebuilt by one sort at the end (random-order inserts into every index of a big table
-//! outgrow the page cache). PostgreSQL keeps its indexes (these are no-ops there).
+//! Bulk loading for a first backfill: secondary indexes set aside while the table fills and
+//! rebuilt by one sort at the end (random-order inserts into every index of a big table outgrow
+//! the page cache; on PostgreSQL index upkeep was a quarter of the server's work). PostgreSQL sets
+//! them aside only from an empty table: a table applications already query keeps its indexes.
 //!
 //! Invariant: an index is dropped only in a transaction that records its definition in
 //! `deferred_indexes`, and the row goes only with the transaction that recreates it; opening the
 //! store recreates whatever a killed process left set aside.
 
-use sqlx::{Executor as _, Row as _, SqliteConnection};
+use sqlx::{Executor as _, PgConnection, Row as _, SqliteConnection};
 
 use super::{Result, Tx, TxInner};
 use crate::resource::Resource;
@@ -42,14 +43,39 @@ pub(super) async fn restore(conn: &mut SqliteConnection, tbl: Option<&str>) -> R
     Ok(rows.len() as u64)
 }
 
+/// Recreates the indexes set aside in the connection's schema (PostgreSQL; `tbl` None: every
+/// table). Their definitions name their schema.
+pub(super) async fn restore_pg(conn: &mut PgConnection, tbl: Option<&str>) -> Result<u64> {
+    let rows =
+        sqlx::query("SELECT name, sql FROM deferred_indexes WHERE $1::text IS NULL OR tbl = $1")
+            .bind(tbl)
+            .fetch_all(&mut *conn)
+            .await?;
+    for r in &rows {
+        let name: String = r.try_get(0)?;
+        let sql: String = r.try_get(1)?;
+        conn.execute(sqlx::AssertSqlSafe(if_not_exists(&sql)))
+            .await?;
+        sqlx::query("DELETE FROM deferred_indexes WHERE name = $1")
+            .bind(name)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(rows.len() as u64)
+}
+
 impl Tx {
     /// Drops the table's secondary indexes (the primary key stays), remembering their definitions.
     /// Kept are the indexes a backfill fills in order, at their right edge: `seen_run` (one value
     /// for the whole pass) and `updated_at` (pages come in its order); rebuilding one costs a scan
-    /// of the whole table, keeping it costs next to nothing.
-    pub async fn defer_indexes(&mut self, res: &Resource) -> Result<u64> {
-        let TxInner::Sqlite(tx) = &mut self.tx else {
-            return Ok(0);
+    /// of the whole table, keeping it costs next to nothing. `empty`: the table holds no row
+    /// (PostgreSQL sets nothing aside otherwise).
+    pub async fn defer_indexes(&mut self, res: &Resource, empty: bool) -> Result<u64> {
+        let schema = self.schema.clone();
+        let tx = match &mut self.tx {
+            TxInner::Sqlite(tx) => tx,
+            TxInner::Pg(_) if !empty => return Ok(0),
+            TxInner::Pg(tx) => return defer_pg(tx, schema.as_deref(), res).await,
         };
         let found = sqlx::query(
             "SELECT m.name, m.sql FROM sqlite_master m WHERE m.type = 'index' AND m.tbl_name = $1 \
@@ -79,11 +105,75 @@ impl Tx {
 
     /// Recreates the indexes set aside for this table (one sort each).
     pub async fn restore_indexes(&mut self, res: &Resource) -> Result<u64> {
+        let deferred = self.t("deferred_indexes");
         match &mut self.tx {
             TxInner::Sqlite(tx) => restore(tx, Some(res.name)).await,
-            TxInner::Pg(_) => Ok(0),
+            TxInner::Pg(tx) => {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT name, sql FROM {deferred} WHERE tbl = $1"
+                )))
+                .bind(res.name)
+                .fetch_all(&mut **tx)
+                .await?;
+                for r in &rows {
+                    let name: String = r.try_get(0)?;
+                    let sql: String = r.try_get(1)?;
+                    tx.execute(sqlx::AssertSqlSafe(if_not_exists(&sql))).await?;
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DELETE FROM {deferred} WHERE name = $1"
+                    )))
+                    .bind(name)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Ok(rows.len() as u64)
+            }
         }
     }
+}
+
+/// PostgreSQL's [`Tx::defer_indexes`] for an empty table: the same indexes, by the catalog.
+async fn defer_pg(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    schema: Option<&str>,
+    res: &Resource,
+) -> Result<u64> {
+    let table = super::qualify(schema, res.name);
+    let deferred = super::qualify(schema, "deferred_indexes");
+    let found = sqlx::query(
+        "SELECT c.relname::text, pg_get_indexdef(c.oid) FROM pg_index x \
+         JOIN pg_class c ON c.oid = x.indexrelid \
+         WHERE x.indrelid = $1::regclass AND NOT x.indisunique \
+         AND (SELECT string_agg(a.attname::text, ',' ORDER BY k.n) \
+              FROM unnest(x.indkey::int2[]) WITH ORDINALITY k(attnum, n) \
+              JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum) \
+             NOT IN ('seen_run', 'updated_at')",
+    )
+    .bind(&table)
+    .fetch_all(&mut **tx)
+    .await?;
+    for r in &found {
+        let name: String = r.try_get(0)?;
+        let sql: String = r.try_get(1)?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {deferred} (name, tbl, sql) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING"
+        )))
+        .bind(&name)
+        .bind(res.name)
+        .bind(sql)
+        .execute(&mut **tx)
+        .await?;
+        // The index lives in the table's schema; its name comes from the catalog, quoted all the same.
+        let drop = match schema {
+            Some(s) => format!(
+                "DROP INDEX IF EXISTS \"{s}\".\"{}\"",
+                name.replace('"', "\"\"")
+            ),
+            None => format!("DROP INDEX IF EXISTS \"{}\"", name.replace('"', "\"\"")),
+        };
+        tx.execute(sqlx::AssertSqlSafe(drop)).await?;
+    }
+    Ok(found.len() as u64)
 }
 
 #[cfg(test)]

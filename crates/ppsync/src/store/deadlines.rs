@@ -2,8 +2,8 @@
 //! status page's list of tasks and events, and the cancelling of a moved deadline's notifications.
 
 use chrono::{DateTime, Utc};
-use serde_json::value::RawValue;
 use futures::TryStreamExt as _;
+use serde_json::value::RawValue;
 use sqlx::Row as _;
 
 use super::{Db, Error, Result, Store, Ts, Tx, TxInner};

@@ -120,6 +120,11 @@ pub(super) const POSTGRES: &[Source] = &[
         "deadline rows",
         include_str!("../../migrations/postgres/0009_deadline_rows.sql"),
     ),
+    (
+        10,
+        "deferred indexes",
+        include_str!("../../migrations/postgres/0010_deferred_indexes.sql"),
+    ),
 ];
 
 /// The migrator for one backend's list.

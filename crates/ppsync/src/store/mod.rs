@@ -68,7 +68,7 @@ mod types;
 
 pub use auth_failure::AuthFailure;
 pub use claims::{Claims, Fence};
-pub use deadline_rows::DeadlineRow;
+pub use deadline_rows::{DeadlineRewrite, DeadlineRow};
 pub use deadlines::{Cancel, Deadline};
 pub use details::{DetailBacklog, DetailItem};
 pub use error::{Error, Result};

@@ -24,6 +24,9 @@ use crate::resource::{ColumnType, Resource};
 /// "2026-12-07: PostgreSQL by COPY").
 pub(super) const MIN_ROWS: usize = 16;
 
+/// Bytes per `CopyData` message.
+const COPY_MESSAGE: usize = 256 * 1024;
+
 /// The staging tables created in one transaction (each dropped at its commit or rollback).
 #[derive(Default)]
 pub(super) struct Staged(Vec<String>);
@@ -77,13 +80,67 @@ pub(super) async fn upsert(
     run: i64,
     now: DateTime<Utc>,
     watch: Option<&str>,
+    only_this_run: bool,
 ) -> Result<Vec<Fresh>> {
-    let stage = stage_name(table);
     let columns: Vec<&str> = FIXED
         .iter()
         .map(|(n, _)| *n)
         .chain(res.columns.iter().map(|c| c.name))
         .collect();
+    let columns = columns.join(", ");
+    let all: Vec<&Row> = rows.iter().collect();
+    if !only_this_run {
+        return merge(tx, staged, table, res, &all, run, now, watch, &columns).await;
+    }
+    // A first backfill: the ids the table does not hold yet (all but the few records a page
+    // shares with the one before) go straight into it, with no staging table and no merge;
+    // each is new, with no prior value. The others are merged.
+    let stored = stored_ids(tx, table, rows).await?;
+    let (known, new): (Vec<&Row>, Vec<&Row>) = all
+        .into_iter()
+        .partition(|r| stored.contains(r.id.as_str()));
+    if !new.is_empty() {
+        copy_in(tx, table, &columns, encode(res, &new, run, now)?).await?;
+    }
+    let mut merged: HashMap<String, Fresh> = if known.is_empty() {
+        HashMap::new()
+    } else {
+        merge(tx, staged, table, res, &known, run, now, watch, &columns)
+            .await?
+            .into_iter()
+            .map(|f| (f.id.clone(), f))
+            .collect()
+    };
+    // In the batch's order, as the other path reports them.
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            if stored.contains(r.id.as_str()) {
+                merged.remove(&r.id)
+            } else {
+                Some(Fresh {
+                    id: r.id.clone(),
+                    prior: None,
+                })
+            }
+        })
+        .collect())
+}
+
+/// Stages `rows` and merges them into `table` (see [`upsert`]).
+#[allow(clippy::too_many_arguments)]
+async fn merge(
+    tx: &mut sqlx::Transaction<'static, Postgres>,
+    staged: &mut Staged,
+    table: &str,
+    res: &Resource,
+    rows: &[&Row],
+    run: i64,
+    now: DateTime<Utc>,
+    watch: Option<&str>,
+    columns: &str,
+) -> Result<Vec<Fresh>> {
+    let stage = stage_name(table);
     if staged.0.contains(&stage) {
         // Created earlier in this transaction: emptied for this batch.
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("TRUNCATE {stage}")))
@@ -109,16 +166,7 @@ pub(super) async fn upsert(
         staged.0.push(stage.clone());
     }
 
-    let data = encode(res, rows, run, now)?;
-    let columns = columns.join(", ");
-    let mut copy = tx
-        .copy_in_raw(&format!(
-            "COPY {stage} ({columns}) FROM STDIN (FORMAT binary)"
-        ))
-        .await?;
-    // A failed send drops `copy`, which tells the server the COPY failed.
-    copy.send(data).await?;
-    copy.finish().await?;
+    copy_in(tx, &stage, columns, encode(res, rows, run, now)?).await?;
 
     // Every sub-statement sees the table as it was before this one: `prior` is what was stored,
     // `touched` raises `seen_run` of the unchanged rows and `written` writes the others (two
@@ -174,19 +222,55 @@ pub(super) async fn upsert(
         .collect())
 }
 
+/// The batch's ids `table` holds. The caller holds the table's write lock (see `Tx::upsert`):
+/// no other writer can add one before the batch is written.
+async fn stored_ids(
+    tx: &mut sqlx::Transaction<'static, Postgres>,
+    table: &str,
+    rows: &[Row],
+) -> Result<std::collections::HashSet<String>> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let stored: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM {table} WHERE id = ANY($1)"
+    )))
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(stored.into_iter().collect())
+}
+
+/// Sends `data` (the binary `COPY` format) into `columns` of `table`.
+pub(super) async fn copy_in(
+    tx: &mut sqlx::Transaction<'static, Postgres>,
+    table: &str,
+    columns: &str,
+    data: Vec<u8>,
+) -> Result<()> {
+    let mut copy = tx
+        .copy_in_raw(&format!(
+            "COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    // In slices: sqlx copies each message into its connection's write buffer, which keeps its
+    // largest size for the connection's life (a whole batch was ~6 MB per pooled connection).
+    // A failed send drops `copy`, which tells the server the COPY failed.
+    for part in data.chunks(COPY_MESSAGE) {
+        copy.send(part).await?;
+    }
+    copy.finish().await?;
+    Ok(())
+}
+
 /// The rows in `COPY`'s binary format, in [`FIXED`] order and then the resource's columns.
 /// Written here because sqlx offers only the raw `COPY` stream: the one ready encoder
 /// (`tokio-postgres`' `BinaryCopyInWriter`) would bring a second PostgreSQL driver, and the
 /// format is a header and length-prefixed fields (PostgreSQL's `COPY` page, "Binary Format").
-fn encode(res: &Resource, rows: &[Row], run: i64, now: DateTime<Utc>) -> Result<Vec<u8>> {
+fn encode(res: &Resource, rows: &[&Row], run: i64, now: DateTime<Utc>) -> Result<Vec<u8>> {
     let size: usize = rows.iter().map(|r| 2 * r.data.len() + 256).sum();
-    let mut b = Binary(Vec::with_capacity(size + 32));
-    b.0.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-    b.0.extend_from_slice(&0i32.to_be_bytes()); // flags
-    b.0.extend_from_slice(&0i32.to_be_bytes()); // header extension
+    let mut b = Binary::new(size);
     let fields = (FIXED.len() + res.columns.len()) as i16;
     for r in rows {
-        b.0.extend_from_slice(&fields.to_be_bytes());
+        b.row(fields);
         b.text(Some(&r.id))?;
         b.time(r.created_at)?;
         b.time(r.updated_at)?;
@@ -203,24 +287,56 @@ fn encode(res: &Resource, rows: &[Row], run: i64, now: DateTime<Utc>) -> Result<
                 Value::Text(s) => b.text(Some(s))?,
                 Value::Int(i) => b.int(*i),
                 Value::Real(f) => b.field(&f.to_be_bytes())?,
-                Value::Bool(x) => b.field(&[u8::from(*x)])?,
+                Value::Bool(x) => b.bool(*x)?,
                 Value::Time(t) => b.time(Some(*t))?,
             }
         }
     }
-    b.0.extend_from_slice(&(-1i16).to_be_bytes());
-    Ok(b.0)
+    Ok(b.finish())
 }
 
 /// A `COPY` binary buffer: each field its length (-1: NULL) and its bytes.
-struct Binary(Vec<u8>);
+pub(super) struct Binary(Vec<u8>);
 
 impl Binary {
-    fn null(&mut self) {
+    /// A buffer of about `capacity` bytes, the format's header written.
+    pub(super) fn new(capacity: usize) -> Self {
+        let mut b = Binary(Vec::with_capacity(capacity + 32));
+        b.0.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        b.0.extend_from_slice(&0i32.to_be_bytes()); // flags
+        b.0.extend_from_slice(&0i32.to_be_bytes()); // header extension
+        b
+    }
+
+    /// A row of `fields` fields starts.
+    pub(super) fn row(&mut self, fields: i16) {
+        self.0.extend_from_slice(&fields.to_be_bytes());
+    }
+
+    /// The trailer: the buffer as sent.
+    pub(super) fn finish(mut self) -> Vec<u8> {
+        self.0.extend_from_slice(&(-1i16).to_be_bytes());
+        self.0
+    }
+
+    pub(super) fn bool(&mut self, x: bool) -> Result<()> {
+        self.field(&[u8::from(x)])
+    }
+
+    /// Days since 2000-01-01.
+    pub(super) fn date(&mut self, d: chrono::NaiveDate) -> Result<()> {
+        let epoch = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).expect("a date");
+        let days = i32::try_from((d - epoch).num_days()).map_err(|_| {
+            sqlx::Error::Encode(format!("{d} is out of range for PostgreSQL").into())
+        })?;
+        self.field(&days.to_be_bytes())
+    }
+
+    pub(super) fn null(&mut self) {
         self.0.extend_from_slice(&(-1i32).to_be_bytes());
     }
 
-    fn field(&mut self, bytes: &[u8]) -> Result<()> {
+    pub(super) fn field(&mut self, bytes: &[u8]) -> Result<()> {
         let len = i32::try_from(bytes.len()).map_err(|_| {
             sqlx::Error::Encode(format!("a value of {} bytes is too long", bytes.len()).into())
         })?;
@@ -229,7 +345,7 @@ impl Binary {
         Ok(())
     }
 
-    fn text(&mut self, s: Option<&str>) -> Result<()> {
+    pub(super) fn text(&mut self, s: Option<&str>) -> Result<()> {
         match s {
             Some(s) => self.field(s.as_bytes()),
             None => {
@@ -239,7 +355,7 @@ impl Binary {
         }
     }
 
-    fn int(&mut self, i: i64) {
+    pub(super) fn int(&mut self, i: i64) {
         self.0.extend_from_slice(&8i32.to_be_bytes());
         self.0.extend_from_slice(&i.to_be_bytes());
     }
@@ -256,7 +372,7 @@ impl Binary {
     }
 
     /// Microseconds since 2000-01-01 UTC, as sqlx encodes an instant.
-    fn time(&mut self, t: Option<DateTime<Utc>>) -> Result<()> {
+    pub(super) fn time(&mut self, t: Option<DateTime<Utc>>) -> Result<()> {
         let Some(t) = t else {
             self.null();
             return Ok(());

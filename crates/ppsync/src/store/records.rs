@@ -70,7 +70,18 @@ impl Tx {
             // A big batch (a backfill's, a re-listing's) by COPY; a handful of rows (an
             // incremental page's) by statements.
             TxInner::Pg(tx) if rows.len() >= pg_copy::MIN_ROWS => {
-                pg_copy::upsert(tx, &mut self.staged, &table, res, rows, run, now, watch).await
+                pg_copy::upsert(
+                    tx,
+                    &mut self.staged,
+                    &table,
+                    res,
+                    rows,
+                    run,
+                    now,
+                    watch,
+                    only_this_run,
+                )
+                .await
             }
             TxInner::Pg(tx) => pg_write::upsert(tx, &table, res, rows, run, now, watch).await,
         }

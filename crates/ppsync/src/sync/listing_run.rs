@@ -105,12 +105,12 @@ impl<'e> ListingRun<'e> {
             return self.confirm_deletions().await;
         }
         // A first backfill fills its table with the secondary indexes set aside (one sort each at
-        // the end instead of random inserts into every index; SQLite only).
+        // the end instead of random inserts into every index; PostgreSQL only into an empty table).
         let bulk = self.listing.mode == Mode::Backfill;
         if bulk {
             let mut tx = engine.store.begin().await?;
-            tx.defer_indexes(res).await?;
             self.listing.new_table = tx.is_empty(res).await?;
+            tx.defer_indexes(res, self.listing.new_table).await?;
             tx.commit().await?;
         }
         let result = self.pages().await;

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
 
 use crate::api::Client;
 use crate::resource::Resource;
@@ -174,49 +175,97 @@ impl Engine {
             }
         };
         report.cycle = cycle;
-        for (i, res) in resources.iter().enumerate() {
-            if self.shutdown.is_cancelled() {
-                break;
+        // PostgreSQL takes several resources' pages at once (each its own table and connection),
+        // so its server works while ppsync waits on another resource's round trip; SQLite has one
+        // writer, and takes them one by one. Outcomes keep the resources' order.
+        let at_once = match self.store.backend() {
+            store::Backend::Sqlite => 1,
+            store::Backend::Postgres => PG_RESOURCES_AT_ONCE,
+        };
+        // Set when a resource ends the pass: no further resource starts (those under way finish).
+        let mut stop = false;
+        let mut started = 0usize;
+        let mut listings = futures::stream::FuturesOrdered::new();
+        // On PostgreSQL `deadline_rows` is rewritten as soon as the resources deadlines come from
+        // are done, beside the other resources' listings (it reads only those five tables); on
+        // SQLite, whose one writer the listings hold, after the last one.
+        let mut deadlines: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
+        let mut deadlines_done = false;
+        loop {
+            while listings.len() < at_once
+                && started < resources.len()
+                && !stop
+                && !self.shutdown.is_cancelled()
+            {
+                listings.push_back(self.sync_resource(cycle, resources[started], full));
+                started += 1;
             }
-            let (outcome, end) = self.sync_resource(cycle, res, full).await;
+            let next = match deadlines.as_mut().filter(|_| !deadlines_done) {
+                Some(rewrite) => tokio::select! {
+                    next = listings.next() => next,
+                    () = rewrite => {
+                        deadlines_done = true;
+                        continue;
+                    }
+                },
+                None => listings.next().await,
+            };
+            let Some((outcome, end)) = next else {
+                break;
+            };
             if let Some(p) = &self.progress {
-                p.finish(res.name, &outcome);
+                p.finish(outcome.resource, &outcome);
             }
             report.outcomes.push(outcome);
             match end {
                 None => {}
                 Some(PassEnd::Fatal(f)) => {
-                    report.fatal = Some(f);
-                    break;
+                    stop = true;
+                    report.fatal.get_or_insert(f);
                 }
                 Some(PassEnd::AuthDead(f)) => {
-                    report.fatal = Some(f);
+                    stop = true;
+                    report.fatal.get_or_insert(f);
                     report.auth_failed = true;
-                    break;
                 }
                 Some(PassEnd::Wait(until)) => {
-                    report.not_before = Some(until);
-                    for rest in &resources[i + 1..] {
-                        report.outcomes.push(Outcome {
-                            resource: rest.name,
-                            mode: Mode::Incremental,
-                            stats: RunStats::default(),
-                            error: Some(format!(
-                                "{}: not reached: the API asked to wait until {}",
-                                rest.name,
-                                canonical(until)
-                            )),
-                            incomplete: false,
-                        });
-                    }
-                    break;
+                    stop = true;
+                    report.not_before = Some(report.not_before.map_or(until, |u| u.max(until)));
                 }
+            }
+            if at_once > 1
+                && deadlines.is_none()
+                && crate::deadlines::RESOURCES.iter().all(|d| {
+                    report.outcomes.iter().any(|o| o.resource == *d)
+                        || !resources.iter().any(|r| r.name == *d)
+                })
+            {
+                deadlines = Some(Box::pin(self.refresh_deadlines(deadlines_changed(&report))));
+            }
+        }
+        if let Some(until) = report.not_before.filter(|_| report.fatal.is_none()) {
+            for rest in &resources[started..] {
+                report.outcomes.push(Outcome {
+                    resource: rest.name,
+                    mode: Mode::Incremental,
+                    stats: RunStats::default(),
+                    error: Some(format!(
+                        "{}: not reached: the API asked to wait until {}",
+                        rest.name,
+                        canonical(until)
+                    )),
+                    incomplete: false,
+                });
             }
         }
         report.requests = self.client.requests_made() - before;
         // The last answers go into the firm's request ledger now, not with the next request.
         self.client.budget().flush().await;
-        self.refresh_deadlines(&report).await;
+        match deadlines {
+            Some(rewrite) if !deadlines_done => rewrite.await,
+            Some(_) => {}
+            None => self.refresh_deadlines(deadlines_changed(&report)).await,
+        }
         let outcome = match report.exit_code() {
             0 => "ok",
             1 => "partial",
@@ -238,15 +287,11 @@ impl Engine {
         report
     }
 
-    /// Rewrites `deadline_rows` (the `upcoming_deadlines` view) when the pass changed a record a
-    /// deadline comes from, or the sources changed since it was written (an empty report checks
+    /// Rewrites `deadline_rows` (the `upcoming_deadlines` view) when the pass `changed` a record a
+    /// deadline comes from, or the sources changed since it was written (`changed` false checks
     /// only the latter, as at the daemon's start). Failing leaves the old rows, with a warning:
     /// the records are in, and the next pass tries again.
-    pub async fn refresh_deadlines(&self, report: &PassReport) {
-        let changed = report.outcomes.iter().any(|o| {
-            crate::deadlines::RESOURCES.contains(&o.resource)
-                && o.stats.records_changed + o.stats.records_deleted > 0
-        });
+    pub async fn refresh_deadlines(&self, changed: bool) {
         let now = self.clock.now();
         let started = std::time::Instant::now();
         match crate::deadlines::refresh(&self.store, &self.cfg.deadlines, now, changed).await {
@@ -368,12 +413,12 @@ impl Engine {
         let dialect = self.dialect(res).await?;
         listing.with_issues = std::sync::Arc::new(self.store.issue_ids(res).await?);
         listing.details = self.cfg.details(res) && dialect.details_needed(now);
-        let before = self.client.requests_made();
+        let tally = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut r = ListingRun::new(self, res, run, listing, dialect);
-        let result = r.list().await;
+        let result = crate::api::tallied(tally.clone(), r.list()).await;
         *mode_out = r.mode;
         *stats = std::mem::take(&mut r.stats);
-        stats.requests = self.client.requests_made() - before;
+        stats.requests = tally.load(std::sync::atomic::Ordering::Relaxed);
         let (outcome, err) = match &result {
             Ok(()) => ("ok", None),
             Err(Stop::Skip(e)) => ("skipped", Some(e.as_str())),
@@ -413,6 +458,17 @@ impl Engine {
         self.store.set_dialect(dialect::API, &json, now).await
     }
 }
+
+/// Whether the pass changed a record a deadline comes from.
+fn deadlines_changed(report: &PassReport) -> bool {
+    report.outcomes.iter().any(|o| {
+        crate::deadlines::RESOURCES.contains(&o.resource)
+            && o.stats.records_changed + o.stats.records_deleted > 0
+    })
+}
+
+/// Resources a pass lists at once into PostgreSQL (see `Engine::pass`).
+const PG_RESOURCES_AT_ONCE: usize = 3;
 
 /// Why a pass ends before its last resource.
 enum PassEnd {

@@ -85,7 +85,9 @@ impl Engine {
         let client = self.client.clone();
         let q = query.clone();
         let expect = Expect::new(res, listing, &sent);
-        let task = tokio::spawn(async move {
+        // The request counts in this resource's tally, which a spawned task does not inherit.
+        let tally = api::current_tally();
+        let work = async move {
             let reader = record::Reader::new(res);
             let seen = Arc::new(std::sync::Mutex::new(PageInfo::new()));
             let noted = seen.clone();
@@ -100,6 +102,12 @@ impl Engine {
                 })
                 .await?;
             Ok(Incoming { stream, seen })
+        };
+        let task = tokio::spawn(async move {
+            match tally {
+                Some(t) => api::tallied(t, work).await,
+                None => work.await,
+            }
         });
         Ahead {
             query,
