@@ -175,13 +175,14 @@ impl Engine {
             }
         };
         report.cycle = cycle;
-        // PostgreSQL takes several resources' pages at once (each its own table and connection),
-        // so its server works while ppsync waits on another resource's round trip; SQLite has one
-        // writer, and takes them one by one. Outcomes keep the resources' order.
-        let at_once = match self.store.backend() {
-            store::Backend::Sqlite => 1,
-            store::Backend::Postgres => PG_RESOURCES_AT_ONCE,
-        };
+        // A first backfill into PostgreSQL lists several resources at once (each its own table
+        // and connection), so the server works while ppsync waits on another resource's round
+        // trip. It fans out once the first resource's backfill is in: until the API has answered
+        // a whole listing, one request at a time meets a 429 or a dead token, not three. SQLite
+        // has one writer and takes them one by one, as does any pass but a first backfill (a
+        // few requests each, where one at a time costs nothing). Outcomes keep the resources' order.
+        let pg = self.store.backend() == store::Backend::Postgres;
+        let mut at_once = 1;
         // Set when a resource ends the pass: no further resource starts (those under way finish).
         let mut stop = false;
         let mut started = 0usize;
@@ -216,6 +217,9 @@ impl Engine {
             if let Some(p) = &self.progress {
                 p.finish(outcome.resource, &outcome);
             }
+            if pg && outcome.mode == Mode::Backfill && outcome.error.is_none() {
+                at_once = PG_RESOURCES_AT_ONCE;
+            }
             report.outcomes.push(outcome);
             match end {
                 None => {}
@@ -233,7 +237,7 @@ impl Engine {
                     report.not_before = Some(report.not_before.map_or(until, |u| u.max(until)));
                 }
             }
-            if at_once > 1
+            if pg
                 && deadlines.is_none()
                 && crate::deadlines::RESOURCES.iter().all(|d| {
                     report.outcomes.iter().any(|o| o.resource == *d)
