@@ -277,6 +277,12 @@ async fn upcoming_deadlines_is_the_engines_list_in_local_and_utc() {
     sim.edit("matters", &id, json!({"custom_field_values": fields}))
         .unwrap();
     sim.delete("contacts", &contact_id).unwrap();
+    // PostgreSQL: the row versions before the rewrite, to tell which rows it wrote.
+    let pg_versions = if store.backend() == Backend::Postgres {
+        rows_text(store, "SELECT xmin::text FROM deadline_rows").await
+    } else {
+        Vec::new()
+    };
     let app = TestApp {
         // The engine reads the config it was made with: the new zone's.
         engine: ppsync::app::engine(
@@ -295,6 +301,21 @@ async fn upcoming_deadlines_is_the_engines_list_in_local_and_utc() {
         cli_rows(&app).await,
         "upcoming_deadlines after the changes"
     );
+    if store.backend() == Backend::Postgres {
+        // Only what changed is written: the moved deadline, not the thousands that did not
+        // move (each rewritten row is a dead one on PostgreSQL).
+        let before: std::collections::HashSet<String> = pg_versions.into_iter().collect();
+        let written = rows_text(store, "SELECT xmin::text FROM deadline_rows")
+            .await
+            .into_iter()
+            .filter(|x| !before.contains(x))
+            .count();
+        assert!(
+            (1..=3).contains(&written),
+            "{written} of {} rows written for one moved deadline",
+            rows.len()
+        );
+    }
     assert!(
         of(&rows, &contact_id).is_empty(),
         "the deleted contact's deadline stays"
