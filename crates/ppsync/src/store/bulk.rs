@@ -43,23 +43,30 @@ pub(super) async fn restore(conn: &mut SqliteConnection, tbl: Option<&str>) -> R
     Ok(rows.len() as u64)
 }
 
-/// Recreates the indexes set aside in the connection's schema (PostgreSQL; `tbl` None: every
-/// table). Their definitions name their schema.
-pub(super) async fn restore_pg(conn: &mut PgConnection, tbl: Option<&str>) -> Result<u64> {
-    let rows =
-        sqlx::query("SELECT name, sql FROM deferred_indexes WHERE $1::text IS NULL OR tbl = $1")
-            .bind(tbl)
-            .fetch_all(&mut *conn)
-            .await?;
+/// Recreates the indexes set aside in `deferred` (PostgreSQL's `deferred_indexes`, qualified or
+/// in the connection's schema; `tbl` None: every table). Their definitions name their schema.
+pub(super) async fn restore_pg(
+    conn: &mut PgConnection,
+    deferred: &str,
+    tbl: Option<&str>,
+) -> Result<u64> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT name, sql FROM {deferred} WHERE $1::text IS NULL OR tbl = $1"
+    )))
+    .bind(tbl)
+    .fetch_all(&mut *conn)
+    .await?;
     for r in &rows {
         let name: String = r.try_get(0)?;
         let sql: String = r.try_get(1)?;
         conn.execute(sqlx::AssertSqlSafe(if_not_exists(&sql)))
             .await?;
-        sqlx::query("DELETE FROM deferred_indexes WHERE name = $1")
-            .bind(name)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {deferred} WHERE name = $1"
+        )))
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(rows.len() as u64)
 }
@@ -108,26 +115,7 @@ impl Tx {
         let deferred = self.t("deferred_indexes");
         match &mut self.tx {
             TxInner::Sqlite(tx) => restore(tx, Some(res.name)).await,
-            TxInner::Pg(tx) => {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT name, sql FROM {deferred} WHERE tbl = $1"
-                )))
-                .bind(res.name)
-                .fetch_all(&mut **tx)
-                .await?;
-                for r in &rows {
-                    let name: String = r.try_get(0)?;
-                    let sql: String = r.try_get(1)?;
-                    tx.execute(sqlx::AssertSqlSafe(if_not_exists(&sql))).await?;
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DELETE FROM {deferred} WHERE name = $1"
-                    )))
-                    .bind(name)
-                    .execute(&mut **tx)
-                    .await?;
-                }
-                Ok(rows.len() as u64)
-            }
+            TxInner::Pg(tx) => restore_pg(tx, &deferred, Some(res.name)).await,
         }
     }
 }

@@ -229,7 +229,10 @@ impl DeadlineRewrite {
             last = Some(id);
             out.push(raw);
         }
-        self.reading = Some((res, last));
+        // An empty page keeps the last id: a further call reads nothing again, not from the start.
+        if last.is_some() || first {
+            self.reading = Some((res, last));
+        }
         Ok(out)
     }
 

@@ -252,7 +252,7 @@ impl Store {
                 .await
                 .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
             // Indexes a killed first backfill had set aside (store/bulk.rs).
-            bulk::restore_pg(&mut conn, None)
+            bulk::restore_pg(&mut conn, "deferred_indexes", None)
                 .await
                 .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
             Ok::<_, sqlx::Error>(())
