@@ -103,7 +103,7 @@ impl Daemon {
         let detail_names: Vec<&str> = details.iter().map(|r| r.name).collect();
         tracing::info!(resources = self.cfg.schedule.len(), "daemon started");
         // Sources changed while it was stopped (the zone, a field) rewrite the deadlines' table now.
-        engine.refresh_deadlines(false).await;
+        engine.refresh_deadlines().await;
         loop {
             if self.stopping(clock.now()) {
                 break;

@@ -390,10 +390,44 @@ impl Sources {
     }
 }
 
-/// Whether `deadline_rows` must be rewritten: a record it comes from changed (`changed`), or it
-/// was written under other sources than `now_under` (or never).
-pub fn needs_refresh(changed: bool, written_under: Option<&str>, now_under: &str) -> bool {
-    changed || written_under != Some(now_under)
+/// Whether `deadline_rows` must be rewritten whole: asked to (`force`), or it was written under
+/// other sources than `now_under` (or never). Pages keep it current record by record otherwise
+/// ([`rows_of`]).
+pub fn needs_refresh(force: bool, written_under: Option<&str>, now_under: &str) -> bool {
+    force || written_under != Some(now_under)
+}
+
+/// The `deadline_rows` of the records of `res` in `fresh` (those a page transaction wrote: new,
+/// changed or back from deletion), read from `rows` as the table stores them (`jsonb`: the JSON
+/// PostgreSQL's `jsonb` holds): the ids whose rows they replace, and the rows.
+pub fn rows_of<'a>(
+    sources: &Sources,
+    res: &'static str,
+    rows: &'a [crate::record::Row],
+    fresh: &[crate::store::Fresh],
+    jsonb: bool,
+) -> (Vec<&'a str>, Vec<crate::store::DeadlineRow>) {
+    let by_id: std::collections::HashMap<&str, &crate::record::Row> =
+        rows.iter().map(|r| (r.id.as_str(), r)).collect();
+    let mut ids = Vec::with_capacity(fresh.len());
+    let mut out = Vec::new();
+    for f in fresh {
+        let Some(r) = by_id.get(f.id.as_str()) else {
+            continue;
+        };
+        ids.push(r.id.as_str());
+        let text = match &r.jsonb {
+            Some(j) if jsonb => j,
+            _ => &r.data,
+        };
+        out.extend(
+            sources
+                .of_record(res, &read_record(text))
+                .into_iter()
+                .map(row),
+        );
+    }
+    (ids, out)
 }
 
 /// Rewrites `deadline_rows` from the mirror when [`needs_refresh`] says so; returns the rows
@@ -402,11 +436,11 @@ pub async fn refresh(
     store: &crate::store::Store,
     sources: &Sources,
     now: DateTime<Utc>,
-    changed: bool,
+    force: bool,
 ) -> anyhow::Result<Option<usize>> {
     let under = sources.fingerprint();
     let written = store.deadline_rows_sources().await?;
-    if !needs_refresh(changed, written.as_deref(), &under) {
+    if !needs_refresh(force, written.as_deref(), &under) {
         return Ok(None);
     }
     // A page of records at a time, each record's deadlines moved into rows and written before
@@ -508,7 +542,7 @@ mod tests {
     }
 
     #[test]
-    fn deadline_rows_are_rewritten_on_a_change_or_other_sources() {
+    fn deadline_rows_are_rewritten_when_forced_or_under_other_sources() {
         let zone = la().fingerprint();
         let utc = Sources::default().fingerprint();
         assert_ne!(zone, utc);
@@ -523,8 +557,8 @@ mod tests {
             ..la()
         }
         .fingerprint();
-        // (records changed, written under, sources now) -> rewrite
-        for (changed, written, now, want) in [
+        // (forced, written under, sources now) -> rewrite
+        for (force, written, now, want) in [
             (false, None, &zone, true),
             (false, Some(&zone), &zone, false),
             (true, Some(&zone), &zone, true),
@@ -533,9 +567,9 @@ mod tests {
             (false, Some(&zone), &leads, false),
         ] {
             assert_eq!(
-                needs_refresh(changed, written.map(String::as_str), now),
+                needs_refresh(force, written.map(String::as_str), now),
                 want,
-                "{changed} {written:?} {now}"
+                "{force} {written:?} {now}"
             );
         }
     }

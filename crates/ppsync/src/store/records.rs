@@ -199,6 +199,9 @@ impl Tx {
                 .await?
                 .rows_affected());
         }
+        // A deleted record holds no deadline (what `deadline_rows` is rewritten from is live).
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        self.drop_deadline_rows(res.name, &ids).await?;
         Ok(n)
     }
 
@@ -222,6 +225,24 @@ impl Tx {
         first_run: i64,
         now: DateTime<Utc>,
     ) -> Result<u64> {
+        // Their deadlines go first, found by the same range of the seen_run index (ids compared
+        // in the default collation on PostgreSQL, deadline_rows.record_id's).
+        let id = match self.tx {
+            TxInner::Pg(_) => "id COLLATE \"default\"",
+            TxInner::Sqlite(_) => "id",
+        };
+        let drop = format!(
+            "DELETE FROM {} WHERE record_table = $1 AND record_id IN \
+             (SELECT {id} FROM {} WHERE seen_run < $2 AND deleted_at IS NULL)",
+            self.t("deadline_rows"),
+            self.t(res.name)
+        );
+        on!(TxInner, &mut self.tx, tx => sqlx::query(sqlx::AssertSqlSafe(drop))
+            .bind(res.name)
+            .bind(first_run)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected());
         let sql = format!(
             "UPDATE {} SET deleted_at = $1, synced_at = $1 WHERE seen_run < $2 AND deleted_at IS NULL",
             self.t(res.name)

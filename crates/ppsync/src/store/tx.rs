@@ -67,6 +67,13 @@ impl Store {
 }
 
 impl Tx {
+    pub fn backend(&self) -> super::Backend {
+        match self.tx {
+            TxInner::Sqlite(_) => super::Backend::Sqlite,
+            TxInner::Pg(_) => super::Backend::Postgres,
+        }
+    }
+
     /// A table's name as SQL: schema-qualified on PostgreSQL.
     pub(super) fn t(&self, name: &str) -> String {
         qualify(self.schema.as_deref(), name)

@@ -243,6 +243,7 @@ impl ListingRun<'_> {
             now,
             listing,
             deadlines: &engine.cfg.deadlines,
+            deadline_sources: engine.cfg.deadlines.fingerprint(),
         };
         let mut touched = false;
         let mut changed = 0;
@@ -302,6 +303,9 @@ struct PageWrite<'a> {
     now: DateTime<Utc>,
     listing: &'a Listing,
     deadlines: &'a crate::deadlines::Sources,
+    /// `deadlines`' fingerprint, which `deadline_rows` must have been written under for a page
+    /// to keep it.
+    deadline_sources: String,
 }
 
 impl PageWrite<'_> {
@@ -346,6 +350,12 @@ impl PageWrite<'_> {
             tx.enqueue(&items, now).await?;
         }
         if !fresh.is_empty() && self.deadlines.covers(res.name) {
+            // `deadline_rows` kept with the records, in their transaction.
+            let jsonb = tx.backend() == crate::store::Backend::Postgres;
+            let (ids, rows) =
+                crate::deadlines::rows_of(self.deadlines, res.name, batch, &fresh, jsonb);
+            tx.replace_deadline_rows(res.name, &ids, &rows, &self.deadline_sources)
+                .await?;
             let (items, cancels) =
                 crate::notify::for_deadlines(self.deadlines, res, batch, &fresh, now, suppressed);
             tx.cancel_deadlines(&cancels).await?;

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 
 use crate::api::Client;
 use crate::resource::Resource;
@@ -175,18 +175,36 @@ impl Engine {
             }
         };
         report.cycle = cycle;
+        // A mirror with no record a deadline comes from has no deadline: noted so, its pages keep
+        // `deadline_rows` from the first on, and a first backfill ends without a whole rewrite.
+        let sources = &self.cfg.deadlines;
+        let tables: Vec<&str> = crate::deadlines::RESOURCES
+            .into_iter()
+            .filter(|r| sources.covers(r))
+            .collect();
+        if let Err(e) = self
+            .store
+            .seed_deadline_rows(&sources.fingerprint(), &tables, self.clock.now())
+            .await
+        {
+            tracing::warn!(error = %e, "deadline_rows not seeded: the pass's end rewrites it");
+        }
         // A first backfill into PostgreSQL lists several resources at once (each its own table
         // and connection), so the server works while ppsync waits on another resource's round
         // trip. It fans out once the first resource's backfill is in: until the API has answered
         // a whole listing, one request at a time meets a 429 or a dead token, not three. SQLite
         // has one writer and takes them one by one, as does any pass but a first backfill (a
-        // few requests each, where one at a time costs nothing). Outcomes keep the resources' order.
+        // few requests each, where one at a time costs nothing). A resource starts as soon as any
+        // slot frees (not after those started before it end: a big listing must not hold idle
+        // slots); the report keeps the resources' order.
         let pg = self.store.backend() == store::Backend::Postgres;
         let mut at_once = 1;
         // Set when a resource ends the pass: no further resource starts (those under way finish).
         let mut stop = false;
         let mut started = 0usize;
-        let mut listings = futures::stream::FuturesOrdered::new();
+        let mut listings = futures::stream::FuturesUnordered::new();
+        // (position in `resources`, outcome), in the order they ended.
+        let mut ended: Vec<(usize, Outcome)> = Vec::with_capacity(resources.len());
         // On PostgreSQL `deadline_rows` is rewritten as soon as the resources deadlines come from
         // are done, beside the other resources' listings (it reads only those five tables); on
         // SQLite, whose one writer the listings hold, after the last one.
@@ -198,7 +216,11 @@ impl Engine {
                 && !stop
                 && !self.shutdown.is_cancelled()
             {
-                listings.push_back(self.sync_resource(cycle, resources[started], full));
+                let at = started;
+                listings.push(
+                    self.sync_resource(cycle, resources[at], full)
+                        .map(move |done| (at, done)),
+                );
                 started += 1;
             }
             let next = match deadlines.as_mut().filter(|_| !deadlines_done) {
@@ -211,7 +233,7 @@ impl Engine {
                 },
                 None => listings.next().await,
             };
-            let Some((outcome, end)) = next else {
+            let Some((at, (outcome, end))) = next else {
                 break;
             };
             if let Some(p) = &self.progress {
@@ -220,7 +242,7 @@ impl Engine {
             if pg && outcome.mode == Mode::Backfill && outcome.error.is_none() {
                 at_once = PG_RESOURCES_AT_ONCE;
             }
-            report.outcomes.push(outcome);
+            ended.push((at, outcome));
             match end {
                 None => {}
                 Some(PassEnd::Fatal(f)) => {
@@ -240,13 +262,15 @@ impl Engine {
             if pg
                 && deadlines.is_none()
                 && crate::deadlines::RESOURCES.iter().all(|d| {
-                    report.outcomes.iter().any(|o| o.resource == *d)
+                    ended.iter().any(|(_, o)| o.resource == *d)
                         || !resources.iter().any(|r| r.name == *d)
                 })
             {
-                deadlines = Some(Box::pin(self.refresh_deadlines(deadlines_changed(&report))));
+                deadlines = Some(Box::pin(self.refresh_deadlines()));
             }
         }
+        ended.sort_by_key(|(at, _)| *at);
+        report.outcomes.extend(ended.into_iter().map(|(_, o)| o));
         if let Some(until) = report.not_before.filter(|_| report.fatal.is_none()) {
             for rest in &resources[started..] {
                 report.outcomes.push(Outcome {
@@ -268,7 +292,7 @@ impl Engine {
         match deadlines {
             Some(rewrite) if !deadlines_done => rewrite.await,
             Some(_) => {}
-            None => self.refresh_deadlines(deadlines_changed(&report)).await,
+            None => self.refresh_deadlines().await,
         }
         let outcome = match report.exit_code() {
             0 => "ok",
@@ -291,14 +315,14 @@ impl Engine {
         report
     }
 
-    /// Rewrites `deadline_rows` (the `upcoming_deadlines` view) when the pass `changed` a record a
-    /// deadline comes from, or the sources changed since it was written (`changed` false checks
-    /// only the latter, as at the daemon's start). Failing leaves the old rows, with a warning:
-    /// the records are in, and the next pass tries again.
-    pub async fn refresh_deadlines(&self, changed: bool) {
+    /// Rewrites `deadline_rows` (the `upcoming_deadlines` view) whole when it was written under
+    /// other sources (zone, fields) or never: each page keeps it current otherwise, in the
+    /// records' transaction. Failing leaves the old rows, with a warning: the records are in, and
+    /// the next pass tries again.
+    pub async fn refresh_deadlines(&self) {
         let now = self.clock.now();
         let started = std::time::Instant::now();
-        match crate::deadlines::refresh(&self.store, &self.cfg.deadlines, now, changed).await {
+        match crate::deadlines::refresh(&self.store, &self.cfg.deadlines, now, false).await {
             Ok(Some(n)) => {
                 let ms = started.elapsed().as_millis() as u64;
                 tracing::debug!(rows = n, ms, "deadline_rows rewritten");
@@ -464,13 +488,6 @@ impl Engine {
 }
 
 /// Whether the pass changed a record a deadline comes from.
-fn deadlines_changed(report: &PassReport) -> bool {
-    report.outcomes.iter().any(|o| {
-        crate::deadlines::RESOURCES.contains(&o.resource)
-            && o.stats.records_changed + o.stats.records_deleted > 0
-    })
-}
-
 /// Resources a pass lists at once into PostgreSQL (see `Engine::pass`).
 const PG_RESOURCES_AT_ONCE: usize = 3;
 

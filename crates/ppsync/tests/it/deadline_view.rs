@@ -1,6 +1,7 @@
 //! `upcoming_deadlines` is the engine's own list (`ppsync deadlines --json`), every source
 //! (contacts' and accounts' custom Date fields too), in the firm's zone and in UTC, kept current
-//! by the passes: a changed zone, a moved field and a deleted record rewrite it.
+//! by the passes: a page writes its records' rows, a deleted record's go, a changed zone rewrites
+//! them all.
 
 use ppsync::store::Backend;
 use ppsync::time::{canonical, parse_api_time};
@@ -199,6 +200,13 @@ async fn upcoming_deadlines_is_the_engines_list_in_local_and_utc() {
     let cli = cli_rows(&app).await;
     assert_eq!(rows, cli, "upcoming_deadlines after a pass");
     assert_overview_follows(store, &cli).await;
+    // The first backfill's pages wrote them, each with its records: the table was seeded empty
+    // (row_count 0) and never rewritten whole.
+    assert_eq!(
+        count(store, "SELECT row_count FROM deadline_rows_state").await,
+        0,
+        "a first backfill rewrote deadline_rows whole"
+    );
     let sources = |rows: &[Vec<Option<String>>], table: &str| -> usize {
         rows.iter()
             .filter(|r| r[1].as_deref() == Some(table))
@@ -334,6 +342,42 @@ async fn upcoming_deadlines_is_the_engines_list_in_local_and_utc() {
         parse_api_time("2031-07-14T23:00:00")
             .map(canonical)
             .as_deref()
+    );
+
+    // An incremental pass: a completed task's deadline goes, a rescheduled one's moves, with
+    // the pages that bring them.
+    let open: Vec<String> = rows
+        .iter()
+        .filter(|r| r[1].as_deref() == Some("tasks"))
+        .filter_map(|r| r[2].clone())
+        .take(2)
+        .collect();
+    assert_eq!(open.len(), 2, "two open tasks with a due date");
+    sim.edit("tasks", &open[0], json!({"status": "Completed"}))
+        .unwrap();
+    sim.edit(
+        "tasks",
+        &open[1],
+        json!({"due_date": "2032-02-03T10:00:00"}),
+    )
+    .unwrap();
+    assert_clean(&app.pass().await);
+    let rows = view_rows(store).await;
+    assert_eq!(
+        rows,
+        cli_rows(&app).await,
+        "upcoming_deadlines after an incremental pass"
+    );
+    assert!(
+        of(&rows, &open[0]).is_empty(),
+        "a completed task's deadline stays"
+    );
+    assert_eq!(
+        of(&rows, &open[1])
+            .iter()
+            .map(|r| r[11].as_deref())
+            .collect::<Vec<_>>(),
+        [Some("2032-02-03")]
     );
 }
 
