@@ -35,6 +35,8 @@ use ppsync::time::{BoxFuture, Clock, parse_api_time};
 use serde_json::Value;
 
 fn main() {
+    // The engine runs in this process: with the allocator settings the ppsync binary has.
+    ppsync::memory::cap_malloc_arenas();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--sim-child") {
         sim_child(&args[1..]);

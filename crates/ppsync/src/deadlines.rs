@@ -377,8 +377,10 @@ impl Sources {
     /// What `deadline_rows` depends on besides the records: the zone and the sources (lead
     /// times do not change a deadline). Stored with the rows; a different one rewrites them.
     pub fn fingerprint(&self) -> String {
+        // `rows=2`: rows kept by pages since; a table written before (whole, at passes' ends)
+        // is rewritten once, in case a pass ended before its rewrite.
         format!(
-            "zone={} tasks={} events={} statute={} matter_fields={:?} contact_fields={:?} account_fields={:?}",
+            "rows=2 zone={} tasks={} events={} statute={} matter_fields={:?} contact_fields={:?} account_fields={:?}",
             self.zone.name(),
             self.tasks,
             self.events,

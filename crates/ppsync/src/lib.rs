@@ -30,6 +30,7 @@ pub mod demo;
 pub mod fleet;
 pub mod logging;
 mod login;
+pub mod memory;
 pub mod notify;
 pub mod probe;
 pub mod progress;

@@ -7,6 +7,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    ppsync::memory::cap_malloc_arenas();
     let cli = ppsync::cli::Cli::parse();
     // Both reqwest (TLS) and sqlx link aws-lc-rs; installing it explicitly avoids the
     // "cannot determine the CryptoProvider" panic if another provider ever joins the graph.

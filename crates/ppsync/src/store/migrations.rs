@@ -72,6 +72,11 @@ pub(super) const SQLITE: &[Source] = &[
         "deadline rows",
         include_str!("../../migrations/sqlite/0011_deadline_rows.sql"),
     ),
+    (
+        12,
+        "deadline rows per record",
+        include_str!("../../migrations/sqlite/0012_deadline_rows_per_record.sql"),
+    ),
 ];
 
 pub(super) const POSTGRES: &[Source] = &[
@@ -124,6 +129,11 @@ pub(super) const POSTGRES: &[Source] = &[
         10,
         "deferred indexes",
         include_str!("../../migrations/postgres/0010_deferred_indexes.sql"),
+    ),
+    (
+        11,
+        "deadline rows per record",
+        include_str!("../../migrations/postgres/0011_deadline_rows_per_record.sql"),
     ),
 ];
 
