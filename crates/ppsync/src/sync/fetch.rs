@@ -350,12 +350,14 @@ impl PageWrite<'_> {
             tx.enqueue(&items, now).await?;
         }
         if !fresh.is_empty() && self.deadlines.covers(res.name) {
-            // `deadline_rows` kept with the records, in their transaction.
-            let jsonb = tx.backend() == crate::store::Backend::Postgres;
-            let (ids, rows) =
-                crate::deadlines::rows_of(self.deadlines, res.name, batch, &fresh, jsonb);
-            tx.replace_deadline_rows(res.name, &ids, &rows, &self.deadline_sources)
-                .await?;
+            // `deadline_rows` kept with the records, in their transaction (unless a whole
+            // rewrite is due: SQLite's first backfill, new sources).
+            if tx.keeps_deadline_rows(&self.deadline_sources).await? {
+                let jsonb = tx.backend() == crate::store::Backend::Postgres;
+                let (ids, rows) =
+                    crate::deadlines::rows_of(self.deadlines, res.name, batch, &fresh, jsonb);
+                tx.replace_deadline_rows(res.name, &ids, &rows).await?;
+            }
             let (items, cancels) =
                 crate::notify::for_deadlines(self.deadlines, res, batch, &fresh, now, suppressed);
             tx.cancel_deadlines(&cancels).await?;

@@ -175,8 +175,9 @@ impl Engine {
             }
         };
         report.cycle = cycle;
-        // A mirror with no record a deadline comes from has no deadline: noted so, its pages keep
-        // `deadline_rows` from the first on, and a first backfill ends without a whole rewrite.
+        // A mirror with no record a deadline comes from has no deadline: noted so (PostgreSQL), its
+        // pages keep `deadline_rows` from the first on, and a first backfill ends without a
+        // whole rewrite.
         let sources = &self.cfg.deadlines;
         let tables: Vec<&str> = crate::deadlines::RESOURCES
             .into_iter()
