@@ -77,6 +77,21 @@ fn encode(rows: &[DeadlineRow]) -> Result<Vec<u8>> {
     Ok(b.finish())
 }
 
+/// Locks `deadline_rows` (`table`) on PostgreSQL in `mode` until the transaction ends: rewrites
+/// and seedings take EXCLUSIVE, page transactions ROW EXCLUSIVE (see their callers).
+async fn lock(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    table: &str,
+    mode: &str,
+) -> Result<()> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "LOCK TABLE {table} IN {mode} MODE"
+    )))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Inserts `rows` into `into` (`deadline_rows` or the stage).
 async fn insert(tx: &mut TxInner, into: &str, rows: &[DeadlineRow]) -> Result<()> {
     match tx {
@@ -130,11 +145,7 @@ impl Tx {
             // Waits for a rewrite or a seeding under way (EXCLUSIVE) and reads the sources it
             // committed: rows written here are never left out of, or doubled by, a whole rewrite.
             // Page transactions do not wait for one another (ROW EXCLUSIVE).
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "LOCK TABLE {table} IN ROW EXCLUSIVE MODE"
-            )))
-            .execute(&mut **tx)
-            .await?;
+            lock(tx, &table, "ROW EXCLUSIVE").await?;
         }
         let sql = format!("SELECT sources FROM {state} WHERE id = 1");
         let written: Option<String> = on!(TxInner, &mut self.tx, tx => {
@@ -229,11 +240,7 @@ impl Store {
         if let TxInner::Pg(t) = &mut tx.tx {
             // A page transaction that found no sources holds ROW EXCLUSIVE until it commits:
             // waiting for it, the records it wrote are seen below (and nothing is seeded).
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "LOCK TABLE {table} IN EXCLUSIVE MODE"
-            )))
-            .execute(&mut **t)
-            .await?;
+            lock(t, &table, "EXCLUSIVE").await?;
         }
         let mut probes = vec![format!("SELECT sources FROM {state} WHERE id = 1")];
         probes.extend(
@@ -276,11 +283,7 @@ impl Store {
                 // Two processes rewriting at once (a CLI pass beside the daemon): without it, the
                 // second one's changes would be made against a set the first is replacing, and
                 // both sets would stay. SQLite's transactions take the write lock at BEGIN.
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "LOCK TABLE {table} IN EXCLUSIVE MODE"
-                )))
-                .execute(&mut **t)
-                .await?;
+                lock(t, &table, "EXCLUSIVE").await?;
                 // An empty table (the first rewrite, after a first backfill) takes the rows
                 // straight in: staging them and comparing every row as text cost 0.46 s of a
                 // 3.3 s backfill at scale 1, to find that all are new.

@@ -196,9 +196,9 @@ async fn render(store: &Store) -> String {
          read the tables at query time (nothing is copied), except `upcoming_deadlines`: it reads \
          `deadline_rows`, the engine's own deadlines in the firm's zone (`time_zone`) and in UTC, \
          which ppsync keeps in each page's transaction (a record's deadlines are written with \
-         it, a deleted record's removed with its mark) and rewrites whole, in one transaction, \
+         it, a deleted record's removed with its mark) and writes whole, in one transaction, \
          whenever the zone or the `[deadlines]` sources change (at the next pass, or when the \
-         daemon starts). `matter_overview` \
+         daemon starts) and, on SQLite, at the end of a first backfill. `matter_overview` \
          takes its next deadline from `deadline_rows` too, and is the only view that reads a clock \
          (the database's, for that next deadline); filter `upcoming_deadlines` on `due_at` or \
          `local_date` with the time you mean. Custom field dates are read to the millisecond on \

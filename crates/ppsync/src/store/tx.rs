@@ -67,6 +67,7 @@ impl Store {
 }
 
 impl Tx {
+    /// The backend this transaction runs on (as `Store::backend`).
     pub fn backend(&self) -> super::Backend {
         match self.tx {
             TxInner::Sqlite(_) => super::Backend::Sqlite,

@@ -488,7 +488,6 @@ impl Engine {
     }
 }
 
-/// Whether the pass changed a record a deadline comes from.
 /// Resources a pass lists at once into PostgreSQL (see `Engine::pass`).
 const PG_RESOURCES_AT_ONCE: usize = 3;
 

@@ -289,7 +289,7 @@ async fn upcoming_deadlines_is_the_engines_list_in_local_and_utc() {
     sim.edit("matters", &id, json!({"custom_field_values": fields}))
         .unwrap();
     sim.delete("contacts", &contact_id).unwrap();
-    // PostgreSQL: the row versions before the rewrite, to tell which rows it wrote.
+    // PostgreSQL: the row versions before the pass, to tell which rows it wrote.
     let pg_versions = if store.backend() == Backend::Postgres {
         rows_text(store, "SELECT xmin::text FROM deadline_rows").await
     } else {
